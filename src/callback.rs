@@ -1,0 +1,400 @@
+//! The loopback listener that catches the browser's redirect after consent.
+//!
+//! It answers only the redirect URI's path, only with the right `state`, only to a loopback
+//! `Host` (against DNS rebinding), reads at most a few KiB per request, and serves each
+//! connection in its own task, so a slow or hostile client cannot hold up the real callback.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::config::{LoopbackHost, Redirect};
+
+/// A request head (request line and headers) larger than this is refused.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// A client that has not sent its request head by then is dropped.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed at once.
+const MAX_CONNECTIONS: usize = 64;
+
+/// What the redirect must look like.
+#[derive(Debug, Clone)]
+pub struct Expected {
+    pub path: String,
+    pub state: String,
+    pub port: u16,
+}
+
+/// The outcome of consent, as the authorization server reported it through the browser.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Callback {
+    Code(String),
+    Denied { error: String, description: Option<String> },
+}
+
+/// What to do with one request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    Callback(Callback),
+    Reject { status: u16, message: &'static str },
+}
+
+/// The parts of a request head the listener looks at.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Head<'a> {
+    pub method: &'a str,
+    pub target: &'a str,
+    pub host: Option<&'a str>,
+}
+
+/// Parses a request head; `None` if it is not HTTP/1.x.
+pub fn parse_head(head: &str) -> Option<Head<'_>> {
+    let mut lines = head.split("\r\n").flat_map(|l| l.split('\n'));
+    let mut request = lines.next()?.split(' ');
+    let (method, target, version) = (request.next()?, request.next()?, request.next()?);
+    if request.next().is_some() || !version.starts_with("HTTP/1.") || method.is_empty() {
+        return None;
+    }
+    let host = lines.find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.trim().eq_ignore_ascii_case("host").then(|| value.trim())
+    });
+    Some(Head { method, target, host })
+}
+
+/// Decides what a request gets. Only a GET of the redirect path with the right state, sent
+/// to a loopback host name, reaches the login.
+pub fn route(head: &Head<'_>, expected: &Expected) -> Route {
+    let reject = |status, message| Route::Reject { status, message };
+    if !head.host.is_some_and(|h| host_allowed(h, expected.port)) {
+        return reject(400, "This listener only answers requests sent to localhost.");
+    }
+    let (path, query) = head.target.split_once('?').unwrap_or((head.target, ""));
+    if path != expected.path {
+        return reject(404, "Not found.");
+    }
+    if head.method != "GET" {
+        return reject(405, "Only GET is answered here.");
+    }
+    let mut state = None;
+    let (mut code, mut error, mut description) = (None, None, None);
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        match &*key {
+            "state" => state = Some(value),
+            "code" => code = Some(value),
+            "error" => error = Some(value),
+            "error_description" => description = Some(value),
+            _ => {}
+        }
+    }
+    if state.as_deref() != Some(expected.state.as_str()) {
+        return reject(
+            400,
+            "This request does not belong to the login atl-token started (state does not match). \
+             atl-token is still waiting: use the link it printed.",
+        );
+    }
+    match (code, error) {
+        (_, Some(error)) => Route::Callback(Callback::Denied {
+            error: error.into_owned(),
+            description: description.map(|d| d.into_owned()),
+        }),
+        (Some(code), None) if !code.is_empty() => Route::Callback(Callback::Code(code.into_owned())),
+        _ => reject(400, "The redirect holds neither a code nor an error."),
+    }
+}
+
+fn host_allowed(host: &str, port: u16) -> bool {
+    let (name, host_port) = match host.rsplit_once(':') {
+        Some((name, p)) if !name.ends_with(':') && !p.contains(']') => (name, p.parse::<u16>().ok()),
+        _ => (host, Some(80)),
+    };
+    let name = name.to_ascii_lowercase();
+    host_port == Some(port) && matches!(name.as_str(), "localhost" | "127.0.0.1" | "[::1]")
+}
+
+/// Escapes text for an HTML page.
+pub fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A whole HTTP response with a short HTML page.
+pub fn page(status: u16, title: &str, message: &str) -> Vec<u8> {
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        _ => "Error",
+    };
+    let body = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title></head>\n\
+         <body><h1>{t}</h1><p>{m}</p></body></html>\n",
+        t = html_escape(title),
+        m = html_escape(message)
+    );
+    format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n\
+         Content-Length: {}\r\nCache-Control: no-store\r\nReferrer-Policy: no-referrer\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// A callback that passed every check, with the browser's connection to answer on.
+pub struct Arrival {
+    pub callback: Callback,
+    pub browser: TcpStream,
+}
+
+impl Arrival {
+    /// Tells the browser how it went. A browser that has gone away is no error.
+    pub async fn answer(mut self, status: u16, title: &str, message: &str) {
+        let _ = self.browser.write_all(&page(status, title, message)).await;
+        let _ = self.browser.shutdown().await;
+    }
+}
+
+/// The listening sockets; dropping it stops listening.
+pub struct Listener {
+    arrivals: mpsc::Receiver<Arrival>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Listener {
+    /// Binds the redirect URI's port on loopback: 127.0.0.1 and/or ::1.
+    pub async fn bind(redirect: &Redirect, state: String) -> Result<Self> {
+        let port = redirect.port;
+        let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
+        let in_use = |addr: SocketAddr, e: io::Error| {
+            let hint = if e.kind() == io::ErrorKind::AddrInUse {
+                format!(
+                    "port {port} is in use by another program: stop it, or pick a free port with {}",
+                    redirect.port_origin
+                )
+            } else {
+                format!("cannot listen on port {port} (set by {})", redirect.port_origin)
+            };
+            anyhow!(e).context(format!("{hint} (address {addr})"))
+        };
+        let mut sockets = Vec::new();
+        match redirect.host {
+            LoopbackHost::V4 => sockets.push(TcpListener::bind(v4).await.map_err(|e| in_use(v4, e))?),
+            LoopbackHost::V6 => sockets.push(TcpListener::bind(v6).await.map_err(|e| in_use(v6, e))?),
+            LoopbackHost::Localhost => {
+                sockets.push(TcpListener::bind(v4).await.map_err(|e| in_use(v4, e))?);
+                // A machine without IPv6 still serves localhost on 127.0.0.1; only a port
+                // taken on ::1 by someone else is an error.
+                match TcpListener::bind(v6).await {
+                    Ok(socket) => sockets.push(socket),
+                    Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(in_use(v6, e)),
+                    Err(_) => {}
+                }
+            }
+        }
+
+        let expected = Arc::new(Expected { path: redirect.path.clone(), state, port });
+        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let (sender, arrivals) = mpsc::channel(1);
+        let tasks = sockets
+            .into_iter()
+            .map(|socket| {
+                tokio::spawn(accept_loop(socket, expected.clone(), permits.clone(), sender.clone()))
+            })
+            .collect();
+        Ok(Self { arrivals, tasks })
+    }
+
+    /// The next callback with the right state.
+    pub async fn next(&mut self) -> Result<Arrival> {
+        self.arrivals.recv().await.context("the loopback listener stopped")
+    }
+}
+
+async fn accept_loop(
+    socket: TcpListener,
+    expected: Arc<Expected>,
+    permits: Arc<Semaphore>,
+    sender: mpsc::Sender<Arrival>,
+) {
+    loop {
+        let Ok((stream, _)) = socket.accept().await else {
+            // Out of file descriptors or similar: wait a little rather than spin.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue; // too many at once: drop this one
+        };
+        let (expected, sender) = (expected.clone(), sender.clone());
+        tokio::spawn(async move {
+            serve(stream, &expected, &sender).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn serve(mut stream: TcpStream, expected: &Expected, sender: &mpsc::Sender<Arrival>) {
+    let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(status)) => return reply(stream, status, "That request could not be read.").await,
+        Err(_) => return, // too slow: drop it
+    };
+    let route = match parse_head(&head) {
+        Some(head) => route(&head, expected),
+        None => Route::Reject { status: 400, message: "That is not an HTTP request." },
+    };
+    match route {
+        Route::Reject { status, message } => reply(stream, status, message).await,
+        Route::Callback(callback) => {
+            // Only the first good callback is taken; the login has ended for any later one.
+            let _ = sender.try_send(Arrival { callback, browser: stream });
+        }
+    }
+}
+
+async fn reply(mut stream: TcpStream, status: u16, message: &str) {
+    let _ = stream.write_all(&page(status, "atl-token", message)).await;
+    let _ = stream.shutdown().await;
+}
+
+/// Reads up to the blank line that ends the head. Errors carry the HTTP status to answer.
+async fn read_head(stream: &mut TcpStream) -> Result<String, u16> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    loop {
+        let n = stream.read(&mut chunk).await.map_err(|_| 400u16)?;
+        if n == 0 {
+            return Err(400);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let end = buf
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .or_else(|| buf.windows(2).position(|w| w == b"\n\n"));
+        if let Some(end) = end {
+            buf.truncate(end);
+            return String::from_utf8(buf).map_err(|_| 400);
+        }
+        if buf.len() > MAX_HEAD_BYTES {
+            return Err(431);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expected() -> Expected {
+        Expected { path: "/".into(), state: "s1".into(), port: 8014 }
+    }
+
+    fn route_of(request: &str) -> Route {
+        route(&parse_head(request).expect("parses"), &expected())
+    }
+
+    const HOST: &str = "\r\nHost: localhost:8014\r\n";
+
+    #[test]
+    fn the_right_callback_yields_the_code() {
+        let r = route_of(&format!("GET /?code=abc%2F1&state=s1 HTTP/1.1{HOST}"));
+        assert_eq!(r, Route::Callback(Callback::Code("abc/1".into())));
+        let r = route(
+            &parse_head("GET /cb?state=s1&code=x HTTP/1.1\nhost: 127.0.0.1:9\n").expect("parses"),
+            &Expected { path: "/cb".into(), state: "s1".into(), port: 9 },
+        );
+        assert_eq!(r, Route::Callback(Callback::Code("x".into())));
+    }
+
+    #[test]
+    fn a_denial_carries_error_and_description() {
+        let r = route_of(&format!(
+            "GET /?error=access_denied&error_description=User+said+%3Cno%3E&state=s1 HTTP/1.1{HOST}"
+        ));
+        assert_eq!(
+            r,
+            Route::Callback(Callback::Denied {
+                error: "access_denied".into(),
+                description: Some("User said <no>".into())
+            })
+        );
+    }
+
+    #[test]
+    fn wrong_or_missing_state_is_refused() {
+        for q in ["code=abc&state=s2", "code=abc", "code=abc&state=", "state=s1"] {
+            let r = route_of(&format!("GET /?{q} HTTP/1.1{HOST}"));
+            assert!(matches!(r, Route::Reject { status: 400, .. }), "{q}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn other_paths_methods_and_hosts_are_refused() {
+        assert!(matches!(
+            route_of(&format!("GET /favicon.ico HTTP/1.1{HOST}")),
+            Route::Reject { status: 404, .. }
+        ));
+        assert!(matches!(
+            route_of(&format!("POST /?code=a&state=s1 HTTP/1.1{HOST}")),
+            Route::Reject { status: 405, .. }
+        ));
+        for host in ["evil.example:8014", "localhost:8015", "localhost", "127.0.0.2:8014", "localhost:8014:1"]
+        {
+            let r = route_of(&format!("GET /?code=a&state=s1 HTTP/1.1\r\nHost: {host}\r\n"));
+            assert!(matches!(r, Route::Reject { status: 400, .. }), "{host}: {r:?}");
+        }
+        assert!(matches!(route_of("GET /?code=a&state=s1 HTTP/1.1\r\n"), Route::Reject { status: 400, .. }));
+        assert!(matches!(
+            route_of("GET /?code=a&state=s1 HTTP/1.1\r\nHost: [::1]:8014\r\n"),
+            Route::Callback(_)
+        ));
+    }
+
+    #[test]
+    fn garbage_is_not_a_request() {
+        for head in
+            ["", "GET", "GET /", "GET / FTP/1.0", "GET  / HTTP/1.1", "\u{0}\u{1}", "GET / HTTP/1.1 extra"]
+        {
+            assert_eq!(parse_head(head), None, "{head:?}");
+        }
+    }
+
+    #[test]
+    fn pages_escape_what_the_server_sent() {
+        let page =
+            String::from_utf8(page(400, "Login failed", "<script>alert('x')</script> & more")).expect("utf8");
+        assert!(page.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+        assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"));
+        let (head, body) = page.split_once("\r\n\r\n").expect("head and body");
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+    }
+}

@@ -1,0 +1,144 @@
+//! Command-line arguments. The doc comments here are the `--help` text.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0    success
+  1    network, server or file-system failure (trying again later may work)
+  2    usage or configuration error, found before any network call
+  4    no usable token: run `atl-token login`
+  130  interrupted (Ctrl-C)";
+
+/// Gets, keeps and hands out OAuth tokens for Atlassian products.
+///
+/// Configuration comes from flags, then the process environment, then the env file
+/// (--env-file, else $ATL_ENV_FILE, else ./.env, else ~/.config/atl-token/.env).
+#[derive(Debug, Parser)]
+#[command(name = "atl-token", version, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// The env file to read settings from.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
+
+    /// The token file (overrides ATL_TOKEN_FILE); relative to the current folder.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Sign in through the browser once and save the token file.
+    #[command(after_help = EXIT_CODES)]
+    Login(LoginArgs),
+    /// Trade the refresh token for a new token pair (for cron).
+    #[command(after_help = EXIT_CODES)]
+    Refresh(RefreshArgs),
+    /// Print the access token (refreshing it first when it is about to expire).
+    #[command(after_help = EXIT_CODES)]
+    Print(PrintArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Only print the authorization URL; do not open a browser.
+    #[arg(long)]
+    pub no_browser: bool,
+
+    /// Give up when the browser has not come back after this long (e.g. 90s, 10m).
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RefreshArgs {
+    /// Skip the refresh while the access token is valid for at least --min-valid.
+    #[arg(long)]
+    pub if_needed: bool,
+
+    /// With --if-needed: the validity left that makes a refresh unnecessary.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    pub min_valid: Duration,
+
+    /// Print nothing on success (errors still go to stderr).
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PrintArgs {
+    #[command(flatten)]
+    pub what: What,
+
+    /// Refresh first when the access token has less than this left.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    pub min_valid: Duration,
+
+    /// Never refresh: fail (exit 1) when the access token has expired or is about to.
+    #[arg(long)]
+    pub no_refresh: bool,
+}
+
+/// What `print` writes to stdout. One at most; the access token when none is given.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub struct What {
+    /// The access token (the default).
+    #[arg(long)]
+    pub access: bool,
+    /// The refresh token.
+    #[arg(long)]
+    pub refresh: bool,
+    /// An HTTP header line: `Authorization: Bearer <access token>`.
+    #[arg(long)]
+    pub header: bool,
+    /// The token file's JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    crate::duration::parse(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_need_units() {
+        let cli = Cli::try_parse_from(["atl-token", "login", "--timeout", "90s"]).expect("parses");
+        let Command::Login(login) = cli.command else { panic!("login") };
+        assert_eq!(login.timeout, Duration::from_secs(90));
+        let err = Cli::try_parse_from(["atl-token", "login", "--timeout", "90"]).unwrap_err();
+        assert!(err.to_string().contains("no unit"), "{err}");
+    }
+
+    #[test]
+    fn print_takes_one_kind_at_most() {
+        assert!(Cli::try_parse_from(["atl-token", "print", "--access", "--json"]).is_err());
+        let cli = Cli::try_parse_from(["atl-token", "print"]).expect("parses");
+        let Command::Print(print) = cli.command else { panic!("print") };
+        assert!(!print.what.refresh && !print.what.json && !print.what.header);
+        assert_eq!(print.min_valid, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli =
+            Cli::try_parse_from(["atl-token", "refresh", "-q", "--env-file", "/x/.env"]).expect("parses");
+        assert_eq!(cli.env_file, Some(PathBuf::from("/x/.env")));
+    }
+}

@@ -1,0 +1,112 @@
+//! `atl-token login`: consent in the browser, catch the redirect on loopback, trade the code.
+
+use anyhow::{Result, anyhow};
+
+use crate::callback::{Arrival, Callback, Listener};
+use crate::cli::LoginArgs;
+use crate::config::{Config, OFFLINE_ACCESS, SCOPE};
+use crate::duration::human;
+use crate::exit::Exit;
+use crate::oauth::{self, Grant, TokenError};
+use crate::store::{self, LOCK_WAIT, Store};
+use crate::token::{self, Token};
+use crate::{http, oauth::clean};
+
+pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
+    if config.scope.added_offline_access {
+        eprintln!("note: added `{OFFLINE_ACCESS}` to {}: without it there is no refresh token", SCOPE.name);
+    }
+    let store = Store::new(config.token_file.clone());
+    store::ensure_dir(&store)?;
+    // Prove the token file can be written before the user goes through the browser.
+    let reservation = store.reserve()?;
+
+    let runtime = super::runtime()?;
+    let token = runtime.block_on(async {
+        let state = uuid::Uuid::new_v4().to_string();
+        let mut listener = Listener::bind(&config.redirect, state.clone()).await?;
+        let url = oauth::authorize_url(config, &state);
+        eprintln!("Open this URL in a browser to grant access:\n\n    {url}\n");
+        if !args.no_browser {
+            open_browser(url.as_str());
+        }
+        eprintln!(
+            "Waiting up to {} for the browser to come back to {} (Ctrl-C to stop)...",
+            human(args.timeout),
+            config.redirect.uri
+        );
+
+        let arrival = tokio::select! {
+            arrival = listener.next() => arrival?,
+            () = tokio::time::sleep(args.timeout) => {
+                return Err(anyhow!(
+                    "no answer from the browser within {}: run `atl-token login` again \
+                     (--timeout sets the wait)",
+                    human(args.timeout)
+                ));
+            }
+            _ = tokio::signal::ctrl_c() => return Err(Exit::interrupted("login cancelled").into()),
+        };
+        finish(config, arrival).await
+    })?;
+
+    let _lock = store.lock(LOCK_WAIT)?;
+    reservation.commit(&token)?;
+    eprintln!("Logged in. Token saved to {}", store.path().display());
+    Ok(())
+}
+
+/// Trades the code, answers the browser with the outcome, and returns the new token.
+async fn finish(config: &Config, arrival: Arrival) -> Result<Token> {
+    let code = match &arrival.callback {
+        Callback::Code(code) => code.clone(),
+        Callback::Denied { error, description } => {
+            let error = clean(error);
+            let detail = description.as_deref().map(clean).map(|d| format!(": {d}")).unwrap_or_default();
+            arrival.answer(400, "Access was not granted", &format!("{error}{detail}")).await;
+            return Err(anyhow!("authorization failed: {error}{detail}"));
+        }
+    };
+    let grant = Grant::AuthorizationCode { code: &code, redirect_uri: &config.redirect.uri };
+    match http::request_token(config, grant, http::CODE).await {
+        Ok(answer) => {
+            arrival.answer(200, "Signed in", "atl-token has its token. You can close this tab.").await;
+            Ok(Token::from_response(answer, None, token::now()))
+        }
+        Err(e) => {
+            arrival
+                .answer(400, "Sign-in failed", &format!("The token request failed: {e}. See the terminal."))
+                .await;
+            Err(explain(&e, config))
+        }
+    }
+}
+
+fn explain(error: &TokenError, config: &Config) -> anyhow::Error {
+    match error {
+        TokenError::ClientRejected(_) => super::refresh::client_rejected(error),
+        TokenError::GrantRejected(_) => anyhow!(
+            "the server refused the authorization code ({error}); check that {} matches the callback \
+             URL registered for the app, then run `atl-token login` again",
+            config.redirect.uri
+        ),
+        _ => anyhow!("token endpoint {} failed: {error}", config.token_url),
+    }
+}
+
+/// Opens the URL in a browser where there is a screen; failure only means the user copies it.
+fn open_browser(url: &str) {
+    let has_display = !cfg!(target_os = "linux")
+        || ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    if !has_display {
+        return;
+    }
+    let url = url.to_owned();
+    // Some launchers wait for the browser to exit: a detached thread never holds up the
+    // listener, nor the end of the process.
+    std::thread::spawn(move || {
+        if let Err(e) = webbrowser::open(&url) {
+            eprintln!("(could not open a browser: {e}; open the URL yourself)");
+        }
+    });
+}

@@ -1,0 +1,15 @@
+//! One module per subcommand, and the refresh that `refresh` and `print` share.
+
+pub mod login;
+pub mod print;
+pub mod refresh;
+
+use anyhow::{Context, Result};
+
+/// A current-thread runtime, built only by the paths that make a request or listen.
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

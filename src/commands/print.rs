@@ -1,0 +1,63 @@
+//! `atl-token print`: write a token to stdout, fast, refreshing first only when needed.
+//!
+//! The common path reads one file and writes one line: no async runtime, no HTTP client.
+
+use std::io::Write;
+
+use anyhow::{Context, Result, anyhow};
+
+use crate::cli::PrintArgs;
+use crate::commands::refresh::{self, When};
+use crate::config::Config;
+use crate::duration::human;
+use crate::exit::Exit;
+use crate::store::Store;
+use crate::token::{self, Token};
+
+pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
+    let store = Store::new(config.token_file.clone());
+    let stored = store.load_existing()?;
+    let remaining = stored.remaining(token::now());
+
+    if remaining >= args.min_valid {
+        return output(args, &stored.token, &stored.bytes, &store);
+    }
+    if args.no_refresh {
+        let state = if remaining.is_zero() {
+            "has expired (or its expiry is unknown)".to_owned()
+        } else {
+            format!("expires in {}", human(remaining))
+        };
+        return Err(anyhow!(
+            "the access token in {} {state}, and --no-refresh was given: run `atl-token refresh`",
+            store.path().display()
+        ));
+    }
+    let outcome = refresh::refresh(config, &store, When::ExpiresWithin(args.min_valid))?;
+    let token = outcome.token();
+    output(args, token, &token.to_bytes(), &store)
+}
+
+fn output(args: &PrintArgs, token: &Token, file_bytes: &[u8], store: &Store) -> Result<()> {
+    let missing = |what: &str| {
+        Exit::login_required(format!(
+            "{} holds no {what} (it may hold an error answer an older script saved): run `atl-token login`",
+            store.path().display()
+        ))
+    };
+    let mut stdout = std::io::stdout().lock();
+    let written = if args.what.json {
+        stdout.write_all(file_bytes)
+    } else if args.what.refresh {
+        let refresh = token.refresh_token().ok_or_else(|| missing("refresh token"))?;
+        writeln!(stdout, "{refresh}")
+    } else {
+        let access = token.access_token().ok_or_else(|| missing("access token"))?;
+        if args.what.header {
+            writeln!(stdout, "Authorization: Bearer {access}")
+        } else {
+            writeln!(stdout, "{access}")
+        }
+    };
+    written.and_then(|()| stdout.flush()).context("cannot write to stdout")
+}

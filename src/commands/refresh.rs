@@ -1,0 +1,116 @@
+//! `atl-token refresh`: trade the refresh token for a new pair, under the lock.
+
+use std::time::Duration;
+
+use anyhow::{Result, anyhow};
+
+use crate::cli::RefreshArgs;
+use crate::config::{CLIENT_ID, CLIENT_SECRET, Config};
+use crate::duration::human;
+use crate::exit::Exit;
+use crate::http;
+use crate::oauth::{Grant, TokenError};
+use crate::store::{LOCK_WAIT, Store};
+use crate::token::{self, Token};
+
+pub fn run(config: &Config, args: &RefreshArgs) -> Result<()> {
+    let store = Store::new(config.token_file.clone());
+    let when = if args.if_needed { When::ExpiresWithin(args.min_valid) } else { When::Always };
+    let outcome = refresh(config, &store, when)?;
+    if !args.quiet {
+        let path = store.path().display();
+        match outcome {
+            Outcome::StillValid { remaining, .. } => {
+                eprintln!("access token in {path} is valid for {}: not refreshed", human(remaining));
+            }
+            Outcome::Refreshed(token) => match token.expires_at() {
+                Some(at) => eprintln!(
+                    "refreshed {path}: access token valid for {}",
+                    human(Duration::from_secs(at.saturating_sub(token::now())))
+                ),
+                None => eprintln!("refreshed {path}"),
+            },
+        }
+    }
+    Ok(())
+}
+
+/// When a refresh is due.
+#[derive(Debug, Clone, Copy)]
+pub enum When {
+    Always,
+    /// Only if the access token has less than this left (or its expiry is unknown).
+    ExpiresWithin(Duration),
+}
+
+/// What [`refresh`] did.
+#[derive(Debug)]
+pub enum Outcome {
+    StillValid { token: Token, remaining: Duration },
+    Refreshed(Token),
+}
+
+impl Outcome {
+    pub fn token(&self) -> &Token {
+        match self {
+            Self::StillValid { token, .. } | Self::Refreshed(token) => token,
+        }
+    }
+}
+
+/// Refreshes the token file if `when` says so.
+///
+/// Everything from reading the file to replacing it happens under the lock, and the file is
+/// read after the lock is taken, so concurrent callers queue up and each one spends the
+/// newest refresh token (or finds the token fresh and spends nothing). The temp file for the
+/// answer is created before the request, so a full disk fails the run before the refresh
+/// token is spent. An error answer never touches the file.
+pub fn refresh(config: &Config, store: &Store, when: When) -> Result<Outcome> {
+    let _lock = store.lock(LOCK_WAIT)?;
+    let stored = store.load_existing()?;
+    let path = store.path().display();
+
+    if let When::ExpiresWithin(margin) = when {
+        let remaining = stored.remaining(token::now());
+        if remaining >= margin {
+            return Ok(Outcome::StillValid { token: stored.token, remaining });
+        }
+    }
+    let refresh_token = stored.token.refresh_token().ok_or_else(|| {
+        Exit::login_required(format!(
+            "{path} holds no refresh token (was `offline_access` in the scope?): run `atl-token login`"
+        ))
+    })?;
+
+    let reservation = store.reserve()?;
+    let answer = super::runtime()?
+        .block_on(http::request_token(config, Grant::RefreshToken(refresh_token), http::REFRESH))
+        .map_err(|e| explain(e, config, &path.to_string()))?;
+    let token = Token::from_response(answer, Some(&stored.token), token::now());
+    reservation.commit(&token)?;
+    Ok(Outcome::Refreshed(token))
+}
+
+/// Turns a failed token request into an error a person can act on, with its exit code.
+pub fn explain(error: TokenError, config: &Config, token_file: &str) -> anyhow::Error {
+    let url = &config.token_url;
+    match error {
+        TokenError::GrantRejected(e) => Exit::login_required(format!(
+            "the server rejected the refresh token in {token_file} ({e}); it has expired, been revoked \
+             or been used already: run `atl-token login`"
+        ))
+        .into(),
+        e @ TokenError::ClientRejected(_) => client_rejected(&e),
+        TokenError::Transient { detail, .. } => {
+            anyhow!(
+                "token endpoint {url} failed, also after retrying: {detail}; the token file was not changed"
+            )
+        }
+        e => anyhow!("token endpoint {url} answered with an error: {e}; the token file was not changed"),
+    }
+}
+
+/// The message for a wrong client id or secret.
+pub fn client_rejected(error: &TokenError) -> anyhow::Error {
+    anyhow!("client credentials rejected ({error}): check {} and {}", CLIENT_ID.name, CLIENT_SECRET.name)
+}

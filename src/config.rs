@@ -1,0 +1,579 @@
+//! Configuration: the keys, where each value comes from (flags > process environment >
+//! env file > defaults), and their validation into a typed [`Config`].
+//!
+//! [`load`] is the only part that touches the file system and the environment; [`resolve`]
+//! is pure and takes everything it reads as parameters.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::{Host, Url};
+
+use crate::envfile;
+use crate::exit::Exit;
+use crate::secret::Secret;
+
+/// A configuration key, with the name the seed's bash script used for it, if any.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub name: &'static str,
+    pub alias: Option<&'static str>,
+}
+
+const fn key(name: &'static str, alias: Option<&'static str>) -> Key {
+    Key { name, alias }
+}
+
+pub const CLIENT_ID: Key = key("ATL_CLIENT_ID", Some("JIRA_CLIENT_ID"));
+pub const CLIENT_SECRET: Key = key("ATL_CLIENT_SECRET", Some("JIRA_CLIENT_SECRET"));
+pub const SCOPE: Key = key("ATL_SCOPE", Some("JIRA_SCOPE"));
+pub const SITE: Key = key("ATL_SITE", Some("JIRA_DOMAIN"));
+pub const PORT: Key = key("ATL_PORT", Some("REFRESH_PORT"));
+pub const REDIRECT_URI: Key = key("ATL_REDIRECT_URI", None);
+pub const TOKEN_FILE: Key = key("ATL_TOKEN_FILE", Some("TOKEN_FILE_NAME"));
+pub const AUTHORIZE_URL: Key = key("ATL_AUTHORIZE_URL", None);
+pub const TOKEN_URL: Key = key("ATL_TOKEN_URL", None);
+pub const API_URL: Key = key("ATL_API_URL", None);
+pub const TOKEN_BODY: Key = key("ATL_TOKEN_BODY", None);
+pub const HTTP_TIMEOUT: Key = key("ATL_HTTP_TIMEOUT", None);
+
+/// The environment variable that names the env file when `--env-file` is not given.
+pub const ENV_FILE_VAR: &str = "ATL_ENV_FILE";
+
+const DEFAULT_PORT: u16 = 8014;
+const DEFAULT_TOKEN_FILE: &str = "token.json";
+const DEFAULT_AUTHORIZE_URL: &str = "https://auth.atlassian.com/authorize";
+const DEFAULT_TOKEN_URL: &str = "https://auth.atlassian.com/oauth/token";
+const DEFAULT_API_URL: &str = "https://api.atlassian.com";
+/// One HTTP request, connect included, may take this long.
+const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// Without this scope Atlassian issues no refresh token.
+pub const OFFLINE_ACCESS: &str = "offline_access";
+
+/// Everything the commands need, validated. Nothing past [`load`] reads the environment.
+#[derive(Debug)]
+pub struct Config {
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scope: Scope,
+    /// The Atlassian site, e.g. `https://your-site.atlassian.net`.
+    #[allow(dead_code, reason = "picks the cloud id once site discovery lands")]
+    pub site: Option<Url>,
+    pub redirect: Redirect,
+    pub token_file: PathBuf,
+    pub authorize_url: Url,
+    pub token_url: Url,
+    #[allow(dead_code, reason = "used by the API commands of a later release")]
+    pub api_url: Url,
+    pub token_body: BodyFormat,
+    pub http_timeout: Duration,
+}
+
+/// The scopes to ask for, space-separated, duplicates removed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Scope {
+    pub value: String,
+    /// `offline_access` was missing and has been added.
+    pub added_offline_access: bool,
+}
+
+/// The loopback redirect URI that `login` listens on.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Redirect {
+    /// As configured, byte for byte: the server compares it with the registered callback.
+    pub uri: String,
+    pub host: LoopbackHost,
+    pub port: u16,
+    /// The path the listener answers, e.g. `/` or `/callback`.
+    pub path: String,
+    /// Which setting decided the port, for "port in use" messages.
+    pub port_origin: String,
+}
+
+/// The loopback names a redirect URI may use, and so the addresses to listen on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoopbackHost {
+    /// `localhost`: browsers may resolve it to 127.0.0.1 or ::1, so both are served.
+    Localhost,
+    V4,
+    V6,
+}
+
+/// How the token endpoint wants its request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// `application/json`, as Atlassian documents for Cloud.
+    Json,
+    /// `application/x-www-form-urlencoded`, as RFC 6749 says.
+    Form,
+}
+
+/// An env file that was found and read.
+#[derive(Debug)]
+pub struct EnvFile {
+    pub path: PathBuf,
+    pub vars: Vec<(String, String)>,
+}
+
+/// Everything [`resolve`] reads, gathered by [`load`] (or by a test).
+pub struct Sources<'a> {
+    /// `--token-file`, relative to `cwd`.
+    pub token_file_flag: Option<&'a Path>,
+    /// The process environment.
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// The env file, if one was found.
+    pub file: Option<&'a EnvFile>,
+    /// The env files looked for, when none was found (for messages).
+    pub searched: &'a [PathBuf],
+    pub cwd: &'a Path,
+}
+
+/// A value and where it was found, e.g. "REFRESH_PORT in /home/me/.env".
+struct Setting {
+    value: String,
+    origin: String,
+}
+
+impl Sources<'_> {
+    /// The value of `key` by precedence: environment before env file, and within each the
+    /// key's own name before its alias. Empty values count as unset.
+    fn get(&self, key: Key) -> Option<Setting> {
+        let names = || std::iter::once(key.name).chain(key.alias);
+        let from_env = names().find_map(|name| {
+            (self.env)(name)
+                .filter(|v| !v.is_empty())
+                .map(|value| Setting { value, origin: format!("{name} in the environment") })
+        });
+        from_env.or_else(|| {
+            let file = self.file?;
+            names().find_map(|name| {
+                // The last assignment in a file wins, as when the shell sources it.
+                file.vars.iter().rev().find(|(k, v)| k == name && !v.is_empty()).map(|(_, value)| Setting {
+                    value: value.clone(),
+                    origin: format!("{name} in {}", file.path.display()),
+                })
+            })
+        })
+    }
+
+    fn require(&self, key: Key) -> Result<Setting, Exit> {
+        self.get(key).ok_or_else(|| {
+            let alias = key.alias.map(|a| format!(" (or {a})")).unwrap_or_default();
+            let place = match (self.file, self.searched) {
+                (Some(file), _) => format!("add it to {}", file.path.display()),
+                (None, []) => "set it in the environment or an env file".to_owned(),
+                (None, searched) => format!(
+                    "no env file was found (looked for {}); create one from .env.example or use --env-file",
+                    display_paths(searched)
+                ),
+            };
+            Exit::usage(format!("{}{alias} is not set: {place}", key.name))
+        })
+    }
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and ")
+}
+
+/// Turns raw settings into a [`Config`], or a usage error naming the key and where it was set.
+pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
+    let client_id = sources.require(CLIENT_ID)?.value;
+    let client_secret = Secret::new(sources.require(CLIENT_SECRET)?.value);
+    let scope = normalize_scope(&sources.require(SCOPE)?.value);
+    let site = sources.get(SITE).map(|s| parse_url(&s)).transpose()?;
+    let redirect = redirect(sources)?;
+
+    let base = sources.file.and_then(|f| f.path.parent()).unwrap_or(sources.cwd);
+    let token_file = match sources.token_file_flag {
+        Some(flag) => sources.cwd.join(flag),
+        None => base.join(sources.get(TOKEN_FILE).map_or(DEFAULT_TOKEN_FILE.into(), |s| s.value)),
+    };
+
+    let url_or = |key: Key, default: &str| match sources.get(key) {
+        Some(setting) => parse_url(&setting),
+        None => Ok(Url::parse(default).expect("default URLs are valid")),
+    };
+    let authorize_url = url_or(AUTHORIZE_URL, DEFAULT_AUTHORIZE_URL)?;
+    let token_url = url_or(TOKEN_URL, DEFAULT_TOKEN_URL)?;
+    let api_url = url_or(API_URL, DEFAULT_API_URL)?;
+
+    let token_body = match sources.get(TOKEN_BODY) {
+        None => BodyFormat::Json,
+        Some(s) => match s.value.to_ascii_lowercase().as_str() {
+            "json" => BodyFormat::Json,
+            "form" => BodyFormat::Form,
+            _ => return Err(invalid(&s, "use json or form")),
+        },
+    };
+    let http_timeout = match sources.get(HTTP_TIMEOUT) {
+        None => DEFAULT_HTTP_TIMEOUT,
+        Some(s) => match s.value.parse::<u64>() {
+            Ok(secs) if secs > 0 => Duration::from_secs(secs),
+            _ => crate::duration::parse(&s.value)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| invalid(&s, "use a number of seconds, e.g. 30"))?,
+        },
+    };
+
+    Ok(Config {
+        client_id,
+        client_secret,
+        scope,
+        site,
+        redirect,
+        token_file,
+        authorize_url,
+        token_url,
+        api_url,
+        token_body,
+        http_timeout,
+    })
+}
+
+fn invalid(setting: &Setting, hint: &str) -> Exit {
+    Exit::usage(format!("{}: '{}' is not valid: {hint}", setting.origin, setting.value))
+}
+
+/// Splits on whitespace, drops repeats (the seed's example lists `offline_access` twice) and
+/// adds `offline_access` when missing.
+fn normalize_scope(raw: &str) -> Scope {
+    let mut scopes: Vec<&str> = Vec::new();
+    for scope in raw.split_whitespace() {
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    let added_offline_access = !scopes.contains(&OFFLINE_ACCESS);
+    if added_offline_access {
+        scopes.push(OFFLINE_ACCESS);
+    }
+    Scope { value: scopes.join(" "), added_offline_access }
+}
+
+/// An absolute http(s) URL; plain http only to a loopback host, since the client secret
+/// and tokens travel in these requests.
+fn parse_url(setting: &Setting) -> Result<Url, Exit> {
+    let url = Url::parse(&setting.value)
+        .map_err(|e| invalid(setting, &format!("{e}; write a full URL such as https://example.com/path")))?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback_host(&url).is_some() => Ok(url),
+        "http" => Err(invalid(setting, "plain http is only allowed to a loopback host; use https")),
+        _ => Err(invalid(setting, "use an http or https URL")),
+    }
+}
+
+fn loopback_host(url: &Url) -> Option<LoopbackHost> {
+    match url.host()? {
+        Host::Domain(d) if d.eq_ignore_ascii_case("localhost") => Some(LoopbackHost::Localhost),
+        Host::Ipv4(ip) if ip.is_loopback() => Some(LoopbackHost::V4),
+        Host::Ipv6(ip) if ip.is_loopback() => Some(LoopbackHost::V6),
+        _ => None,
+    }
+}
+
+fn redirect(sources: &Sources<'_>) -> Result<Redirect, Exit> {
+    let port = sources
+        .get(PORT)
+        .map(|s| match s.value.parse::<u16>() {
+            Ok(p) if p > 0 => Ok((p, s.origin)),
+            _ => Err(invalid(&s, "use a port number from 1 to 65535")),
+        })
+        .transpose()?;
+
+    let Some(setting) = sources.get(REDIRECT_URI) else {
+        let (port, port_origin) = port.unwrap_or((DEFAULT_PORT, format!("the default (set {})", PORT.name)));
+        return Ok(Redirect {
+            uri: format!("http://localhost:{port}"),
+            host: LoopbackHost::Localhost,
+            port,
+            path: "/".to_owned(),
+            port_origin,
+        });
+    };
+
+    let url = Url::parse(&setting.value).map_err(|e| invalid(&setting, &e.to_string()))?;
+    let host = loopback_host(&url).filter(|_| url.scheme() == "http").ok_or_else(|| {
+        invalid(
+            &setting,
+            "the redirect URI must be http on a loopback host (localhost, 127.0.0.1 or [::1]), \
+             where atl-token listens",
+        )
+    })?;
+    let uri_port = url.port_or_known_default().unwrap_or(80);
+    if let Some((port, origin)) = &port
+        && *port != uri_port
+    {
+        return Err(Exit::usage(format!(
+            "{origin} says port {port} but {} uses port {uri_port}: remove one or make them agree",
+            setting.origin
+        )));
+    }
+    Ok(Redirect {
+        uri: setting.value,
+        host,
+        port: uri_port,
+        path: url.path().to_owned(),
+        port_origin: setting.origin,
+    })
+}
+
+/// The env files to try, in order, and whether a missing one is an error (it is when named).
+pub fn env_file_candidates(
+    flag: Option<&Path>,
+    env_var: Option<String>,
+    xdg_config_home: Option<String>,
+    home: Option<String>,
+    cwd: &Path,
+) -> Vec<(PathBuf, bool)> {
+    if let Some(flag) = flag {
+        return vec![(cwd.join(flag), true)];
+    }
+    if let Some(path) = env_var.filter(|v| !v.is_empty()) {
+        return vec![(cwd.join(path), true)];
+    }
+    let mut candidates = vec![(cwd.join(".env"), false)];
+    let config_home = xdg_config_home
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| home.filter(|v| !v.is_empty()).map(|h| Path::new(&h).join(".config")));
+    if let Some(dir) = config_home {
+        candidates.push((dir.join("atl-token").join(".env"), false));
+    }
+    candidates
+}
+
+/// Reads the env file and the process environment, then [`resolve`]s them.
+pub fn load(env_file_flag: Option<&Path>, token_file_flag: Option<&Path>) -> anyhow::Result<Config> {
+    let env = |name: &str| std::env::var(name).ok();
+    let cwd =
+        std::env::current_dir().map_err(|e| anyhow::anyhow!("cannot read the current directory: {e}"))?;
+    let candidates =
+        env_file_candidates(env_file_flag, env(ENV_FILE_VAR), env("XDG_CONFIG_HOME"), env("HOME"), &cwd);
+
+    let mut file = None;
+    for (path, required) in &candidates {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| Exit::usage(format!("{}: not UTF-8 text", path.display())))?;
+                let vars =
+                    envfile::parse(&text).map_err(|e| Exit::usage(format!("{}: {e}", path.display())))?;
+                file = Some(EnvFile { path: path.clone(), vars });
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let how = if env_file_flag.is_some() { "--env-file" } else { ENV_FILE_VAR };
+                return Err(Exit::usage(format!(
+                    "env file {} (from {how}) does not exist: create it from .env.example",
+                    path.display()
+                ))
+                .into());
+            }
+            Err(e) => {
+                return Err(Exit::usage(format!("cannot read env file {}: {e}", path.display())).into());
+            }
+        }
+    }
+
+    let searched: Vec<PathBuf> = candidates.into_iter().map(|(p, _)| p).collect();
+    let config = resolve(&Sources {
+        token_file_flag,
+        env: &env,
+        file: file.as_ref(),
+        searched: &searched,
+        cwd: &cwd,
+    })?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Fixture {
+        env: HashMap<&'static str, &'static str>,
+        file: Option<EnvFile>,
+        token_flag: Option<PathBuf>,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            Self { env: HashMap::new(), file: None, token_flag: None }
+        }
+
+        fn file(mut self, text: &str) -> Self {
+            let vars = envfile::parse(text).expect("test env file parses");
+            self.file = Some(EnvFile { path: PathBuf::from("/etc/atl/.env"), vars });
+            self
+        }
+
+        fn env(mut self, key: &'static str, value: &'static str) -> Self {
+            self.env.insert(key, value);
+            self
+        }
+
+        fn resolve(&self) -> Result<Config, Exit> {
+            let env = |k: &str| self.env.get(k).map(|v| (*v).to_owned());
+            resolve(&Sources {
+                token_file_flag: self.token_flag.as_deref(),
+                env: &env,
+                file: self.file.as_ref(),
+                searched: &[PathBuf::from("/cwd/.env")],
+                cwd: Path::new("/cwd"),
+            })
+        }
+
+        fn config(&self) -> Config {
+            self.resolve().expect("config resolves")
+        }
+
+        fn error(&self) -> String {
+            self.resolve().expect_err("config is refused").to_string()
+        }
+    }
+
+    const MINIMAL: &str = "ATL_CLIENT_ID=id\nATL_CLIENT_SECRET=secret\nATL_SCOPE=read:jira-work\n";
+
+    #[test]
+    fn defaults_fill_everything_optional() {
+        let c = Fixture::new().file(MINIMAL).config();
+        assert_eq!(c.client_id, "id");
+        assert_eq!(c.client_secret.expose(), "secret");
+        assert_eq!(c.redirect.uri, "http://localhost:8014");
+        assert_eq!(c.redirect.port, 8014);
+        assert_eq!(c.redirect.path, "/");
+        assert_eq!(c.redirect.host, LoopbackHost::Localhost);
+        assert_eq!(c.token_file, PathBuf::from("/etc/atl/token.json"));
+        assert_eq!(c.authorize_url.as_str(), DEFAULT_AUTHORIZE_URL);
+        assert_eq!(c.token_url.as_str(), DEFAULT_TOKEN_URL);
+        assert_eq!(c.token_body, BodyFormat::Json);
+        assert_eq!(c.http_timeout, Duration::from_secs(30));
+        assert_eq!(c.site, None);
+    }
+
+    #[test]
+    fn seed_aliases_work_and_the_canonical_name_wins() {
+        let seed = "JIRA_CLIENT_ID=\"old\"\nJIRA_CLIENT_SECRET=\"s\"\n\
+                    JIRA_DOMAIN=\"https://my-url.atlassian.net\"\n\
+                    JIRA_SCOPE=\"offline_access offline_access read:jira-work\"\n\
+                    REFRESH_PORT=9001\nTOKEN_FILE_NAME=\"tok.json\"\n";
+        let c = Fixture::new().file(seed).config();
+        assert_eq!(c.client_id, "old");
+        assert_eq!(c.site.expect("site").as_str(), "https://my-url.atlassian.net/");
+        assert_eq!(c.redirect.uri, "http://localhost:9001");
+        assert_eq!(c.token_file, PathBuf::from("/etc/atl/tok.json"));
+        assert_eq!(c.scope.value, "offline_access read:jira-work");
+        assert!(!c.scope.added_offline_access);
+
+        let both = format!("{seed}ATL_CLIENT_ID=new\n");
+        assert_eq!(Fixture::new().file(&both).config().client_id, "new");
+    }
+
+    #[test]
+    fn environment_beats_file_and_flag_beats_both() {
+        let mut f = Fixture::new()
+            .file(&format!("{MINIMAL}ATL_TOKEN_FILE=from-file.json\nATL_PORT=9000\n"))
+            .env("JIRA_CLIENT_ID", "from-env")
+            .env("ATL_PORT", "9100")
+            .env("ATL_TOKEN_FILE", "from-env.json");
+        let c = f.config();
+        assert_eq!(c.client_id, "from-env");
+        assert_eq!(c.redirect.port, 9100);
+        assert_eq!(c.redirect.port_origin, "ATL_PORT in the environment");
+        assert_eq!(c.token_file, PathBuf::from("/etc/atl/from-env.json"));
+
+        f.token_flag = Some(PathBuf::from("flag.json"));
+        assert_eq!(f.config().token_file, PathBuf::from("/cwd/flag.json"));
+    }
+
+    #[test]
+    fn empty_values_count_as_unset() {
+        let f = Fixture::new().file(&format!("{MINIMAL}ATL_PORT=9000\n")).env("ATL_PORT", "");
+        assert_eq!(f.config().redirect.port, 9000);
+        let err = Fixture::new().file("ATL_CLIENT_ID=\"\"\n").error();
+        assert!(err.contains("ATL_CLIENT_ID (or JIRA_CLIENT_ID) is not set"), "{err}");
+        assert!(err.contains("/etc/atl/.env"), "{err}");
+    }
+
+    #[test]
+    fn missing_keys_say_where_to_put_them() {
+        let err = Fixture::new().error();
+        assert!(err.contains("ATL_CLIENT_ID"), "{err}");
+        assert!(err.contains("no env file was found (looked for /cwd/.env)"), "{err}");
+        let err = Fixture::new().file("ATL_CLIENT_ID=a\nATL_CLIENT_SECRET=b\n").error();
+        assert!(err.starts_with("ATL_SCOPE (or JIRA_SCOPE) is not set"), "{err}");
+    }
+
+    #[test]
+    fn offline_access_is_added_when_missing() {
+        let c = Fixture::new().file(MINIMAL).config();
+        assert_eq!(c.scope.value, "read:jira-work offline_access");
+        assert!(c.scope.added_offline_access);
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_file() {
+        let bad = |extra: &str| Fixture::new().file(&format!("{MINIMAL}{extra}\n")).error();
+        let err = bad("ATL_PORT=http");
+        assert!(err.starts_with("ATL_PORT in /etc/atl/.env: 'http' is not valid"), "{err}");
+        assert!(bad("REFRESH_PORT=0").contains("REFRESH_PORT"));
+        assert!(bad("ATL_PORT=70000").contains("1 to 65535"));
+        assert!(bad("ATL_TOKEN_URL=\"not a url\"").starts_with("ATL_TOKEN_URL"));
+        assert!(bad("ATL_TOKEN_URL=http://auth.example.com/token").contains("use https"));
+        assert!(bad("ATL_TOKEN_URL=ftp://127.0.0.1/").contains("http or https"));
+        assert!(bad("ATL_TOKEN_BODY=xml").contains("json or form"));
+        assert!(bad("ATL_HTTP_TIMEOUT=0").contains("ATL_HTTP_TIMEOUT"));
+        assert!(bad("ATL_REDIRECT_URI=https://example.com/cb").contains("loopback"));
+        let clash = bad("ATL_PORT=9000\nATL_REDIRECT_URI=http://localhost:9001/cb");
+        assert!(clash.contains("port 9000") && clash.contains("9001"), "{clash}");
+    }
+
+    #[test]
+    fn loopback_http_urls_and_timeouts_with_units_are_accepted() {
+        let extra = "ATL_TOKEN_URL=http://127.0.0.1:5000/token\nATL_HTTP_TIMEOUT=2m\nATL_TOKEN_BODY=FORM\n";
+        let c = Fixture::new().file(&format!("{MINIMAL}{extra}")).config();
+        assert_eq!(c.token_url.as_str(), "http://127.0.0.1:5000/token");
+        assert_eq!(c.http_timeout, Duration::from_secs(120));
+        assert_eq!(c.token_body, BodyFormat::Form);
+    }
+
+    #[test]
+    fn a_redirect_uri_keeps_its_exact_text_and_sets_port_and_path() {
+        let extra = "ATL_REDIRECT_URI=http://127.0.0.1:7000/callback\n";
+        let c = Fixture::new().file(&format!("{MINIMAL}{extra}")).config();
+        assert_eq!(c.redirect.uri, "http://127.0.0.1:7000/callback");
+        assert_eq!((c.redirect.host, c.redirect.port), (LoopbackHost::V4, 7000));
+        assert_eq!(c.redirect.path, "/callback");
+        let v6 = "ATL_REDIRECT_URI=http://[::1]:7000\n";
+        let c = Fixture::new().file(&format!("{MINIMAL}{v6}")).config();
+        assert_eq!(c.redirect.host, LoopbackHost::V6);
+    }
+
+    #[test]
+    fn env_file_search_order() {
+        let cwd = Path::new("/w");
+        let flag = env_file_candidates(Some(Path::new("a.env")), Some("b".into()), None, None, cwd);
+        assert_eq!(flag, vec![(PathBuf::from("/w/a.env"), true)]);
+        let var = env_file_candidates(None, Some("/x/b.env".into()), None, None, cwd);
+        assert_eq!(var, vec![(PathBuf::from("/x/b.env"), true)]);
+        let xdg = env_file_candidates(None, None, Some("/xdg".into()), Some("/home/u".into()), cwd);
+        assert_eq!(
+            xdg,
+            vec![(PathBuf::from("/w/.env"), false), (PathBuf::from("/xdg/atl-token/.env"), false)]
+        );
+        let home = env_file_candidates(None, Some(String::new()), None, Some("/home/u".into()), cwd);
+        assert_eq!(home[1], (PathBuf::from("/home/u/.config/atl-token/.env"), false));
+    }
+
+    #[test]
+    fn debug_output_never_holds_the_secret() {
+        let c = Fixture::new().file(MINIMAL).config();
+        assert!(!format!("{c:?}").contains("secret\""), "{c:?}");
+        assert!(format!("{c:?}").contains("(redacted)"));
+    }
+}

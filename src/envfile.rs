@@ -1,0 +1,99 @@
+//! Parsing `.env` files: the format the seed's bash script sourced, Windows line endings included.
+
+use std::fmt;
+
+/// A line of an env file that is not `KEY=value`, a comment or blank.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LineError {
+    /// 1-based line number.
+    pub line: usize,
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {} is not KEY=value (or a # comment)", self.line)
+    }
+}
+
+/// Parses env-file text into `(key, value)` pairs, in file order.
+///
+/// Quotes work as in the shell (`KEY="a b"`, `KEY='$literal'`), `export KEY=value` is
+/// accepted, and `\r\n` line endings and a leading byte-order mark are tolerated, since
+/// editors on Windows write both. The error names the line but never echoes it, as the
+/// line may hold a secret.
+pub fn parse(text: &str) -> Result<Vec<(String, String)>, LineError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let text = text.replace("\r\n", "\n");
+    let mut pairs = Vec::new();
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        match item {
+            Ok(pair) => pairs.push(pair),
+            Err(dotenvy::Error::LineParse(line, _)) => {
+                return Err(LineError { line: line_number(&text, &line) });
+            }
+            // Reading from memory cannot fail, and substitution errors are not raised by
+            // dotenvy's iterator; treat anything else as an unparsable first line.
+            Err(_) => return Err(LineError { line: 1 }),
+        }
+    }
+    Ok(pairs)
+}
+
+/// Where `bad` (as dotenvy reports it: the line, maybe with what follows) starts in `text`.
+fn line_number(text: &str, bad: &str) -> usize {
+    let first = bad.lines().next().unwrap_or(bad).trim();
+    text.lines()
+        .position(|line| !first.is_empty() && line.trim() == first)
+        .or_else(|| text.find(bad).map(|at| text[..at].matches('\n').count()))
+        .map_or(1, |index| index + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(text: &str) -> Vec<(String, String)> {
+        parse(text).expect("parses")
+    }
+
+    fn pair(key: &str, value: &str) -> (String, String) {
+        (key.to_owned(), value.to_owned())
+    }
+
+    #[test]
+    fn reads_the_seed_scripts_file_unchanged() {
+        let seed = "JIRA_CLIENT_ID=\"abc\"\nJIRA_CLIENT_SECRET=\"s3cr3t\"\n\
+                    JIRA_DOMAIN=\"https://my-url.atlassian.net\"\n\
+                    JIRA_SCOPE=\"offline_access read:jira-work\"\nREFRESH_PORT=8014\n\
+                    TOKEN_FILE_NAME=\"token.json\"\n";
+        assert_eq!(
+            pairs(seed),
+            vec![
+                pair("JIRA_CLIENT_ID", "abc"),
+                pair("JIRA_CLIENT_SECRET", "s3cr3t"),
+                pair("JIRA_DOMAIN", "https://my-url.atlassian.net"),
+                pair("JIRA_SCOPE", "offline_access read:jira-work"),
+                pair("REFRESH_PORT", "8014"),
+                pair("TOKEN_FILE_NAME", "token.json"),
+            ]
+        );
+    }
+
+    #[test]
+    fn windows_line_endings_and_bom_do_not_end_up_in_values() {
+        let text = "\u{feff}A=1\r\nB=\"two words\"\r\n# note\r\nC='x'\r\n";
+        assert_eq!(pairs(text), vec![pair("A", "1"), pair("B", "two words"), pair("C", "x")]);
+    }
+
+    #[test]
+    fn comments_blank_lines_and_export_are_accepted() {
+        let text = "# comment\n\nexport A=1\nB=2 # trailing\n";
+        assert_eq!(pairs(text), vec![pair("A", "1"), pair("B", "2")]);
+    }
+
+    #[test]
+    fn a_malformed_line_is_reported_by_number() {
+        assert_eq!(parse("A=1\nB=2\nthis is not a pair\nC=3\n"), Err(LineError { line: 3 }));
+        assert_eq!(parse("A=1\r\nB=\"unterminated\r\n"), Err(LineError { line: 2 }));
+    }
+}

@@ -1,0 +1,109 @@
+//! Talking to the token endpoint: one POST, retried while the failure is transient.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use crate::config::Config;
+use crate::oauth::{self, Grant, TokenError};
+
+/// An answer larger than this is not a token answer; reading stops there.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// How hard to try before giving up.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// Requests in all, the first included.
+    pub attempts: u32,
+    /// The wait before the second request; doubled before each further one.
+    pub first_backoff: Duration,
+    /// No new request starts after this much time.
+    pub budget: Duration,
+}
+
+/// A refresh token is worth a few tries: losing the race to a 503 means a dead cron job.
+pub const REFRESH: Retry =
+    Retry { attempts: 4, first_backoff: Duration::from_millis(500), budget: Duration::from_secs(60) };
+/// Authorization codes expire within seconds (10 on Data Center): one quick retry at most.
+pub const CODE: Retry =
+    Retry { attempts: 2, first_backoff: Duration::from_millis(300), budget: Duration::from_secs(8) };
+
+/// Trades a grant for tokens at the configured token endpoint.
+pub async fn request_token(
+    config: &Config,
+    grant: Grant<'_>,
+    retry: Retry,
+) -> Result<Map<String, Value>, TokenError> {
+    let client = reqwest::Client::builder()
+        .timeout(config.http_timeout)
+        .connect_timeout(config.http_timeout)
+        // Never resend the client secret to wherever a redirect points.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("atl-token/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| TokenError::Transient { detail: chain(&e), retry_after: None })?;
+    let (content_type, body) = oauth::token_request_body(config, grant);
+
+    let deadline = Instant::now() + retry.budget;
+    let mut backoff = retry.first_backoff;
+    let mut attempt = 1;
+    loop {
+        let result = post(&client, config, content_type, body.clone()).await;
+        let wait = match &result {
+            Err(TokenError::Transient { retry_after, .. }) if attempt < retry.attempts => {
+                retry_after.unwrap_or(backoff).max(backoff)
+            }
+            _ => return result,
+        };
+        if Instant::now() + wait > deadline {
+            return result;
+        }
+        tokio::time::sleep(wait).await;
+        backoff *= 2;
+        attempt += 1;
+    }
+}
+
+async fn post(
+    client: &reqwest::Client,
+    config: &Config,
+    content_type: &'static str,
+    body: Vec<u8>,
+) -> Result<Map<String, Value>, TokenError> {
+    let transient = |e: reqwest::Error| TokenError::Transient { detail: chain(&e), retry_after: None };
+    let mut response = client
+        .post(config.token_url.clone())
+        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(transient)?;
+    let status = response.status().as_u16();
+    let retry_after =
+        response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let mut answer = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transient)? {
+        answer.extend_from_slice(&chunk);
+        if answer.len() > MAX_ANSWER_BYTES {
+            return Err(TokenError::Malformed { status, detail: "the answer is larger than 1 MiB".into() });
+        }
+    }
+    oauth::read_answer(status, retry_after.as_deref(), &answer)
+}
+
+/// An error and its causes on one line, e.g. "error sending request for url (…): connection refused".
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}

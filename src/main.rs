@@ -1,0 +1,41 @@
+//! atl-token: gets, keeps and hands out OAuth tokens for Atlassian products.
+
+mod callback;
+mod cli;
+mod commands;
+mod config;
+mod duration;
+mod envfile;
+mod exit;
+mod http;
+mod oauth;
+mod secret;
+mod store;
+mod token;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if exit::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("atl-token: error: {err:#}");
+            exit::code_for(&err).into()
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = config::load(cli.env_file.as_deref(), cli.token_file.as_deref())?;
+    match cli.command {
+        Command::Login(args) => commands::login::run(&config, &args),
+        Command::Refresh(args) => commands::refresh::run(&config, &args),
+        Command::Print(args) => commands::print::run(&config, &args),
+    }
+}
