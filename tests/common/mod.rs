@@ -1,0 +1,452 @@
+//! Shared test fixtures: a real HTTP authorization server on 127.0.0.1:0, a hermetic
+//! environment for the real binary, and a browser played over a raw TCP socket.
+
+#![allow(dead_code, reason = "each test file uses a different part of the fixtures")]
+
+use std::collections::{HashSet, VecDeque};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A request as the test server received it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The body's parameters, from JSON or a form.
+    pub fn params(&self) -> Vec<(String, String)> {
+        if self.content_type.starts_with("application/json") {
+            let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(&self.body) else { return vec![] };
+            map.into_iter().map(|(k, v)| (k, v.as_str().unwrap_or_default().to_owned())).collect()
+        } else {
+            url::form_urlencoded::parse(&self.body).into_owned().collect()
+        }
+    }
+
+    pub fn param(&self, name: &str) -> Option<String> {
+        self.params().into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+}
+
+/// What the test server does with a request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    Json(u16, Value),
+    Raw {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    },
+    /// Promises `declared` bytes of body, sends `body`, and closes the connection.
+    Truncated {
+        status: u16,
+        body: Vec<u8>,
+        declared: usize,
+    },
+    /// Waits, then closes the connection without a word.
+    Hang(Duration),
+}
+
+type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
+
+/// An HTTP/1.1 server on 127.0.0.1 that records every request.
+pub struct Server {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<Request>>>,
+}
+
+impl Server {
+    pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind test server");
+        let addr = listener.local_addr().expect("addr");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let recorded = requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (handler, recorded) = (handler.clone(), recorded.clone());
+                std::thread::spawn(move || serve(stream, &*handler, &recorded));
+            }
+        });
+        Self { addr, requests }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        lock(&self.requests).clone()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn serve(stream: TcpStream, handler: &Handler, recorded: &Mutex<Vec<Request>>) {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let path = parts.next().unwrap_or_default().to_owned();
+    let (mut length, mut content_type) = (0usize, String::new());
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse().unwrap_or(0),
+                "content-type" => content_type = value.trim().to_owned(),
+                _ => {}
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let request = Request { method, path, content_type, body };
+    lock(recorded).push(request.clone());
+    let mut stream = reader.into_inner();
+    let head = |status: u16, headers: &[(&str, String)], length: usize| {
+        let mut head = format!("HTTP/1.1 {status} Test\r\nContent-Length: {length}\r\nConnection: close\r\n");
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        head + "\r\n"
+    };
+    let bytes = match handler(&request) {
+        Reply::Json(status, value) => {
+            let body = value.to_string();
+            head(status, &[("Content-Type", "application/json".into())], body.len()) + &body
+        }
+        Reply::Raw { status, headers, body } => {
+            let mut out = head(status, &headers, body.len()).into_bytes();
+            out.extend_from_slice(&body);
+            let _ = stream.write_all(&out);
+            return;
+        }
+        Reply::Truncated { status, body, declared } => {
+            let mut out = head(status, &[("Content-Type", "application/json".into())], declared).into_bytes();
+            out.extend_from_slice(&body);
+            let _ = stream.write_all(&out);
+            let _ = stream.flush();
+            return;
+        }
+        Reply::Hang(duration) => {
+            std::thread::sleep(duration);
+            return;
+        }
+    };
+    let _ = stream.write_all(bytes.as_bytes());
+}
+
+/// The client the fixtures configure.
+pub const CLIENT_ID: &str = "client-1";
+pub const CLIENT_SECRET: &str = "secret-1";
+/// The code the authorization server hands out through the browser.
+pub const CODE: &str = "code-1";
+
+/// A token endpoint that rotates refresh tokens as Atlassian does: each refresh token works
+/// once; a spent or unknown one gets HTTP 403 `unauthorized_client`.
+pub struct AuthServer {
+    pub server: Server,
+    state: Arc<Mutex<AuthState>>,
+}
+
+struct AuthState {
+    live_refresh: HashSet<String>,
+    issued: u64,
+    /// Replies served, in order, before normal service.
+    faults: VecDeque<Reply>,
+    /// Time taken by each normal answer.
+    delay: Duration,
+    /// `expires_in` of issued access tokens.
+    access_ttl: i64,
+}
+
+impl AuthServer {
+    pub fn start() -> Self {
+        let state = Arc::new(Mutex::new(AuthState {
+            live_refresh: HashSet::new(),
+            issued: 0,
+            faults: VecDeque::new(),
+            delay: Duration::ZERO,
+            access_ttl: 3600,
+        }));
+        let shared = state.clone();
+        let server = Server::start(move |request| answer(&shared, request));
+        Self { server, state }
+    }
+
+    /// Issues a token pair directly (as if from an earlier login) and returns
+    /// `(access_token, refresh_token)`.
+    pub fn issue(&self) -> (String, String) {
+        issue(&mut lock(&self.state))
+    }
+
+    pub fn is_live(&self, refresh_token: &str) -> bool {
+        lock(&self.state).live_refresh.contains(refresh_token)
+    }
+
+    pub fn push_fault(&self, reply: Reply) {
+        lock(&self.state).faults.push_back(reply);
+    }
+
+    pub fn set_delay(&self, delay: Duration) {
+        lock(&self.state).delay = delay;
+    }
+
+    pub fn token_url(&self) -> String {
+        self.server.url("/oauth/token")
+    }
+
+    /// Requests that reached the token endpoint.
+    pub fn token_calls(&self) -> Vec<Request> {
+        self.server.requests().into_iter().filter(|r| r.path == "/oauth/token").collect()
+    }
+}
+
+fn issue(state: &mut AuthState) -> (String, String) {
+    state.issued += 1;
+    let pair = (format!("at-{}", state.issued), format!("rt-{}", state.issued));
+    state.live_refresh.insert(pair.1.clone());
+    pair
+}
+
+fn answer(state: &Mutex<AuthState>, request: &Request) -> Reply {
+    let delay = {
+        let mut state = lock(state);
+        if let Some(fault) = state.faults.pop_front() {
+            return fault;
+        }
+        state.delay
+    };
+    std::thread::sleep(delay);
+    let mut state = lock(state);
+    if request.path != "/oauth/token" || request.method != "POST" {
+        return Reply::Json(404, json!({"error": "not_found"}));
+    }
+    let param = |name| request.param(name).unwrap_or_default();
+    if param("client_id") != CLIENT_ID || param("client_secret") != CLIENT_SECRET {
+        return Reply::Json(401, json!({"error": "access_denied", "error_description": "Unauthorized"}));
+    }
+    let accepted = match param("grant_type").as_str() {
+        "authorization_code" => param("code") == CODE,
+        "refresh_token" => state.live_refresh.remove(&param("refresh_token")),
+        _ => return Reply::Json(400, json!({"error": "unsupported_grant_type"})),
+    };
+    if !accepted {
+        return Reply::Json(
+            403,
+            json!({"error": "unauthorized_client", "error_description": "refresh_token is invalid"}),
+        );
+    }
+    let (access, refresh) = issue(&mut state);
+    Reply::Json(
+        200,
+        json!({"access_token": access, "refresh_token": refresh, "expires_in": state.access_ttl,
+               "token_type": "Bearer", "scope": "read:jira-work offline_access"}),
+    )
+}
+
+/// A temp folder with an env file pointing at an [`AuthServer`], and the binary run in it
+/// with a clean environment.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub auth: AuthServer,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        let env = Self { dir: tempfile::tempdir().expect("tempdir"), auth: AuthServer::start() };
+        env.write_env("");
+        env
+    }
+
+    /// Writes `.env` with the client, the server's URLs, a short HTTP timeout and `extra`.
+    pub fn write_env(&self, extra: &str) {
+        let text = format!(
+            "ATL_CLIENT_ID={CLIENT_ID}\nATL_CLIENT_SECRET={CLIENT_SECRET}\nATL_SCOPE=\"read:jira-work\"\n\
+             ATL_AUTHORIZE_URL={}\nATL_TOKEN_URL={}\nATL_HTTP_TIMEOUT=2\n{extra}",
+            self.auth.server.url("/authorize"),
+            self.auth.token_url()
+        );
+        std::fs::write(self.path(".env"), text).expect("write .env");
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn token_file(&self) -> PathBuf {
+        self.path("token.json")
+    }
+
+    /// Writes a token file as atl-token would, with a pair the server has issued, whose
+    /// access token expires `expires_in` seconds from now (negative: already expired).
+    /// Returns the refresh token.
+    pub fn write_token(&self, expires_in: i64) -> String {
+        let (access, refresh) = self.auth.issue();
+        let now = now();
+        let token = json!({"access_token": access, "refresh_token": refresh, "expires_in": 3600,
+                           "token_type": "Bearer", "expires_at": now + expires_in, "obtained_at": now,
+                           "family_started_at": now - 100});
+        std::fs::write(self.token_file(), serde_json::to_vec_pretty(&token).expect("json")).expect("write");
+        refresh
+    }
+
+    pub fn read_token(&self) -> Value {
+        let bytes = std::fs::read(self.token_file()).expect("token file exists");
+        serde_json::from_slice(&bytes).expect("token file is JSON")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_atl-token"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path())
+            .current_dir(self.dir.path())
+            .arg("--env-file")
+            .arg(self.path(".env"))
+            .args(args)
+            .stdin(Stdio::null());
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run atl-token")
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn atl-token")
+    }
+}
+
+pub fn now() -> i64 {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    i64::try_from(secs).expect("time fits")
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Asserts the exit code, showing stderr when it differs.
+#[track_caller]
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(output.status.code(), Some(code), "stderr: {}", stderr(output));
+}
+
+/// Polls `condition` every 25 ms until it holds; panics after `limit`.
+#[track_caller]
+pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Sends one raw HTTP request to `addr` and returns the whole response (status line first).
+pub fn http_raw(addr: &str, request: &[u8]) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(request)?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    Ok(String::from_utf8_lossy(&response).into_owned())
+}
+
+/// A browser's GET of `path` on 127.0.0.1:`port`, with the given Host header.
+pub fn browser_get(port: u16, host: &str, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: test\r\nAccept: */*\r\n\r\n");
+    http_raw(&format!("127.0.0.1:{port}"), request.as_bytes()).expect("listener answers")
+}
+
+/// The status code of a raw response.
+pub fn status_of(response: &str) -> u16 {
+    response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Reads the child's stderr on a thread, collecting lines; `wait_line` polls them.
+pub struct StderrLines {
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl StderrLines {
+    pub fn take(child: &mut Child) -> Self {
+        let stderr = child.stderr.take().expect("stderr piped");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                lock(&sink).push(line);
+            }
+        });
+        Self { lines }
+    }
+
+    /// The first line matching `pred`, waiting up to 10 s.
+    #[track_caller]
+    pub fn wait_line(&self, pred: impl Fn(&str) -> bool) -> String {
+        let mut found = None;
+        wait_for("a line on stderr", Duration::from_secs(10), || {
+            found = lock(&self.lines).iter().find(|l| pred(l)).cloned();
+            found.is_some()
+        });
+        found.expect("found")
+    }
+
+    pub fn all(&self) -> String {
+        lock(&self.lines).join("\n")
+    }
+}
+
+/// Waits for the child to exit, killing it after `limit`.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("atl-token did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+pub fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+}

@@ -1,0 +1,198 @@
+//! `atl-token login` against the test authorization server, with the test as the browser.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::Child;
+use std::time::Duration;
+
+use common::*;
+
+/// A login started on a free port; the authorize URL it printed.
+struct Login {
+    child: Child,
+    stderr: StderrLines,
+    url: url::Url,
+    port: u16,
+}
+
+impl Login {
+    fn start(env: &TestEnv, extra_args: &[&str]) -> Self {
+        let port = free_port();
+        env.write_env(&format!("ATL_REDIRECT_URI=http://127.0.0.1:{port}/callback\n"));
+        let mut args = vec!["login", "--no-browser"];
+        args.extend_from_slice(extra_args);
+        let mut child = env.spawn(&args);
+        let stderr = StderrLines::take(&mut child);
+        let line = stderr.wait_line(|l| l.trim_start().starts_with("http://"));
+        let url = url::Url::parse(line.trim()).expect("printed URL parses");
+        stderr.wait_line(|l| l.starts_with("Waiting"));
+        Self { child, stderr, url, port }
+    }
+
+    fn param(&self, name: &str) -> String {
+        self.url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap_or_default()
+    }
+
+    fn callback(&self, query: &str) -> String {
+        browser_get(self.port, &format!("127.0.0.1:{}", self.port), &format!("/callback?{query}"))
+    }
+
+    fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+        let status = wait_exit(&mut self.child, Duration::from_secs(20));
+        let mut stdout = String::new();
+        use std::io::Read;
+        self.child.stdout.take().expect("stdout").read_to_string(&mut stdout).expect("read stdout");
+        std::thread::sleep(Duration::from_millis(50));
+        (status, stdout, self.stderr.all())
+    }
+}
+
+#[test]
+fn login_happy_path_sends_every_parameter_and_saves_the_token() {
+    let env = TestEnv::new();
+    let login = Login::start(&env, &[]);
+
+    assert_eq!(login.url.as_str().split('?').next(), Some(env.auth.server.url("/authorize").as_str()));
+    assert_eq!(login.param("audience"), "api.atlassian.com");
+    assert_eq!(login.param("client_id"), CLIENT_ID);
+    assert_eq!(login.param("scope"), "read:jira-work offline_access");
+    assert_eq!(login.param("redirect_uri"), format!("http://127.0.0.1:{}/callback", login.port));
+    assert_eq!(login.param("response_type"), "code");
+    assert_eq!(login.param("prompt"), "consent");
+    let state = login.param("state");
+    let parsed = uuid::Uuid::parse_str(&state).expect("state is a UUID");
+    assert_eq!(parsed.get_version_num(), 4);
+
+    let page = login.callback(&format!("code={CODE}&state={state}"));
+    assert_eq!(status_of(&page), 200, "{page}");
+    assert!(page.contains("You can close this tab"), "{page}");
+
+    let (status, stdout, stderr) = login.finish();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(stdout, "", "stdout stays empty");
+    assert!(stderr.contains("note: added `offline_access`"), "{stderr}");
+    assert!(stderr.contains(&format!("Token saved to {}", env.token_file().display())), "{stderr}");
+
+    let calls = env.auth.token_calls();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].param("grant_type").as_deref(), Some("authorization_code"));
+    assert_eq!(calls[0].param("code").as_deref(), Some(CODE));
+    assert_eq!(
+        calls[0].param("redirect_uri"),
+        Some(format!("http://127.0.0.1:{}/callback", login_port(&calls[0])))
+    );
+    assert_eq!(calls[0].content_type, "application/json");
+
+    let token = env.read_token();
+    assert_eq!(token["access_token"], "at-1");
+    assert_eq!(token["refresh_token"], "rt-1");
+    assert_eq!(token["scope"], "read:jira-work offline_access", "server fields are kept");
+    let now = now();
+    let obtained = token["obtained_at"].as_i64().expect("obtained_at");
+    assert!((now - 60..=now).contains(&obtained));
+    assert_eq!(token["expires_at"].as_i64(), Some(obtained + 3600));
+    assert_eq!(token["family_started_at"].as_i64(), Some(obtained));
+    assert_eq!(mode_of(&env.token_file()), 0o600);
+    assert!(!stderr.contains("at-1") && !stderr.contains("rt-1"), "no token on stderr: {stderr}");
+}
+
+fn login_port(call: &Request) -> u16 {
+    let uri = call.param("redirect_uri").unwrap_or_default();
+    url::Url::parse(&uri).ok().and_then(|u| u.port()).unwrap_or(0)
+}
+
+#[test]
+fn wrong_state_is_refused_and_the_login_keeps_waiting() {
+    let env = TestEnv::new();
+    let login = Login::start(&env, &[]);
+    let state = login.param("state");
+
+    let wrong = login.callback(&format!("code={CODE}&state=not-{state}"));
+    assert_eq!(status_of(&wrong), 400, "{wrong}");
+    let missing = login.callback(&format!("code={CODE}"));
+    assert_eq!(status_of(&missing), 400, "{missing}");
+    let favicon = browser_get(login.port, &format!("127.0.0.1:{}", login.port), "/favicon.ico");
+    assert_eq!(status_of(&favicon), 404);
+    let rebound = browser_get(
+        login.port,
+        &format!("evil.example:{}", login.port),
+        &format!("/callback?code={CODE}&state={state}"),
+    );
+    assert_eq!(status_of(&rebound), 400, "a foreign Host header is refused");
+    assert!(env.auth.token_calls().is_empty(), "no code was traded yet");
+
+    let page = login.callback(&format!("code={CODE}&state={state}"));
+    assert_eq!(status_of(&page), 200, "{page}");
+    let (status, _, stderr) = login.finish();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(env.read_token()["refresh_token"], "rt-1");
+}
+
+#[test]
+fn access_denied_ends_the_login_with_the_servers_message() {
+    let env = TestEnv::new();
+    let login = Login::start(&env, &[]);
+    let state = login.param("state");
+    let page = login.callback(&format!(
+        "error=access_denied&error_description=User+did+not+%3Cauthorize%3E&state={state}"
+    ));
+    assert_eq!(status_of(&page), 400);
+    assert!(page.contains("User did not &lt;authorize&gt;"), "escaped in the page: {page}");
+
+    let (status, _, stderr) = login.finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("authorization failed: access_denied: User did not <authorize>"), "{stderr}");
+    assert!(!env.token_file().exists());
+    assert!(env.auth.token_calls().is_empty());
+}
+
+#[test]
+fn login_gives_up_after_the_timeout() {
+    let env = TestEnv::new();
+    let login = Login::start(&env, &["--timeout", "1s"]);
+    let (status, _, stderr) = login.finish();
+    assert_eq!(status.code(), Some(1));
+    assert!(stderr.contains("no answer from the browser within 1s"), "{stderr}");
+    assert!(!env.token_file().exists());
+}
+
+#[test]
+fn a_port_in_use_names_the_port_and_the_key() {
+    let env = TestEnv::new();
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    env.write_env(&format!("ATL_PORT={port}\n"));
+    let output = env.run(&["login", "--no-browser", "--timeout", "5s"]);
+    assert_exit(&output, 1);
+    let err = stderr(&output);
+    assert!(err.contains(&format!("port {port} is in use")), "{err}");
+    assert!(err.contains("ATL_PORT in"), "{err}");
+}
+
+#[test]
+fn the_default_localhost_redirect_is_served_and_codes_failing_exchange_report_it() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.write_env(&format!("REFRESH_PORT={port}\nATL_CLIENT_SECRET=wrong\n"));
+    let mut child = env.spawn(&["login", "--no-browser"]);
+    let stderr = StderrLines::take(&mut child);
+    let line = stderr.wait_line(|l| l.trim_start().starts_with("http://"));
+    let url = url::Url::parse(line.trim()).expect("URL");
+    let state = url.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()).expect("state");
+    let redirect = url.query_pairs().find(|(k, _)| k == "redirect_uri").map(|(_, v)| v.into_owned());
+    assert_eq!(redirect, Some(format!("http://localhost:{port}")));
+    stderr.wait_line(|l| l.starts_with("Waiting"));
+
+    let page = browser_get(port, &format!("localhost:{port}"), &format!("/?code={CODE}&state={state}"));
+    assert_eq!(status_of(&page), 400, "the page says the sign-in failed: {page}");
+    assert!(page.contains("Sign-in failed"));
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(1));
+    std::thread::sleep(Duration::from_millis(50));
+    let text = stderr.all();
+    assert!(text.contains("client credentials rejected"), "{text}");
+    assert!(text.contains("ATL_CLIENT_SECRET"), "{text}");
+    assert!(!text.contains("wrong"), "the secret is never printed: {text}");
+    assert!(!env.token_file().exists());
+}

@@ -1,0 +1,97 @@
+//! `atl-token print`: what it writes, and its refresh under the lock.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn prints_each_kind_of_output() {
+    let env = TestEnv::new();
+    let refresh = env.write_token(3600);
+    let access = env.read_token()["access_token"].as_str().expect("at").to_owned();
+
+    let out = env.run(&["print"]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), format!("{access}\n"));
+    assert!(out.stderr.is_empty());
+    assert_eq!(stdout(&env.run(&["print", "--access"])), format!("{access}\n"));
+    assert_eq!(stdout(&env.run(&["print", "--refresh"])), format!("{refresh}\n"));
+    assert_eq!(stdout(&env.run(&["print", "--header"])), format!("Authorization: Bearer {access}\n"));
+    let json = env.run(&["print", "--json"]);
+    assert_eq!(json.stdout, std::fs::read(env.token_file()).expect("read"), "the file, byte for byte");
+    assert!(env.auth.token_calls().is_empty(), "a valid token needs no network");
+}
+
+#[test]
+fn an_expiring_token_is_refreshed_first() {
+    let env = TestEnv::new();
+    env.write_token(30);
+    let out = env.run(&["print", "--header"]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "Authorization: Bearer at-2\n", "30s left is under the 60s margin");
+    assert_eq!(env.read_token()["refresh_token"], "rt-2");
+
+    let out = env.run(&["print", "--min-valid", "2h"]);
+    assert_exit(&out, 0);
+    assert_eq!(stdout(&out), "at-3\n");
+}
+
+#[test]
+fn no_refresh_fails_instead_of_refreshing() {
+    let env = TestEnv::new();
+    env.write_token(-5);
+    let out = env.run(&["print", "--no-refresh"]);
+    assert_exit(&out, 1);
+    assert_eq!(stdout(&out), "");
+    assert!(stderr(&out).contains("--no-refresh"), "{}", stderr(&out));
+    assert!(env.auth.token_calls().is_empty());
+}
+
+#[test]
+fn no_token_file_exits_4() {
+    let env = TestEnv::new();
+    let out = env.run(&["print", "--access"]);
+    assert_exit(&out, 4);
+    assert!(stderr(&out).contains("run `atl-token login`"));
+    assert_eq!(stdout(&out), "");
+}
+
+#[test]
+fn a_failed_refresh_prints_nothing_on_stdout() {
+    let env = TestEnv::new();
+    env.write_token(-5);
+    env.auth.push_fault(Reply::Json(403, serde_json::json!({"error": "unauthorized_client"})));
+    let out = env.run(&["print"]);
+    assert_exit(&out, 4);
+    assert_eq!(stdout(&out), "", "a script's $(...) gets nothing rather than a stale token");
+}
+
+#[test]
+fn twenty_concurrent_prints_on_an_expired_token_refresh_once() {
+    let env = TestEnv::new();
+    env.write_token(-5);
+    // A slow server widens the window in which the others must wait on the lock.
+    env.auth.set_delay(Duration::from_millis(300));
+    let children: Vec<_> = (0..20).map(|_| env.spawn(&["print", "--access"])).collect();
+    let outputs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().expect("wait")).collect();
+    for out in &outputs {
+        assert_exit(out, 0);
+    }
+    let printed: std::collections::HashSet<String> = outputs.iter().map(stdout).collect();
+    assert_eq!(printed.len(), 1, "all print the same token: {printed:?}");
+    assert_eq!(printed.into_iter().next(), Some("at-2\n".to_owned()));
+    assert_eq!(env.auth.token_calls().len(), 1, "exactly one refresh reached the server");
+}
+
+#[test]
+fn a_closed_stdout_is_not_an_error() {
+    let env = TestEnv::new();
+    env.write_token(3600);
+    let mut child =
+        env.command(&["print", "--json"]).stdout(std::process::Stdio::piped()).spawn().expect("spawn");
+    drop(child.stdout.take());
+    let status = child.wait().expect("wait");
+    assert!(status.success());
+}
