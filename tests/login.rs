@@ -196,3 +196,33 @@ fn the_default_localhost_redirect_is_served_and_codes_failing_exchange_report_it
     assert!(!text.contains("wrong"), "the secret is never printed: {text}");
     assert!(!env.token_file().exists());
 }
+
+#[test]
+fn oversized_and_garbage_requests_do_not_stop_the_login() {
+    let env = TestEnv::new();
+    let login = Login::start(&env, &[]);
+    let addr = format!("127.0.0.1:{}", login.port);
+    let huge = format!("GET /callback HTTP/1.1\r\nHost: {addr}\r\nX-Big: {}\r\n\r\n", "a".repeat(40_000));
+    let answer = http_raw(&addr, huge.as_bytes()).unwrap_or_default();
+    assert!(answer.is_empty() || status_of(&answer) == 431, "{answer}");
+    let garbage = http_raw(&addr, b"\x00\x01\x02 nonsense\r\n\r\n").expect("answered");
+    assert_eq!(status_of(&garbage), 400);
+
+    let state = login.param("state");
+    assert_eq!(status_of(&login.callback(&format!("code={CODE}&state={state}"))), 200);
+    let (status, _, stderr) = login.finish();
+    assert!(status.success(), "{stderr}");
+}
+
+#[test]
+fn ctrl_c_ends_the_login_cleanly() {
+    let env = TestEnv::new();
+    let login = Login::start(&env, &[]);
+    let pid = login.child.id().to_string();
+    let sent = std::process::Command::new("kill").args(["-INT", &pid]).status().expect("kill");
+    assert!(sent.success());
+    let (status, _, stderr) = login.finish();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("login cancelled"), "{stderr}");
+    assert!(!env.token_file().exists());
+}
