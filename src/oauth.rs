@@ -17,16 +17,27 @@ const EXCERPT_CHARS: usize = 160;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 /// The URL the user opens to consent, with every parameter percent-encoded.
+///
+/// Spaces (between scopes) are sent as `%20`, as Atlassian's documentation writes them,
+/// rather than the `+` of form encoding.
 pub fn authorize_url(config: &Config, state: &str) -> Url {
-    let mut url = config.authorize_url.clone();
-    url.query_pairs_mut()
+    let query = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("audience", AUDIENCE)
         .append_pair("client_id", &config.client_id)
         .append_pair("scope", &config.scope.value)
         .append_pair("redirect_uri", &config.redirect.uri)
         .append_pair("state", state)
         .append_pair("response_type", "code")
-        .append_pair("prompt", "consent");
+        .append_pair("prompt", "consent")
+        .finish()
+        // A literal '+' was encoded as %2B, so every '+' left stands for a space.
+        .replace('+', "%20");
+    let mut url = config.authorize_url.clone();
+    let query = match url.query() {
+        Some(existing) if !existing.is_empty() => format!("{existing}&{query}"),
+        _ => query,
+    };
+    url.set_query(Some(&query));
     url
 }
 
@@ -225,6 +236,8 @@ mod tests {
             expected.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
         assert_eq!(pairs, expected);
         assert!(url.as_str().contains("redirect_uri=http%3A%2F%2Flocalhost%3A8014"), "{url}");
+        assert!(url.as_str().contains("scope=read%3Ajira-work%20offline_access&"), "{url}");
+        assert!(url.as_str().contains("client_id=my%20id&"), "{url}");
     }
 
     #[test]

@@ -7,10 +7,10 @@ use crate::cli::LoginArgs;
 use crate::config::{Config, OFFLINE_ACCESS, SCOPE};
 use crate::duration::human;
 use crate::exit::Exit;
-use crate::oauth::{self, Grant, TokenError};
+use crate::http;
+use crate::oauth::{self, Grant, TokenError, clean};
 use crate::store::{self, LOCK_WAIT, Store};
 use crate::token::{self, Token};
-use crate::{http, oauth::clean};
 
 pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
     if config.scope.added_offline_access {
