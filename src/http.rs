@@ -35,6 +35,8 @@ pub async fn request_token(
     grant: Grant<'_>,
     retry: Retry,
 ) -> Result<Map<String, Value>, TokenError> {
+    // Err means a provider is installed already, which is all that is needed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::builder()
         .timeout(config.http_timeout)
         .connect_timeout(config.http_timeout)
