@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""A token endpoint on loopback for the benchmarks: rotates refresh tokens like Atlassian.
+
+POST /oauth/token with a JSON or form body. `grant_type=authorization_code` with
+code=bench-code, or `grant_type=refresh_token` with a live refresh token (each works once),
+returns a new pair whose sizes resemble Atlassian's. Writes its port to the file named by
+--port-file, and serves until killed.
+"""
+import argparse
+import http.server
+import json
+import secrets
+import threading
+import urllib.parse
+
+LIVE = set()
+LOCK = threading.Lock()
+
+
+def new_pair():
+    access = "eyJ" + secrets.token_urlsafe(900)  # ~1.2 KB, like a 3LO access token (a JWT)
+    refresh = "eyJ" + secrets.token_urlsafe(450)
+    with LOCK:
+        LIVE.add(refresh)
+    return {"access_token": access, "refresh_token": refresh, "expires_in": 3600,
+            "token_type": "Bearer", "scope": "read:jira-work offline_access"}
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.headers.get("Content-Type", "").startswith("application/json"):
+            params = json.loads(body or b"{}")
+        else:
+            params = dict(urllib.parse.parse_qsl(body.decode()))
+        grant = params.get("grant_type")
+        if grant == "authorization_code" and params.get("code") == "bench-code":
+            self.reply(200, new_pair())
+        elif grant == "refresh_token":
+            with LOCK:
+                ok = params.get("refresh_token") in LIVE
+                LIVE.discard(params.get("refresh_token"))
+            if ok:
+                self.reply(200, new_pair())
+            else:
+                self.reply(403, {"error": "unauthorized_client", "error_description": "refresh_token is invalid"})
+        else:
+            self.reply(400, {"error": "invalid_request"})
+
+    def reply(self, status, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port-file", required=True)
+    args = parser.parse_args()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    with open(args.port_file, "w") as f:
+        f.write(str(server.server_address[1]))
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

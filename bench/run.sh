@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Measures atl-token against the ways people get a token into a script today.
+# Usage: bench/run.sh [--save]   (--save writes the table to bench/RESULTS.md)
+# Needs hyperfine, jq, curl and GNU time; installs them with apt-get when run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo=$PWD
+
+missing=()
+command -v hyperfine >/dev/null || missing+=(hyperfine)
+command -v jq >/dev/null || missing+=(jq)
+command -v curl >/dev/null || missing+=(curl)
+[ -x /usr/bin/time ] || missing+=(time)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "bench/run.sh: please install: ${missing[*]}" >&2
+    exit 2
+  fi
+fi
+
+cargo build --release --locked --quiet
+bin=$repo/target/release/atl-token
+
+work=$(mktemp -d)
+server_pid=
+cleanup() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+
+python3 bench/auth_server.py --port-file "$work/port" &
+server_pid=$!
+for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
+token_url="http://127.0.0.1:$(cat "$work/port")/oauth/token"
+
+# One folder for atl-token, one for the curl + jq baseline, each with its own token chain.
+mkdir -p "$work/atl" "$work/curl"
+cat >"$work/atl/.env" <<ENV
+ATL_CLIENT_ID=bench-client
+ATL_CLIENT_SECRET=bench-secret
+ATL_SCOPE="read:jira-work offline_access"
+ATL_TOKEN_URL=$token_url
+ENV
+cat >"$work/curl/.env" <<ENV
+JIRA_CLIENT_ID="bench-client"
+JIRA_CLIENT_SECRET="bench-secret"
+TOKEN_FILE_NAME="token.json"
+TOKEN_URL="$token_url"
+ENV
+first_pair() {
+  curl -s -X POST "$token_url" -H 'Content-Type: application/json' \
+    -d '{"grant_type":"authorization_code","code":"bench-code","client_id":"bench-client","client_secret":"bench-secret"}'
+}
+first_pair | jq >"$work/curl/token.json"
+# atl-token's own file format, written by a refresh (adds expires_at and friends).
+first_pair | jq >"$work/atl/token.json"
+"$bin" --env-file "$work/atl/.env" refresh -q
+
+cd "$work/atl"
+atl="$bin --env-file $work/atl/.env"
+
+echo "== print: atl-token print --access vs jq vs cat" >&2
+hyperfine -N --warmup 50 --runs 1000 --export-json "$work/print.json" \
+  -n "atl-token print --access" "$atl print --access" \
+  -n "jq -r .access_token" "jq -r .access_token token.json" \
+  -n "cat token.json" "cat token.json" >&2
+
+echo "== refresh: atl-token refresh vs curl + jq" >&2
+hyperfine -N --warmup 5 --runs 200 --export-json "$work/refresh.json" \
+  -n "atl-token refresh" "$atl refresh -q" \
+  -n "curl + jq (seed script)" "bash $repo/bench/curl_refresh.sh $work/curl/.env" >&2
+
+# Both chains must still be alive: a broken chain would mean a benchmark of error paths.
+"$bin" --env-file "$work/atl/.env" refresh -q
+jq -e '.access_token' "$work/curl/token.json" >/dev/null
+
+peak() { # the largest max-RSS (KiB) of 30 runs
+  for _ in $(seq 30); do /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n1; done | sort -n | tail -n1
+}
+mem_print=$(peak $atl print --access)
+mem_refresh=$(peak $atl refresh -q)
+mem_cat=$(peak cat token.json)
+mem_jq=$(peak jq -r .access_token token.json)
+size=$(stat -c %s "$bin")
+
+cd "$repo"
+table=$(python3 - "$work/print.json" "$work/refresh.json" "$mem_print" "$mem_refresh" "$mem_cat" "$mem_jq" "$size" <<'PY'
+import json, sys
+def medians(path):
+    return {r["command"]: r["median"] for r in json.load(open(path))["results"]}
+p, r = medians(sys.argv[1]), medians(sys.argv[2])
+mem_print, mem_refresh, mem_cat, mem_jq, size = map(int, sys.argv[3:8])
+ms = lambda s: f"{s * 1000:.2f} ms"
+def check(ok): return "met" if ok else "NOT MET"
+pa, jq, cat = p["atl-token print --access"], p["jq -r .access_token"], p["cat token.json"]
+ra, rc = r["atl-token refresh"], r["curl + jq (seed script)"]
+rows = [
+    ("`print --access` median", ms(pa), f"{pa / cat:.2f}x `cat`", "at most 2x `cat`", check(pa <= 2 * cat)),
+    ("", "", f"{pa / jq:.3f}x `jq`", "at most 0.1x `jq`", check(pa <= 0.1 * jq)),
+    ("`jq -r .access_token` median", ms(jq), "", "", ""),
+    ("`cat token.json` median", ms(cat), "", "", ""),
+    ("`refresh` median", ms(ra), f"{ra / rc:.3f}x curl + jq", "at most 0.25x", check(ra <= 0.25 * rc)),
+    ("curl + jq refresh median", ms(rc), "", "", ""),
+    ("`print --access` peak RSS", f"{mem_print / 1024:.2f} MiB", f"`cat` {mem_cat / 1024:.2f} MiB, `jq` {mem_jq / 1024:.2f} MiB", "at most 4 MiB", check(mem_print <= 4096)),
+    ("`refresh` peak RSS", f"{mem_refresh / 1024:.2f} MiB", "", "", ""),
+    ("release binary", f"{size / 1e6:.2f} MB", "", "", ""),
+]
+print("| measure | value | ratio | target | |")
+print("| --- | --- | --- | --- | --- |")
+for row in rows:
+    print("| " + " | ".join(row) + " |")
+PY
+)
+
+machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(free -g | awk '/Mem:/{print $2}') GiB, Linux $(uname -r)"
+echo
+echo "$table"
+if [ "${1:-}" = "--save" ]; then
+  {
+    echo "# Benchmark results"
+    echo
+    echo "Made by \`bench/run.sh --save\` on $(date -u +%Y-%m-%d), atl-token $(git rev-parse --short HEAD)."
+    echo "Machine: $machine."
+    echo "Tools: $(hyperfine --version), $(jq --version), $(curl --version | head -n1 | cut -d' ' -f1-2)."
+    echo
+    echo "Medians of hyperfine runs (1000 for print, 200 for refresh, no shell); peak RSS is the"
+    echo "largest of 30 runs of \`/usr/bin/time -f %M\`. The refresh server is bench/auth_server.py"
+    echo "on loopback, the same for both sides."
+    echo
+    echo "$table"
+  } >bench/RESULTS.md
+  echo "wrote bench/RESULTS.md" >&2
+fi
