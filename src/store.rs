@@ -2,7 +2,7 @@
 //! replace that never leaves a half-written file or loses a rotated refresh token.
 
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Seek, Write};
+use std::io::{self, Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
@@ -67,31 +67,27 @@ impl Store {
         self.path.with_file_name(name)
     }
 
-    /// The file's bytes, or `None` when there is no file.
-    pub fn read_raw(&self) -> Result<Option<Vec<u8>>> {
-        match fs::read(&self.path) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot read token file {}", self.path.display())),
-        }
-    }
-
     /// The token, or `None` when there is no file.
     pub fn load(&self) -> Result<Option<Stored>> {
-        let Some(bytes) = self.read_raw()? else {
-            return Ok(None);
+        let mut file = match File::open(&self.path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot read token file {}", self.path.display()));
+            }
         };
+        let mut bytes = Vec::new();
+        // The modification time of the very file that was read, even if it is replaced now.
+        let modified = file.metadata().and_then(|m| m.modified());
+        file.read_to_end(&mut bytes)
+            .with_context(|| format!("cannot read token file {}", self.path.display()))?;
         let token = Token::parse(&bytes).map_err(|e| {
             Exit::login_required(format!(
                 "{} is not a token file ({e}): run `atl-token login` to replace it",
                 self.path.display()
             ))
         })?;
-        let written_at = fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_secs());
+        let written_at = modified.ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs());
         Ok(Some(Stored { token, bytes, written_at }))
     }
 

@@ -45,19 +45,17 @@ fn output(args: &PrintArgs, token: &Token, file_bytes: &[u8], store: &Store) -> 
             store.path().display()
         ))
     };
-    let mut stdout = std::io::stdout().lock();
-    let written = if args.what.json {
-        stdout.write_all(file_bytes)
+    let line = |text: &str| format!("{text}\n").into_bytes();
+    let out = if args.what.json {
+        file_bytes.to_vec()
     } else if args.what.refresh {
-        let refresh = token.refresh_token().ok_or_else(|| missing("refresh token"))?;
-        writeln!(stdout, "{refresh}")
+        line(token.refresh_token().ok_or_else(|| missing("refresh token"))?)
     } else {
         let access = token.access_token().ok_or_else(|| missing("access token"))?;
-        if args.what.header {
-            writeln!(stdout, "Authorization: Bearer {access}")
-        } else {
-            writeln!(stdout, "{access}")
-        }
+        if args.what.header { line(&format!("Authorization: Bearer {access}")) } else { line(access) }
     };
+    // One write, so a reader never sees half a token.
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout.write_all(&out);
     written.and_then(|()| stdout.flush()).context("cannot write to stdout")
 }
