@@ -319,17 +319,7 @@ impl TestEnv {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_atl-token"));
-        command
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path())
-            .current_dir(self.dir.path())
-            .arg("--env-file")
-            .arg(self.path(".env"))
-            .args(args)
-            .stdin(Stdio::null());
-        command
+        atl_command(self.dir.path(), args)
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -339,6 +329,21 @@ impl TestEnv {
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn atl-token")
     }
+}
+
+/// The real binary, run in `dir` with `dir/.env`, a clean environment and no stdin.
+pub fn atl_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_atl-token"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .current_dir(dir)
+        .arg("--env-file")
+        .arg(dir.join(".env"))
+        .args(args)
+        .stdin(Stdio::null());
+    command
 }
 
 pub fn now() -> i64 {
