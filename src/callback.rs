@@ -18,10 +18,10 @@ use crate::config::{LoopbackHost, Redirect};
 
 /// A request head (request line and headers) larger than this is refused.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
-/// A client that has not sent its request head by then is dropped.
-const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections served at once; more are closed at once.
-const MAX_CONNECTIONS: usize = 64;
+/// A client that has not sent its request head by then is dropped. Browsers send it at once.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections served at once; more are closed at once. Each costs a few KiB.
+const MAX_CONNECTIONS: usize = 256;
 
 /// What the redirect must look like.
 #[derive(Debug, Clone)]
@@ -396,5 +396,46 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more"));
         let (head, body) = page.split_once("\r\n\r\n").expect("head and body");
         assert!(head.contains(&format!("Content-Length: {}", body.len())));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_any_request_head_is_answered_without_panic(head in "\\PC{0,300}", raw in proptest::prelude::any::<String>()) {
+            for text in [head, raw] {
+                if let Some(parsed) = parse_head(&text) {
+                    let _ = route(&parsed, &expected());
+                }
+            }
+        }
+
+        #[test]
+        fn prop_only_the_right_path_and_state_reach_the_login(
+            state in "[ -~]{0,12}",
+            code in "[ -~]{1,40}",
+            path in "/[a-z]{0,3}",
+        ) {
+            for state in [state.as_str(), "s1"] {
+                let query = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("code", &code)
+                    .append_pair("state", state)
+                    .finish();
+                let head = format!("GET {path}?{query} HTTP/1.1\r\nHost: localhost:8014\r\n");
+                let route = route(&parse_head(&head).expect("a well-formed head"), &expected());
+                let expected_route = if path == "/" && state == "s1" {
+                    Route::Callback(Callback::Code(code.clone()))
+                } else {
+                    route_for_wrong(&route)
+                };
+                proptest::prop_assert_eq!(route, expected_route);
+            }
+        }
+    }
+
+    /// Any rejection: the property only says a wrong path or state is never a callback.
+    fn route_for_wrong(route: &Route) -> Route {
+        match route {
+            Route::Reject { status, message } => Route::Reject { status: *status, message },
+            Route::Callback(_) => Route::Reject { status: 0, message: "a callback where none was due" },
+        }
     }
 }

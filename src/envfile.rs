@@ -96,4 +96,23 @@ mod tests {
         assert_eq!(parse("A=1\nB=2\nthis is not a pair\nC=3\n"), Err(LineError { line: 3 }));
         assert_eq!(parse("A=1\r\nB=\"unterminated\r\n"), Err(LineError { line: 2 }));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_any_text_is_parsed_or_refused_without_panic(text in proptest::prelude::any::<String>()) {
+            if let Err(e) = parse(&text) {
+                proptest::prop_assert!(e.line >= 1);
+            }
+        }
+
+        #[test]
+        fn prop_quoted_pairs_come_back_as_written(
+            pairs in proptest::collection::vec(("[A-Z_][A-Z0-9_]{0,12}", "[A-Za-z0-9 :/._@+=-]{0,30}"), 0..8),
+            crlf in proptest::prelude::any::<bool>(),
+        ) {
+            let eol = if crlf { "\r\n" } else { "\n" };
+            let text: String = pairs.iter().map(|(k, v)| format!("{k}=\"{v}\"{eol}")).collect();
+            proptest::prop_assert_eq!(parse(&text).expect("quoted pairs parse"), pairs);
+        }
+    }
 }

@@ -349,4 +349,25 @@ mod tests {
         assert_eq!(clean("bad\x1b[31m red\r\n  thing"), "bad[31m red thing");
         assert_eq!(clean(&"x".repeat(500)).chars().count(), EXCERPT_CHARS + 1);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_any_answer_is_read_without_panic(
+            status in 100u16..600,
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            retry_after in proptest::option::of("\\PC{0,12}"),
+        ) {
+            let _ = read_answer(status, retry_after.as_deref(), &body);
+        }
+
+        #[test]
+        fn prop_a_success_answer_is_never_quoted(secret in "[A-Za-z0-9]{32}", cut in 0usize..120) {
+            let body = format!(r#"{{"access_token":"{secret}","refresh_token":"{secret}","expires_in":3600}}"#);
+            let cut = cut.min(body.len());
+            match read_answer(200, None, &body.as_bytes()[..cut]) {
+                Ok(fields) => proptest::prop_assert_eq!(fields["access_token"].as_str(), Some(secret.as_str())),
+                Err(e) => proptest::prop_assert!(!e.to_string().contains(&secret[..6]), "{}", e),
+            }
+        }
+    }
 }

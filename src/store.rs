@@ -20,6 +20,9 @@ const PRIVATE: u32 = 0o600;
 const MIN_RESERVATION: u64 = 64 * 1024;
 /// Waiting longer than this for another atl-token means something is stuck.
 pub const LOCK_WAIT: Duration = Duration::from_secs(180);
+/// A temp file beside the token file older than this was left by a process that died (a
+/// login waits minutes, not a day): the next refresh removes it.
+const STALE_TEMP: Duration = Duration::from_secs(24 * 3600);
 /// How often a waiting process tries the lock again.
 const LOCK_POLL: Duration = Duration::from_millis(10);
 
@@ -154,9 +157,8 @@ impl Store {
                 dir.display()
             )
         };
-        let mut prefix = std::ffi::OsString::from(".");
-        prefix.push(self.path.file_name().unwrap_or_default());
-        prefix.push(".");
+        let prefix = self.temp_prefix();
+        self.remove_stale_temps(&prefix);
         let mut file = tempfile::Builder::new()
             .prefix(&prefix)
             .suffix(".tmp")
@@ -165,6 +167,29 @@ impl Store {
             .with_context(context)?;
         fill(file.as_file_mut(), size).with_context(context)?;
         Ok(Reservation { file, target: self.path.clone() })
+    }
+}
+
+impl Store {
+    /// Temp files are named `.token.json.XXXXXX.tmp`.
+    fn temp_prefix(&self) -> String {
+        format!(".{}.", self.path.file_name().unwrap_or_default().to_string_lossy())
+    }
+
+    /// Removes temp files that a killed process left behind, a day after they were written.
+    fn remove_stale_temps(&self, prefix: &str) {
+        let Ok(entries) = fs::read_dir(self.dir()) else { return };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_TEMP));
+            if name.starts_with(prefix) && name.ends_with(".tmp") && stale {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
     }
 }
 
@@ -301,6 +326,26 @@ mod tests {
         let names: Vec<_> =
             fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("token.json")]);
+    }
+
+    #[test]
+    fn temp_files_left_by_dead_processes_are_removed_a_day_later() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::new(dir.path().join("token.json"));
+        let stale = dir.path().join(".token.json.abc123.tmp");
+        let fresh = dir.path().join(".token.json.def456.tmp");
+        let other = dir.path().join(".other.json.abc123.tmp");
+        for path in [&stale, &fresh, &other] {
+            fs::write(path, "x").expect("write");
+        }
+        let old = std::time::SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+        for path in [&stale, &other] {
+            File::options().write(true).open(path).expect("open").set_modified(old).expect("set mtime");
+        }
+        drop(store.reserve().expect("reserve"));
+        assert!(!stale.exists(), "a day-old temp file is removed");
+        assert!(fresh.exists(), "a recent one may belong to a login in progress");
+        assert!(other.exists(), "another token file's temp files are not ours");
     }
 
     #[test]

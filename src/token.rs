@@ -232,4 +232,15 @@ mod tests {
         let debug = format!("{t:?}");
         assert!(!debug.contains("AAA") && !debug.contains("RRR"), "{debug}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn prop_any_token_file_is_read_or_refused_without_panic(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
+        ) {
+            if let Ok(token) = Token::parse(&bytes) {
+                let _ = (token.remaining(0, Some(0)), token.refresh_token(), token.to_bytes());
+            }
+        }
+    }
 }

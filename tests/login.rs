@@ -226,3 +226,83 @@ fn ctrl_c_ends_the_login_cleanly() {
     assert!(stderr.contains("login cancelled"), "{stderr}");
     assert!(!env.token_file().exists());
 }
+
+/// Writes `bytes` to a new connection; the answer, or an empty string if the listener
+/// closed it first.
+fn send(addr: &str, bytes: &[u8]) -> String {
+    http_raw(addr, bytes).unwrap_or_default()
+}
+
+#[test]
+fn hostile_clients_do_not_stop_the_real_callback() {
+    let env = TestEnv::new();
+    let login = Login::start(&env, &["--timeout", "60s"]);
+    let addr = format!("127.0.0.1:{}", login.port);
+    let state = login.param("state");
+
+    // A client that sends one byte per second, and never finishes its request.
+    let slow_addr = addr.clone();
+    let slow = std::thread::spawn(move || {
+        let Ok(mut stream) = std::net::TcpStream::connect(&slow_addr) else { return 0 };
+        let mut sent = 0;
+        for byte in b"GET /callback?code=x&state=y HTTP/1.1\r\n" {
+            if std::io::Write::write_all(&mut stream, &[*byte]).is_err() {
+                break;
+            }
+            sent += 1;
+            std::thread::sleep(Duration::from_secs(1));
+            if sent == 3 {
+                break;
+            }
+        }
+        sent
+    });
+
+    // 200 requests of garbage: random bytes, half of them never ending their head.
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    for i in 0..200 {
+        let len = usize::try_from(next_random(&mut rng) % 300).expect("small");
+        let mut junk: Vec<u8> = (0..len).map(|_| next_random(&mut rng).to_le_bytes()[0]).collect();
+        if i % 2 == 0 {
+            junk.extend_from_slice(b"\r\n\r\n");
+        }
+        let answer = send(&addr, &junk);
+        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 4"), "{answer}");
+    }
+    // Headers too large, a 10 MB body, a foreign Host, a wrong state.
+    let huge = format!("GET /callback HTTP/1.1\r\nHost: {addr}\r\nX-Pad: {}\r\n\r\n", "p".repeat(64 * 1024));
+    let answer = send(&addr, huge.as_bytes());
+    assert!(answer.is_empty() || status_of(&answer) == 431, "{answer}");
+    let mut post =
+        format!("POST /callback HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 10485760\r\n\r\n").into_bytes();
+    post.resize(post.len() + 10 * 1024 * 1024, b'b');
+    let answer = send(&addr, &post);
+    assert!(answer.is_empty() || status_of(&answer) == 405, "{answer}");
+    let rebound =
+        browser_get(login.port, "attacker.example", &format!("/callback?code={CODE}&state={state}"));
+    assert_eq!(status_of(&rebound), 400);
+    assert_eq!(status_of(&login.callback(&format!("code={CODE}&state=wrong"))), 400);
+    assert!(env.auth.token_calls().is_empty(), "nothing so far was a callback");
+
+    // The real callback still gets through, while the slow client is still connected.
+    let page = login.callback(&format!("code={CODE}&state={state}"));
+    assert_eq!(status_of(&page), 200, "{page}");
+    let (status, _, stderr) = login.finish();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(env.read_token()["refresh_token"], "rt-1");
+    assert!(slow.join().expect("slow client") > 0);
+}
+
+#[test]
+fn a_slow_client_does_not_hold_the_login_past_its_timeout() {
+    let env = TestEnv::new();
+    let login = Login::start(&env, &["--timeout", "2s"]);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", login.port)).expect("connect");
+    std::io::Write::write_all(&mut stream, b"GET /callback?").expect("write");
+    let started = std::time::Instant::now();
+    let (status, _, stderr) = login.finish();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no answer from the browser within 2s"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10), "ended at its timeout, not the client's");
+    drop(stream);
+}

@@ -180,6 +180,12 @@ struct AuthState {
     delay: Duration,
     /// `expires_in` of issued access tokens.
     access_ttl: i64,
+    /// A rotated refresh token keeps working this long, as on Atlassian Cloud (10 minutes).
+    reuse_window: Duration,
+    rotated: Vec<(String, Instant)>,
+    /// Each answer takes a random time up to this (on top of `delay`).
+    jitter: Duration,
+    rng: u64,
 }
 
 impl AuthServer {
@@ -190,6 +196,10 @@ impl AuthServer {
             faults: VecDeque::new(),
             delay: Duration::ZERO,
             access_ttl: 3600,
+            reuse_window: Duration::ZERO,
+            rotated: Vec::new(),
+            jitter: Duration::ZERO,
+            rng: 0x9e37_79b9_7f4a_7c15,
         }));
         let shared = state.clone();
         let server = Server::start(move |request| answer(&shared, request));
@@ -214,6 +224,23 @@ impl AuthServer {
         lock(&self.state).delay = delay;
     }
 
+    /// Lets a rotated refresh token work for `window` more, as Atlassian does.
+    pub fn set_reuse_window(&self, window: Duration) {
+        lock(&self.state).reuse_window = window;
+    }
+
+    /// Makes each answer take a random extra time up to `jitter`.
+    pub fn set_jitter(&self, jitter: Duration) {
+        lock(&self.state).jitter = jitter;
+    }
+
+    /// Whether this server ever issued `refresh_token`.
+    pub fn issued(&self, refresh_token: &str) -> bool {
+        let state = lock(&self.state);
+        let n: Option<u64> = refresh_token.strip_prefix("rt-").and_then(|n| n.parse().ok());
+        n.is_some_and(|n| (1..=state.issued).contains(&n))
+    }
+
     pub fn token_url(&self) -> String {
         self.server.url("/oauth/token")
     }
@@ -222,6 +249,14 @@ impl AuthServer {
     pub fn token_calls(&self) -> Vec<Request> {
         self.server.requests().into_iter().filter(|r| r.path == "/oauth/token").collect()
     }
+}
+
+/// xorshift64: enough randomness for test timing, no crate needed.
+pub fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
 }
 
 fn issue(state: &mut AuthState) -> (String, String) {
@@ -237,7 +272,9 @@ fn answer(state: &Mutex<AuthState>, request: &Request) -> Reply {
         if let Some(fault) = state.faults.pop_front() {
             return fault;
         }
-        state.delay
+        let jitter = u64::try_from(state.jitter.as_micros()).unwrap_or(u64::MAX);
+        let extra = if jitter == 0 { 0 } else { next_random(&mut state.rng) % jitter };
+        state.delay + Duration::from_micros(extra)
     };
     std::thread::sleep(delay);
     let mut state = lock(state);
@@ -250,7 +287,17 @@ fn answer(state: &Mutex<AuthState>, request: &Request) -> Reply {
     }
     let accepted = match param("grant_type").as_str() {
         "authorization_code" => param("code") == CODE,
-        "refresh_token" => state.live_refresh.remove(&param("refresh_token")),
+        "refresh_token" => {
+            let token = param("refresh_token");
+            let window = state.reuse_window;
+            let in_window = state.rotated.iter().any(|(t, at)| *t == token && at.elapsed() < window);
+            if state.live_refresh.remove(&token) {
+                state.rotated.push((token, Instant::now()));
+                true
+            } else {
+                in_window
+            }
+        }
         _ => return Reply::Json(400, json!({"error": "unsupported_grant_type"})),
     };
     if !accepted {
@@ -304,12 +351,17 @@ impl TestEnv {
     /// access token expires `expires_in` seconds from now (negative: already expired).
     /// Returns the refresh token.
     pub fn write_token(&self, expires_in: i64) -> String {
+        self.write_token_at(&self.token_file(), expires_in)
+    }
+
+    /// [`TestEnv::write_token`] to another path.
+    pub fn write_token_at(&self, path: &Path, expires_in: i64) -> String {
         let (access, refresh) = self.auth.issue();
         let now = now();
         let token = json!({"access_token": access, "refresh_token": refresh, "expires_in": 3600,
                            "token_type": "Bearer", "expires_at": now + expires_in, "obtained_at": now,
                            "family_started_at": now - 100});
-        std::fs::write(self.token_file(), serde_json::to_vec_pretty(&token).expect("json")).expect("write");
+        std::fs::write(path, serde_json::to_vec_pretty(&token).expect("json")).expect("write");
         refresh
     }
 
@@ -380,11 +432,14 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-/// Sends one raw HTTP request to `addr` and returns the whole response (status line first).
+/// Sends one raw HTTP request to `addr`, closes the sending side, and returns the whole
+/// response (status line first).
 pub fn http_raw(addr: &str, request: &[u8]) -> std::io::Result<String> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.write_all(request)?;
+    // Nothing more will come: a listener waiting for the rest of a head sees the end at once.
+    stream.shutdown(std::net::Shutdown::Write)?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response)?;
     Ok(String::from_utf8_lossy(&response).into_owned())
