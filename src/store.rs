@@ -55,6 +55,13 @@ impl Stored {
 
 impl Store {
     pub fn new(path: PathBuf) -> Self {
+        // A token file that is a symlink (into a secrets folder, say) is replaced where it
+        // points, with its lock beside the real file: a rename over the link would leave the
+        // real file behind, stale.
+        let path = match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => fs::canonicalize(&path).unwrap_or(path),
+            _ => path,
+        };
         Self { path }
     }
 
@@ -326,6 +333,25 @@ mod tests {
         let names: Vec<_> =
             fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("token.json")]);
+    }
+
+    #[test]
+    fn a_symlinked_token_file_is_replaced_where_it_points() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secrets = dir.path().join("secrets");
+        fs::create_dir(&secrets).expect("mkdir");
+        fs::write(secrets.join("token.json"), "old").expect("write");
+        let link = dir.path().join("token.json");
+        std::os::unix::fs::symlink(secrets.join("token.json"), &link).expect("symlink");
+
+        let store = Store::new(link.clone());
+        store.reserve().expect("reserve").commit(&token("r2")).expect("commit");
+
+        assert!(fs::symlink_metadata(&link).expect("meta").file_type().is_symlink(), "the link stays");
+        let stored = Store::new(link).load().expect("load").expect("file");
+        assert_eq!(stored.token.refresh_token(), Some("r2"), "read through the link");
+        let _lock = store.lock(Duration::ZERO).expect("lock");
+        assert!(secrets.join("token.json.lock").exists(), "the lock is beside the real file");
     }
 
     #[test]
