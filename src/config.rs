@@ -57,13 +57,13 @@ pub struct Config {
     pub client_secret: Secret,
     pub scope: Scope,
     /// The Atlassian site, e.g. `https://your-site.atlassian.net`.
-    #[allow(dead_code, reason = "picks the cloud id once site discovery lands")]
+    #[expect(dead_code, reason = "picks the cloud id once site discovery lands")]
     pub site: Option<Url>,
     pub redirect: Redirect,
     pub token_file: PathBuf,
     pub authorize_url: Url,
     pub token_url: Url,
-    #[allow(dead_code, reason = "used by the API commands of a later release")]
+    #[expect(dead_code, reason = "used by the API commands of a later release")]
     pub api_url: Url,
     pub token_body: BodyFormat,
     pub http_timeout: Duration,
