@@ -175,9 +175,7 @@ impl Store {
         fill(file.as_file_mut(), size).with_context(context)?;
         Ok(Reservation { file, target: self.path.clone() })
     }
-}
 
-impl Store {
     /// Temp files are named `.token.json.XXXXXX.tmp`.
     fn temp_prefix(&self) -> String {
         format!(".{}.", self.path.file_name().unwrap_or_default().to_string_lossy())
@@ -189,11 +187,11 @@ impl Store {
         for entry in entries.flatten() {
             let name = entry.file_name();
             let name = name.to_string_lossy();
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_TEMP));
-            if name.starts_with(prefix) && name.ends_with(".tmp") && stale {
+            if !(name.starts_with(prefix) && name.ends_with(".tmp")) {
+                continue;
+            }
+            let modified = entry.metadata().and_then(|m| m.modified());
+            if modified.is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_TEMP)) {
                 let _ = fs::remove_file(entry.path());
             }
         }

@@ -17,9 +17,15 @@ struct Login {
 }
 
 impl Login {
+    /// Starts a login whose redirect URI is `http://127.0.0.1:{port}/callback`.
     fn start(env: &TestEnv, extra_args: &[&str]) -> Self {
         let port = free_port();
         env.write_env(&format!("ATL_REDIRECT_URI=http://127.0.0.1:{port}/callback\n"));
+        Self::spawn(env, port, extra_args)
+    }
+
+    /// Starts a login with the env file as it is, listening on `port`.
+    fn spawn(env: &TestEnv, port: u16, extra_args: &[&str]) -> Self {
         let mut args = vec!["login", "--no-browser"];
         args.extend_from_slice(extra_args);
         let mut child = env.spawn(&args);
@@ -175,22 +181,15 @@ fn the_default_localhost_redirect_is_served_and_codes_failing_exchange_report_it
     let env = TestEnv::new();
     let port = free_port();
     env.write_env(&format!("REFRESH_PORT={port}\nATL_CLIENT_SECRET=wrong\n"));
-    let mut child = env.spawn(&["login", "--no-browser"]);
-    let stderr = StderrLines::take(&mut child);
-    let line = stderr.wait_line(|l| l.trim_start().starts_with("http://"));
-    let url = url::Url::parse(line.trim()).expect("URL");
-    let state = url.query_pairs().find(|(k, _)| k == "state").map(|(_, v)| v.into_owned()).expect("state");
-    let redirect = url.query_pairs().find(|(k, _)| k == "redirect_uri").map(|(_, v)| v.into_owned());
-    assert_eq!(redirect, Some(format!("http://localhost:{port}")));
-    stderr.wait_line(|l| l.starts_with("Waiting"));
+    let login = Login::spawn(&env, port, &[]);
+    let state = login.param("state");
+    assert_eq!(login.param("redirect_uri"), format!("http://localhost:{port}"));
 
     let page = browser_get(port, &format!("localhost:{port}"), &format!("/?code={CODE}&state={state}"));
     assert_eq!(status_of(&page), 400, "the page says the sign-in failed: {page}");
     assert!(page.contains("Sign-in failed"));
-    let status = wait_exit(&mut child, Duration::from_secs(20));
+    let (status, _, text) = login.finish();
     assert_eq!(status.code(), Some(1));
-    std::thread::sleep(Duration::from_millis(50));
-    let text = stderr.all();
     assert!(text.contains("client credentials rejected"), "{text}");
     assert!(text.contains("ATL_CLIENT_SECRET"), "{text}");
     assert!(!text.contains("wrong"), "the secret is never printed: {text}");

@@ -2,6 +2,7 @@
 //!
 //! The common path reads one file and writes one line: no async runtime, no HTTP client.
 
+use std::borrow::Cow;
 use std::io::Write;
 
 use anyhow::{Context, Result, anyhow};
@@ -45,9 +46,9 @@ fn output(args: &PrintArgs, token: &Token, file_bytes: &[u8], store: &Store) -> 
             store.path().display()
         ))
     };
-    let line = |text: &str| format!("{text}\n").into_bytes();
+    let line = |text: &str| Cow::Owned(format!("{text}\n").into_bytes());
     let out = if args.what.json {
-        file_bytes.to_vec()
+        Cow::Borrowed(file_bytes)
     } else if args.what.refresh {
         line(token.refresh_token().ok_or_else(|| missing("refresh token"))?)
     } else {
