@@ -3,16 +3,20 @@
 //! It answers only the redirect URI's path, only with the right `state`, only to a loopback
 //! `Host` (against DNS rebinding), reads at most a few KiB per request, and serves each
 //! connection in its own task, so a slow or hostile client cannot hold up the real callback.
+//! When every slot is taken, the oldest connection makes room for the new one, so another
+//! local process holding idle connections cannot lock the browser out.
 
+use std::collections::VecDeque;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
 use crate::config::{LoopbackHost, Redirect};
 
@@ -20,7 +24,10 @@ use crate::config::{LoopbackHost, Redirect};
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// A client that has not sent its request head by then is dropped. Browsers send it at once.
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
-/// Connections served at once; more are closed at once. Each costs a few KiB.
+/// A client that has sent nothing at all by then is dropped sooner: a browser's unused
+/// preconnection, or a process holding the slot.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Connections served at once; a new one beyond this closes the oldest. Each costs a few KiB.
 const MAX_CONNECTIONS: usize = 256;
 
 /// What the redirect must look like.
@@ -142,6 +149,7 @@ pub fn page(status: u16, title: &str, message: &str) -> Vec<u8> {
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        500 => "Internal Server Error",
         431 => "Request Header Fields Too Large",
         _ => "Error",
     };
@@ -222,13 +230,11 @@ impl Listener {
         }
 
         let expected = Arc::new(Expected { path: redirect.path.clone(), state, port });
-        let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let slots = Arc::new(Mutex::new(Slots::default()));
         let (sender, arrivals) = mpsc::channel(1);
         let tasks = sockets
             .into_iter()
-            .map(|socket| {
-                tokio::spawn(accept_loop(socket, expected.clone(), permits.clone(), sender.clone()))
-            })
+            .map(|socket| tokio::spawn(accept_loop(socket, expected.clone(), slots.clone(), sender.clone())))
             .collect();
         Ok(Self { arrivals, tasks })
     }
@@ -239,10 +245,39 @@ impl Listener {
     }
 }
 
+/// The connections being served, oldest first.
+#[derive(Default)]
+struct Slots {
+    next_id: u64,
+    open: VecDeque<(u64, AbortHandle)>,
+}
+
+impl Slots {
+    /// Takes a slot for a new connection, closing the oldest one if all are taken.
+    fn take(&mut self) -> u64 {
+        self.open.retain(|(_, task)| !task.is_finished());
+        if self.open.len() >= MAX_CONNECTIONS
+            && let Some((_, oldest)) = self.open.pop_front()
+        {
+            oldest.abort();
+        }
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn release(&mut self, id: u64) {
+        self.open.retain(|(open, _)| *open != id);
+    }
+}
+
+fn lock(slots: &Mutex<Slots>) -> std::sync::MutexGuard<'_, Slots> {
+    slots.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 async fn accept_loop(
     socket: TcpListener,
     expected: Arc<Expected>,
-    permits: Arc<Semaphore>,
+    slots: Arc<Mutex<Slots>>,
     sender: mpsc::Sender<Arrival>,
 ) {
     loop {
@@ -251,18 +286,23 @@ async fn accept_loop(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            continue; // too many at once: drop this one
-        };
-        let (expected, sender) = (expected.clone(), sender.clone());
-        tokio::spawn(async move {
+        let id = lock(&slots).take();
+        let (expected, sender, done) = (expected.clone(), sender.clone(), slots.clone());
+        let task = tokio::spawn(async move {
             serve(stream, &expected, &sender).await;
-            drop(permit);
+            lock(&done).release(id);
         });
+        // Should it have finished already, the next `take` drops the entry.
+        lock(&slots).open.push_back((id, task.abort_handle()));
     }
 }
 
 async fn serve(mut stream: TcpStream, expected: &Expected, sender: &mpsc::Sender<Arrival>) {
+    // Nothing sent in time, or closed: drop it without a word.
+    match tokio::time::timeout(IDLE_TIMEOUT, stream.peek(&mut [0u8; 1])).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return,
+    }
     let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(head)) => head,
         Ok(Err(status)) => return reply(stream, status, "That request could not be read.").await,

@@ -61,12 +61,40 @@ pub struct Config {
     pub site: Option<Url>,
     pub redirect: Redirect,
     pub token_file: PathBuf,
-    pub authorize_url: Url,
-    pub token_url: Url,
+    pub authorize_url: Endpoint,
+    pub token_url: Endpoint,
     #[expect(dead_code, reason = "used by the API commands of a later release")]
     pub api_url: Url,
     pub token_body: BodyFormat,
     pub http_timeout: Duration,
+}
+
+/// An endpoint URL, and the setting that chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: Url,
+    /// E.g. "ATL_TOKEN_URL in /home/me/jira/.env"; `None` for Atlassian's default.
+    pub origin: Option<String>,
+}
+
+impl Endpoint {
+    /// Where the URL came from, for messages.
+    pub fn origin(&self) -> &str {
+        self.origin.as_deref().unwrap_or("the default")
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.url.fmt(f)
+    }
+}
+
+impl Config {
+    /// The endpoints that are not Atlassian's defaults, with where each was set.
+    pub fn custom_endpoints(&self) -> Vec<&Endpoint> {
+        [&self.authorize_url, &self.token_url].into_iter().filter(|e| e.origin.is_some()).collect()
+    }
 }
 
 /// The scopes to ask for, space-separated, duplicates removed.
@@ -191,12 +219,12 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
     };
 
     let url_or = |key: Key, default: &str| match sources.get(key) {
-        Some(setting) => parse_url(&setting),
-        None => Ok(Url::parse(default).expect("default URLs are valid")),
+        Some(setting) => Ok(Endpoint { url: parse_url(&setting)?, origin: Some(setting.origin) }),
+        None => Ok(Endpoint { url: Url::parse(default).expect("default URLs are valid"), origin: None }),
     };
     let authorize_url = url_or(AUTHORIZE_URL, DEFAULT_AUTHORIZE_URL)?;
     let token_url = url_or(TOKEN_URL, DEFAULT_TOKEN_URL)?;
-    let api_url = url_or(API_URL, DEFAULT_API_URL)?;
+    let api_url = url_or(API_URL, DEFAULT_API_URL)?.url;
 
     let token_body = match sources.get(TOKEN_BODY) {
         None => BodyFormat::Json,
@@ -265,7 +293,8 @@ fn parse_url(setting: &Setting) -> Result<Url, Exit> {
     }
 }
 
-fn loopback_host(url: &Url) -> Option<LoopbackHost> {
+/// Which loopback name a URL uses, if it is on loopback.
+pub fn loopback_host(url: &Url) -> Option<LoopbackHost> {
     match url.host()? {
         Host::Domain(d) if d.eq_ignore_ascii_case("localhost") => Some(LoopbackHost::Localhost),
         Host::Ipv4(ip) if ip.is_loopback() => Some(LoopbackHost::V4),
@@ -449,8 +478,10 @@ mod tests {
         assert_eq!(c.redirect.path, "/");
         assert_eq!(c.redirect.host, LoopbackHost::Localhost);
         assert_eq!(c.token_file, PathBuf::from("/etc/atl/token.json"));
-        assert_eq!(c.authorize_url.as_str(), DEFAULT_AUTHORIZE_URL);
-        assert_eq!(c.token_url.as_str(), DEFAULT_TOKEN_URL);
+        assert_eq!(c.authorize_url.url.as_str(), DEFAULT_AUTHORIZE_URL);
+        assert_eq!(c.token_url.url.as_str(), DEFAULT_TOKEN_URL);
+        assert!(c.custom_endpoints().is_empty());
+        assert_eq!(c.token_url.origin(), "the default");
         assert_eq!(c.token_body, BodyFormat::Json);
         assert_eq!(c.http_timeout, Duration::from_secs(30));
         assert_eq!(c.site, None);
@@ -537,7 +568,9 @@ mod tests {
     fn loopback_http_urls_and_timeouts_with_units_are_accepted() {
         let extra = "ATL_TOKEN_URL=http://127.0.0.1:5000/token\nATL_HTTP_TIMEOUT=2m\nATL_TOKEN_BODY=FORM\n";
         let c = Fixture::new().file(&format!("{MINIMAL}{extra}")).config();
-        assert_eq!(c.token_url.as_str(), "http://127.0.0.1:5000/token");
+        assert_eq!(c.token_url.url.as_str(), "http://127.0.0.1:5000/token");
+        assert_eq!(c.token_url.origin.as_deref(), Some("ATL_TOKEN_URL in /etc/atl/.env"));
+        assert_eq!(c.custom_endpoints(), [&c.token_url]);
         assert_eq!(c.http_timeout, Duration::from_secs(120));
         assert_eq!(c.token_body, BodyFormat::Form);
     }

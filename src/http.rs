@@ -37,21 +37,28 @@ pub async fn request_token(
 ) -> Result<Map<String, Value>, TokenError> {
     // Err means a provider is installed already, which is all that is needed.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
+    let mut client = reqwest::Client::builder();
+    if crate::config::loopback_host(&config.token_url.url).is_some() {
+        // A proxy would see a loopback request, client secret included, in plain text, and
+        // could not reach this machine's loopback anyway.
+        client = client.no_proxy();
+    }
+    let secrets = [config.client_secret.expose(), grant.secret()];
+    let client = client
         .timeout(config.http_timeout)
         .connect_timeout(config.http_timeout)
         // Never resend the client secret to wherever a redirect points.
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("atl-token/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| TokenError::Transient { detail: chain(&e), retry_after: None })?;
+        .map_err(|e| TokenError::Transient { detail: chain(&e, &secrets), retry_after: None })?;
     let (content_type, body) = oauth::token_request_body(config, grant);
 
     let deadline = Instant::now() + retry.budget;
     let mut backoff = retry.first_backoff;
     let mut attempt = 1;
     loop {
-        let result = post(&client, config, content_type, body.clone()).await;
+        let result = post(&client, config, content_type, body.clone(), &secrets).await;
         let wait = match &result {
             Err(TokenError::Transient { retry_after, .. }) if attempt < retry.attempts => {
                 retry_after.unwrap_or(backoff).max(backoff)
@@ -72,10 +79,12 @@ async fn post(
     config: &Config,
     content_type: &'static str,
     body: Vec<u8>,
+    secrets: &[&str],
 ) -> Result<Map<String, Value>, TokenError> {
-    let transient = |e: reqwest::Error| TokenError::Transient { detail: chain(&e), retry_after: None };
+    let transient =
+        |e: reqwest::Error| TokenError::Transient { detail: chain(&e, secrets), retry_after: None };
     let mut response = client
-        .post(config.token_url.clone())
+        .post(config.token_url.url.clone())
         .header(reqwest::header::CONTENT_TYPE, content_type)
         .header(reqwest::header::ACCEPT, "application/json")
         .body(body)
@@ -92,11 +101,12 @@ async fn post(
             return Err(TokenError::Malformed { status, detail: "the answer is larger than 1 MiB".into() });
         }
     }
-    oauth::read_answer(status, retry_after.as_deref(), &answer)
+    oauth::read_answer(status, retry_after.as_deref(), &answer, secrets)
 }
 
-/// An error and its causes on one line, e.g. "error sending request for url (…): connection refused".
-fn chain(err: &dyn std::error::Error) -> String {
+/// An error and its causes on one line, e.g. "error sending request for url (…): connection
+/// refused", with the secrets that were sent removed.
+fn chain(err: &dyn std::error::Error, secrets: &[&str]) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
@@ -107,5 +117,5 @@ fn chain(err: &dyn std::error::Error) -> String {
         }
         source = cause.source();
     }
-    text
+    oauth::redact(&text, secrets)
 }

@@ -9,6 +9,7 @@ mod envfile;
 mod exit;
 mod http;
 mod oauth;
+mod safe_path;
 mod secret;
 mod store;
 mod token;

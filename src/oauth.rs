@@ -32,7 +32,7 @@ pub fn authorize_url(config: &Config, state: &str) -> Url {
         .finish()
         // A literal '+' was encoded as %2B, so every '+' left stands for a space.
         .replace('+', "%20");
-    let mut url = config.authorize_url.clone();
+    let mut url = config.authorize_url.url.clone();
     let query = match url.query() {
         Some(existing) if !existing.is_empty() => format!("{existing}&{query}"),
         _ => query,
@@ -48,6 +48,32 @@ pub enum Grant<'a> {
     AuthorizationCode { code: &'a str, redirect_uri: &'a str },
     /// The stored refresh token, which Atlassian rotates on every use.
     RefreshToken(&'a str),
+}
+
+impl Grant<'_> {
+    /// The code or refresh token: what, besides the client secret, must never be shown.
+    pub fn secret(&self) -> &str {
+        match self {
+            Self::AuthorizationCode { code, .. } => code,
+            Self::RefreshToken(token) => token,
+        }
+    }
+}
+
+/// Server text with every secret atl-token sent replaced by `(redacted)`: as sent, form-encoded
+/// and JSON-escaped, since a proxy or framework that quotes a request may quote it in any of
+/// these forms.
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        let quoted = Value::from(*secret).to_string();
+        let json = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')).unwrap_or(&quoted);
+        for variant in [*secret, form.as_str(), json] {
+            text = text.replace(variant, "(redacted)");
+        }
+    }
+    text
 }
 
 /// The token request's `Content-Type` and body.
@@ -124,26 +150,33 @@ impl fmt::Display for TokenError {
 
 impl std::error::Error for TokenError {}
 
-/// Reads a token endpoint's answer: the token fields, or why there are none.
+/// Reads a token endpoint's answer: the token fields, or why there are none. Server text in
+/// the error has `secrets` (what the request sent) removed.
 pub fn read_answer(
     status: u16,
     retry_after: Option<&str>,
     body: &[u8],
+    secrets: &[&str],
 ) -> Result<Map<String, Value>, TokenError> {
     let json = serde_json::from_slice::<Value>(body);
+    let shown = |text: &str| clean(&redact(text, secrets));
     let oauth_error = match &json {
         Ok(Value::Object(fields)) => fields.get("error").map(|error| OAuthError {
             status,
-            error: error.as_str().map_or_else(|| clean(&error.to_string()), clean),
-            description: fields.get("error_description").and_then(Value::as_str).map(clean),
+            error: error.as_str().map_or_else(|| shown(&error.to_string()), shown),
+            description: fields.get("error_description").and_then(Value::as_str).map(shown),
         }),
         _ => None,
+    };
+    let excerpt = || {
+        let text = shown(&String::from_utf8_lossy(body));
+        if text.is_empty() { " (empty body)".to_owned() } else { format!(": \"{text}\"") }
     };
 
     if status == 429 || (500..600).contains(&status) {
         let detail = match &oauth_error {
             Some(e) => e.to_string(),
-            None => format!("HTTP {status}{}", excerpt(body)),
+            None => format!("HTTP {status}{}", excerpt()),
         };
         return Err(TokenError::Transient { detail, retry_after: retry_after.and_then(parse_retry_after) });
     }
@@ -163,7 +196,7 @@ pub fn read_answer(
             Err(malformed(status, &format!("the answer was cut off after {} bytes", body.len())))
         }
         Err(_) if success => Err(malformed(status, "the answer is not JSON")),
-        _ => Err(malformed(status, &format!("not a token answer{}", excerpt(body)))),
+        _ => Err(malformed(status, &format!("not a token answer{}", excerpt()))),
     }
 }
 
@@ -191,17 +224,16 @@ pub fn clean(text: &str) -> String {
     }
 }
 
-/// `: "<start of body>"` for an error answer, or ` (empty body)`.
-fn excerpt(body: &[u8]) -> String {
-    let text = clean(&String::from_utf8_lossy(body));
-    if text.is_empty() { " (empty body)".to_owned() } else { format!(": \"{text}\"") }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{self, EnvFile, Sources};
     use std::path::{Path, PathBuf};
+
+    /// An answer to a request that sent no secret worth redacting.
+    fn read(status: u16, retry_after: Option<&str>, body: &[u8]) -> Result<Map<String, Value>, TokenError> {
+        read_answer(status, retry_after, body, &[])
+    }
 
     fn config(extra: &str) -> Config {
         let text =
@@ -270,7 +302,7 @@ mod tests {
 
     #[test]
     fn a_token_answer_is_accepted() {
-        let fields = read_answer(200, None, br#"{"access_token":"a","refresh_token":"r","expires_in":3600}"#)
+        let fields = read(200, None, br#"{"access_token":"a","refresh_token":"r","expires_in":3600}"#)
             .expect("token answer");
         assert_eq!(fields["access_token"], "a");
     }
@@ -278,24 +310,24 @@ mod tests {
     #[test]
     fn atlassians_rejections_are_told_apart() {
         let body = br#"{"error":"unauthorized_client","error_description":"refresh_token is invalid"}"#;
-        let err = read_answer(403, None, body).unwrap_err();
+        let err = read(403, None, body).unwrap_err();
         assert!(matches!(err, TokenError::GrantRejected(_)));
         assert_eq!(err.to_string(), "HTTP 403 unauthorized_client: refresh_token is invalid");
         assert!(matches!(
-            read_answer(400, None, br#"{"error":"invalid_grant"}"#),
+            read(400, None, br#"{"error":"invalid_grant"}"#),
             Err(TokenError::GrantRejected(_))
         ));
         assert!(matches!(
-            read_answer(401, None, br#"{"error":"access_denied"}"#),
+            read(401, None, br#"{"error":"access_denied"}"#),
             Err(TokenError::ClientRejected(_))
         ));
         assert!(matches!(
-            read_answer(401, None, br#"{"error":"invalid_client"}"#),
+            read(401, None, br#"{"error":"invalid_client"}"#),
             Err(TokenError::ClientRejected(_))
         ));
-        assert!(matches!(read_answer(400, None, br#"{"error":"invalid_scope"}"#), Err(TokenError::Other(_))));
+        assert!(matches!(read(400, None, br#"{"error":"invalid_scope"}"#), Err(TokenError::Other(_))));
         assert!(matches!(
-            read_answer(200, None, br#"{"error":"invalid_grant"}"#),
+            read(200, None, br#"{"error":"invalid_grant"}"#),
             Err(TokenError::GrantRejected(_))
         ));
     }
@@ -306,7 +338,7 @@ mod tests {
 
     #[test]
     fn busy_and_broken_servers_are_transient() {
-        let err = read_answer(503, Some("7"), b"Service Unavailable").unwrap_err();
+        let err = read(503, Some("7"), b"Service Unavailable").unwrap_err();
         assert_eq!(
             err,
             TokenError::Transient {
@@ -314,11 +346,10 @@ mod tests {
                 retry_after: Some(Duration::from_secs(7))
             }
         );
-        assert!(is_transient(&read_answer(429, Some("99999"), b"").unwrap_err()));
-        assert!(is_transient(&read_answer(500, None, br#"{"error":"server_error"}"#).unwrap_err()));
-        assert!(!is_transient(&read_answer(403, None, br#"{"error":"unauthorized_client"}"#).unwrap_err()));
-        let TokenError::Transient { retry_after, .. } = read_answer(429, Some("99999"), b"").unwrap_err()
-        else {
+        assert!(is_transient(&read(429, Some("99999"), b"").unwrap_err()));
+        assert!(is_transient(&read(500, None, br#"{"error":"server_error"}"#).unwrap_err()));
+        assert!(!is_transient(&read(403, None, br#"{"error":"unauthorized_client"}"#).unwrap_err()));
+        let TokenError::Transient { retry_after, .. } = read(429, Some("99999"), b"").unwrap_err() else {
             panic!("transient")
         };
         assert_eq!(retry_after, Some(MAX_RETRY_AFTER));
@@ -327,21 +358,40 @@ mod tests {
     #[test]
     fn html_and_truncated_answers_are_described() {
         let html = b"<html>\n<head><title>502 Bad Gateway</title></head>\n<body>nginx</body></html>";
-        let err = read_answer(404, None, html).unwrap_err().to_string();
+        let err = read(404, None, html).unwrap_err().to_string();
         assert!(
             err.starts_with("HTTP 404: not a token answer: \"<html> <head><title>502 Bad Gateway"),
             "{err}"
         );
-        let cut = read_answer(200, None, br#"{"access_token":"eyJhbGciOiJ"#).unwrap_err().to_string();
+        let cut = read(200, None, br#"{"access_token":"eyJhbGciOiJ"#).unwrap_err().to_string();
         assert_eq!(cut, "HTTP 200: the answer was cut off after 28 bytes");
-        let html200 = read_answer(200, None, b"<html>login</html>").unwrap_err().to_string();
+        let html200 = read(200, None, b"<html>login</html>").unwrap_err().to_string();
         assert_eq!(html200, "HTTP 200: the answer is not JSON");
-        let empty = read_answer(200, None, br#"{"token_type":"Bearer"}"#).unwrap_err().to_string();
+        let empty = read(200, None, br#"{"token_type":"Bearer"}"#).unwrap_err().to_string();
         assert!(empty.contains("no access_token"));
         assert_eq!(
-            read_answer(400, None, b"").unwrap_err().to_string(),
+            read(400, None, b"").unwrap_err().to_string(),
             "HTTP 400: not a token answer (empty body)"
         );
+    }
+
+    #[test]
+    fn secrets_echoed_by_a_server_or_proxy_are_removed() {
+        let secrets = ["s&cret/1", "rt \"x\""];
+        let form = r#"{"error":"invalid_request","error_description":"bad body: client_secret=s%26cret%2F1&refresh_token=rt+%22x%22"}"#;
+        let err = read_answer(400, None, form.as_bytes(), &secrets).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "HTTP 400 invalid_request: bad body: client_secret=(redacted)&refresh_token=(redacted)"
+        );
+        let json = r#"<pre>{"client_secret": "s&cret/1", "refresh_token": "rt \"x\""}</pre>"#;
+        let err = read_answer(502, None, json.as_bytes(), &secrets).unwrap_err().to_string();
+        assert!(!err.contains("s&cret") && !err.contains("rt \\\"x"), "{err}");
+        assert!(err.ends_with(r#""refresh_token": "(redacted)"}</pre>""#), "{err}");
+        // A secret at the point where the excerpt is cut is removed before the cut.
+        let long = format!("{}s&cret/1", "x".repeat(EXCERPT_CHARS - 3));
+        let err = read_answer(400, None, long.as_bytes(), &secrets).unwrap_err().to_string();
+        assert!(!err.contains("s&c"), "{err}");
     }
 
     #[test]
@@ -357,14 +407,14 @@ mod tests {
             body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
             retry_after in proptest::option::of("\\PC{0,12}"),
         ) {
-            let _ = read_answer(status, retry_after.as_deref(), &body);
+            let _ = read(status, retry_after.as_deref(), &body);
         }
 
         #[test]
         fn prop_a_success_answer_is_never_quoted(secret in "[A-Za-z0-9]{32}", cut in 0usize..120) {
             let body = format!(r#"{{"access_token":"{secret}","refresh_token":"{secret}","expires_in":3600}}"#);
             let cut = cut.min(body.len());
-            match read_answer(200, None, &body.as_bytes()[..cut]) {
+            match read(200, None, &body.as_bytes()[..cut]) {
                 Ok(fields) => proptest::prop_assert_eq!(fields["access_token"].as_str(), Some(secret.as_str())),
                 Err(e) => proptest::prop_assert!(!e.to_string().contains(&secret[..6]), "{}", e),
             }

@@ -1,9 +1,12 @@
-//! The token file on disk: reading it, the lock that serializes refreshes, and the atomic
-//! replace that never leaves a half-written file or loses a rotated refresh token.
+//! The token file on disk: reading it, the lock that serializes refreshes, the atomic
+//! replace that never leaves a half-written file, and the rescue file that keeps a rotated
+//! refresh token when the replace fails.
+//!
+//! Which paths may be used at all (symlinks, folders, owners) is [`crate::safe_path`]'s job.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, File, TryLockError};
+use std::io::{self, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -11,20 +14,27 @@ use anyhow::{Context, Result, anyhow};
 use tempfile::NamedTempFile;
 
 use crate::exit::Exit;
+use crate::safe_path::{self, Access};
 use crate::token::{self, Token};
 
 /// Token files and everything beside them that may hold a token are created with this mode.
 const PRIVATE: u32 = 0o600;
-/// Space set aside before a refresh token is spent, so that the answer can be written.
-/// Atlassian's token sets are a few KiB; this leaves room for far larger ones.
+/// No token file is larger: Atlassian's are a few KiB. A larger file is refused unread.
+pub const MAX_TOKEN_FILE: u64 = 1024 * 1024;
+/// Space set aside before a refresh token is spent, so that the answer can be written:
+/// four times the current file, at least this much...
 const MIN_RESERVATION: u64 = 64 * 1024;
+/// ...and at most this much, whatever size (or sparse size) the current file claims.
+const MAX_RESERVATION: u64 = 4 * MAX_TOKEN_FILE;
 /// Waiting longer than this for another atl-token means something is stuck.
 pub const LOCK_WAIT: Duration = Duration::from_secs(180);
 /// A temp file beside the token file older than this was left by a process that died (a
-/// login waits minutes, not a day): the next refresh removes it.
+/// login waits minutes, not a day): the next refresh removes it, unless it holds a token.
 const STALE_TEMP: Duration = Duration::from_secs(24 * 3600);
 /// How often a waiting process tries the lock again.
 const LOCK_POLL: Duration = Duration::from_millis(10);
+/// Rescue files are named `token.json.rescue-<unix time>-<pid>`.
+const RESCUE_INFIX: &str = ".rescue-";
 
 /// Set in the environment of a debug build, this turns the lock off, so that a test can show
 /// what the lock prevents. Release builds do not contain the switch.
@@ -54,15 +64,12 @@ impl Stored {
 }
 
 impl Store {
-    pub fn new(path: PathBuf) -> Self {
-        // A token file that is a symlink (into a secrets folder, say) is replaced where it
-        // points, with its lock beside the real file: a rename over the link would leave the
-        // real file behind, stale.
-        let path = match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.file_type().is_symlink() => fs::canonicalize(&path).unwrap_or(path),
-            _ => path,
-        };
-        Self { path }
+    /// The token file at `path`. A symlink is followed only where that is safe (the user's
+    /// own link, in a folder nobody else can write), so that a token file linked into a
+    /// secrets folder is replaced where it points, with its lock beside the real file; any
+    /// other link, a folder others can write, or another user's file is refused (exit 2).
+    pub fn new(path: &Path) -> Result<Self> {
+        Ok(Self { path: safe_path::resolve(path)? })
     }
 
     pub fn path(&self) -> &Path {
@@ -70,10 +77,7 @@ impl Store {
     }
 
     fn dir(&self) -> &Path {
-        match self.path.parent() {
-            Some(dir) if !dir.as_os_str().is_empty() => dir,
-            _ => Path::new("."),
-        }
+        safe_path::folder_of(&self.path)
     }
 
     fn sibling(&self, suffix: &str) -> PathBuf {
@@ -82,27 +86,29 @@ impl Store {
         self.path.with_file_name(name)
     }
 
+    /// The file's bytes and modification time, or `None` when there is no file.
+    fn read(&self) -> Result<Option<(Vec<u8>, Option<u64>)>> {
+        let Some(file) = safe_path::open(&self.path, Access::Read, "token file")? else { return Ok(None) };
+        // The modification time of the very file that was read, even if it is replaced now.
+        let written_at = file
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs());
+        let bytes = safe_path::read_limited(file, &self.path, MAX_TOKEN_FILE, "token file")?;
+        Ok(Some((bytes, written_at)))
+    }
+
     /// The token, or `None` when there is no file.
     pub fn load(&self) -> Result<Option<Stored>> {
-        let mut file = match File::open(&self.path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot read token file {}", self.path.display()));
-            }
-        };
-        let mut bytes = Vec::new();
-        // The modification time of the very file that was read, even if it is replaced now.
-        let modified = file.metadata().and_then(|m| m.modified());
-        file.read_to_end(&mut bytes)
-            .with_context(|| format!("cannot read token file {}", self.path.display()))?;
+        let Some((bytes, written_at)) = self.read()? else { return Ok(None) };
         let token = Token::parse(&bytes).map_err(|e| {
             Exit::login_required(format!(
                 "{} is not a token file ({e}): run `atl-token login` to replace it",
                 self.path.display()
             ))
         })?;
-        let written_at = modified.ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs());
         Ok(Some(Stored { token, bytes, written_at }))
     }
 
@@ -119,14 +125,8 @@ impl Store {
     /// the OS if the process dies.
     pub fn lock(&self, wait: Duration) -> Result<Lock> {
         let path = self.sibling(".lock");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(PRIVATE)
-            .open(&path)
-            .with_context(|| format!("cannot open lock file {}", path.display()))?;
+        let file = safe_path::open(&path, Access::Lock, "lock file")?
+            .ok_or_else(|| anyhow!("cannot create lock file {}", path.display()))?;
         #[cfg(debug_assertions)]
         if std::env::var_os(NO_LOCK_FOR_TESTS).is_some() {
             return Ok(Lock { _file: file });
@@ -151,12 +151,70 @@ impl Store {
         }
     }
 
+    /// Moves a rescue file over the token file when it holds a newer token set, which means
+    /// that an earlier run spent the refresh token in the token file but could not replace
+    /// it. Must run under the lock, before anything is spent. If the rescue cannot be moved,
+    /// nothing may be spent: the error says which command fixes it.
+    pub fn adopt_rescue(&self, _held: &Lock) -> Result<()> {
+        let Some(rescue) = self.newest_rescue()? else { return Ok(()) };
+        let current = self.read()?;
+        let current_at = current.as_ref().and_then(|(bytes, _)| Token::parse(bytes).ok()?.obtained_at());
+        let same = current.as_ref().is_some_and(|(bytes, _)| *bytes == rescue.bytes);
+        if same || current_at > rescue.token.obtained_at() {
+            return Ok(());
+        }
+        install(&rescue.path, &self.path, &rescue.bytes).map_err(|e| {
+            anyhow!(
+                "{} holds a newer token set than {}, and it cannot be moved there ({e:#}). Nothing was \
+                 sent to the server. Once {} can be written, run: {}",
+                rescue.path.display(),
+                self.path.display(),
+                self.path.display(),
+                move_command(&rescue.path, &self.path)
+            )
+        })?;
+        eprintln!(
+            "atl-token: note: an earlier run could not write {}; its new token set was in {}, and is now in place",
+            self.path.display(),
+            rescue.path.display()
+        );
+        Ok(())
+    }
+
+    /// The rescue file beside the token file with the newest token set, if any. Another
+    /// user's rescue file, or one that is not a regular file, is refused.
+    fn newest_rescue(&self) -> Result<Option<Rescue>> {
+        let prefix = format!("{}{RESCUE_INFIX}", self.path.file_name().unwrap_or_default().to_string_lossy());
+        let entries = match fs::read_dir(self.dir()) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot list folder {}", self.dir().display())),
+        };
+        let mut newest: Option<Rescue> = None;
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+                continue;
+            }
+            let path = entry.path();
+            let Some(file) = safe_path::open(&path, Access::Read, "rescue file")? else { continue };
+            let bytes = safe_path::read_limited(file, &path, MAX_TOKEN_FILE, "rescue file")?;
+            let Ok(token) = Token::parse(&bytes) else {
+                eprintln!("atl-token: warning: {} is not a token file; left alone", path.display());
+                continue;
+            };
+            if newest.as_ref().is_none_or(|n| token.obtained_at() > n.token.obtained_at()) {
+                newest = Some(Rescue { path, bytes, token });
+            }
+        }
+        Ok(newest)
+    }
+
     /// Creates the temp file that will replace the token file and fills it, proving that
     /// the folder is writable and has room before a refresh token is spent.
     pub fn reserve(&self) -> Result<Reservation> {
         let dir = self.dir();
-        let current = fs::metadata(&self.path).map_or(0, |m| m.len());
-        let size = MIN_RESERVATION.max(current.saturating_mul(4));
+        let current = fs::symlink_metadata(&self.path).map_or(0, |m| m.len());
+        let size = current.saturating_mul(4).clamp(MIN_RESERVATION, MAX_RESERVATION);
         let context = || {
             format!(
                 "cannot write a new token file in {} (nothing was sent to the server; \
@@ -182,6 +240,7 @@ impl Store {
     }
 
     /// Removes temp files that a killed process left behind, a day after they were written.
+    /// One that holds a token (kept when nothing else could be written) is never removed.
     fn remove_stale_temps(&self, prefix: &str) {
         let Ok(entries) = fs::read_dir(self.dir()) else { return };
         for entry in entries.flatten() {
@@ -190,11 +249,30 @@ impl Store {
             if !(name.starts_with(prefix) && name.ends_with(".tmp")) {
                 continue;
             }
+            let path = entry.path();
             let modified = entry.metadata().and_then(|m| m.modified());
-            if modified.is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_TEMP)) {
-                let _ = fs::remove_file(entry.path());
+            let stale = modified.is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_TEMP));
+            if stale && !holds_token(&path) {
+                let _ = fs::remove_file(path);
             }
         }
+    }
+}
+
+/// A rescue file and the token set in it.
+struct Rescue {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    token: Token,
+}
+
+fn holds_token(path: &Path) -> bool {
+    match safe_path::open(path, Access::Read, "temp file") {
+        Ok(Some(file)) => safe_path::read_limited(file, path, MAX_RESERVATION, "temp file")
+            .is_ok_and(|bytes| Token::parse(&bytes).is_ok()),
+        Ok(None) => false,
+        // Not a regular file of the user's own: not atl-token's to remove.
+        Err(_) => true,
     }
 }
 
@@ -224,32 +302,39 @@ pub struct Reservation {
 }
 
 impl Reservation {
-    /// Replaces the token file with `token`: write, fsync, rename, fsync the folder.
+    /// Replaces the token file with `token`: write, fsync, rename, fsync the folder. Needs
+    /// the lock, held since the token file was read.
     ///
-    /// If that fails, the token set is saved to a rescue file (mode 0600) whose path the
-    /// error gives, so a refresh token the server has already rotated is never lost.
-    pub fn commit(self, token: &Token) -> Result<()> {
+    /// If the rename fails, the new token set is kept in a rescue file beside the token
+    /// file (mode 0600), which the error names and the next run moves into place before it
+    /// spends anything, so a refresh token the server has already rotated is never lost.
+    pub fn commit(self, token: &Token, _held: &Lock) -> Result<()> {
         let bytes = token.to_bytes();
         let Self { mut file, target } = self;
-        let (cause, kept) = match write_over(file.as_file_mut(), &bytes) {
-            Err(e) => (e, None),
+        let (cause, rescue) = match write_over(file.as_file_mut(), &bytes) {
+            Err(cause) => (cause, write_rescue(&target, &bytes)),
             Ok(()) => match file.persist(&target) {
                 Ok(_) => {
                     sync_dir(&target);
                     return Ok(());
                 }
-                // The temp file holds the complete new token set: keep it as the rescue.
-                Err(e) => (e.error, e.file.keep().ok().map(|(_, path)| path)),
+                Err(e) => (e.error, keep_as_rescue(e.file, &target, &bytes)),
             },
         };
-        let rescue = kept.or_else(|| write_rescue(&target, &bytes));
-        Err(match rescue {
+        // A token file that is a mount point can still be written in place.
+        if let Some(rescue) = &rescue
+            && install(rescue, &target, &bytes).is_ok()
+        {
+            return Ok(());
+        }
+        // Name a rescue file only if it is really there.
+        Err(match rescue.filter(|path| fs::symlink_metadata(path).is_ok()) {
             Some(rescue) => anyhow!(
                 "cannot replace token file {}: {cause}. The new token set, with the only valid refresh \
-                 token, was saved to {}: move it over {} before the next refresh",
+                 token, is in {}: the next run moves it into place before it spends anything, or run: {}",
                 target.display(),
                 rescue.display(),
-                target.display()
+                move_command(&rescue, &target)
             ),
             None => anyhow!(
                 "cannot replace token file {} ({cause}), and no rescue file could be written either: \
@@ -267,28 +352,99 @@ fn write_over(file: &mut File, bytes: &[u8]) -> io::Result<()> {
     file.sync_all()
 }
 
-/// Makes a rename durable. A failure here is reported but not fatal: the new file is in place.
-fn sync_dir(target: &Path) {
-    let dir = target.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
-        eprintln!("atl-token: warning: cannot fsync {}: {e}", dir.display());
+/// `token.json.rescue-<unix time>-<pid>` beside the token file.
+fn rescue_path(target: &Path) -> PathBuf {
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    target.with_file_name(format!("{name}{RESCUE_INFIX}{}-{}", token::now(), std::process::id()))
+}
+
+/// Renames the complete temp file to the rescue name; failing that, writes a new rescue file;
+/// failing that too, keeps the temp file itself. Returns where the token set is.
+fn keep_as_rescue(temp: NamedTempFile, target: &Path, bytes: &[u8]) -> Option<PathBuf> {
+    let rescue = rescue_path(target);
+    match temp.persist_noclobber(&rescue) {
+        Ok(_) => {
+            sync_dir(&rescue);
+            Some(rescue)
+        }
+        Err(e) => write_rescue(target, bytes).or_else(|| e.file.keep().ok().map(|(_, path)| path)),
     }
 }
 
-/// Saves the token set beside the target, else in the temp folder. Returns where.
+/// Writes a new rescue file beside the target, else in the temp folder. Returns where.
 fn write_rescue(target: &Path, bytes: &[u8]) -> Option<PathBuf> {
-    let stamp = format!("{}-{}", token::now(), std::process::id());
-    let name = target.file_name().unwrap_or_default().to_string_lossy().into_owned();
-    let beside = target.with_file_name(format!("{name}.rescue-{stamp}"));
-    let elsewhere = std::env::temp_dir().join(format!("atl-token-{name}.rescue-{stamp}"));
+    let beside = rescue_path(target);
+    let name = beside.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let elsewhere = std::env::temp_dir().join(format!("atl-token-{name}"));
     [beside, elsewhere].into_iter().find(|path| {
         let write = || -> io::Result<()> {
-            let mut file = OpenOptions::new().write(true).create_new(true).mode(PRIVATE).open(path)?;
+            use std::os::unix::fs::OpenOptionsExt;
+            // create_new: never through a link, never over another file.
+            let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(PRIVATE).open(path)?;
             file.write_all(bytes)?;
             file.sync_all()
         };
         write().is_ok()
     })
+}
+
+/// Moves a rescue file over the token file. A token file that is a mount point (a
+/// single-file bind mount, as `docker run -v ./token.json:/app/token.json` makes: rename
+/// gives EBUSY) is overwritten in place instead, and the rescue file, whose content is then
+/// durable in the token file, is removed.
+fn install(rescue: &Path, target: &Path, bytes: &[u8]) -> Result<()> {
+    match fs::rename(rescue, target) {
+        Ok(()) => {
+            sync_dir(target);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::ResourceBusy => {
+            overwrite_in_place(target, bytes).with_context(|| {
+                format!("{} is a mount point and cannot be written in place", target.display())
+            })?;
+            let _ = fs::remove_file(rescue);
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes `bytes` over the file's content and fsyncs. The new JSON is padded with spaces
+/// (which JSON allows) to the old length before the file is cut, so a reader sees the old
+/// content or the new, never the new with the old one's tail.
+fn overwrite_in_place(target: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = safe_path::open(target, Access::Write, "token file")?
+        .ok_or_else(|| anyhow!("{} does not exist", target.display()))?;
+    let old_len = file.metadata()?.len().min(MAX_TOKEN_FILE);
+    let mut padded = bytes.to_vec();
+    padded.resize(padded.len().max(usize::try_from(old_len).unwrap_or(0)), b' ');
+    file.write_all(&padded)?;
+    file.set_len(bytes.len() as u64)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// The shell command that moves `from` over `to`, quoted for the shell where needed.
+fn move_command(from: &Path, to: &Path) -> String {
+    format!("mv -- {} {}", shell_word(from), shell_word(to))
+}
+
+fn shell_word(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
+    if !text.is_empty() && text.chars().all(plain) {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// Makes a rename durable. A failure here is reported but not fatal: the new file is in place.
+fn sync_dir(target: &Path) {
+    let dir = safe_path::folder_of(target);
+    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+        eprintln!("atl-token: warning: cannot fsync {}: {e}", dir.display());
+    }
 }
 
 /// Creates the token file's folder (mode 0700) if it is missing, for a first login.
@@ -309,28 +465,44 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn token(refresh: &str) -> Token {
+    fn token(refresh: &str, obtained_at: u64) -> Token {
         let answer = json!({"access_token": "a", "refresh_token": refresh, "expires_in": 60});
         let serde_json::Value::Object(map) = answer else { unreachable!() };
-        Token::from_response(map, None, 100)
+        Token::from_response(map, None, obtained_at, "https://auth.example.com/oauth/token")
+    }
+
+    fn store_in(dir: &tempfile::TempDir) -> Store {
+        Store::new(&dir.path().join("token.json")).expect("store")
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn write(store: &Store, token: &Token) {
+        let lock = store.lock(Duration::ZERO).expect("lock");
+        store.reserve().expect("reserve").commit(token, &lock).expect("commit");
     }
 
     #[test]
     fn commit_replaces_the_file_with_mode_0600_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::new(dir.path().join("token.json"));
+        let store = store_in(&dir);
         fs::write(store.path(), "old").expect("write");
         fs::set_permissions(store.path(), fs::Permissions::from_mode(0o644)).expect("chmod");
 
-        store.reserve().expect("reserve").commit(&token("r2")).expect("commit");
+        write(&store, &token("r2", 1));
 
         let stored = store.load().expect("load").expect("file exists");
         assert_eq!(stored.token.refresh_token(), Some("r2"));
         let mode = fs::metadata(store.path()).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        let names: Vec<_> =
-            fs::read_dir(dir.path()).expect("ls").map(|e| e.expect("entry").file_name()).collect();
-        assert_eq!(names, vec![std::ffi::OsString::from("token.json")]);
+        assert_eq!(names(dir.path()), ["token.json", "token.json.lock"]);
     }
 
     #[test]
@@ -342,59 +514,108 @@ mod tests {
         let link = dir.path().join("token.json");
         std::os::unix::fs::symlink(secrets.join("token.json"), &link).expect("symlink");
 
-        let store = Store::new(link.clone());
-        store.reserve().expect("reserve").commit(&token("r2")).expect("commit");
+        let store = Store::new(&link).expect("store");
+        write(&store, &token("r2", 1));
 
         assert!(fs::symlink_metadata(&link).expect("meta").file_type().is_symlink(), "the link stays");
-        let stored = Store::new(link).load().expect("load").expect("file");
+        let stored = Store::new(&link).expect("store").load().expect("load").expect("file");
         assert_eq!(stored.token.refresh_token(), Some("r2"), "read through the link");
-        let _lock = store.lock(Duration::ZERO).expect("lock");
         assert!(secrets.join("token.json.lock").exists(), "the lock is beside the real file");
     }
 
     #[test]
-    fn temp_files_left_by_dead_processes_are_removed_a_day_later() {
+    fn temp_files_left_by_dead_processes_are_removed_a_day_later_unless_they_hold_a_token() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::new(dir.path().join("token.json"));
+        let store = store_in(&dir);
         let stale = dir.path().join(".token.json.abc123.tmp");
         let fresh = dir.path().join(".token.json.def456.tmp");
         let other = dir.path().join(".other.json.abc123.tmp");
+        let kept = dir.path().join(".token.json.ghi789.tmp");
         for path in [&stale, &fresh, &other] {
-            fs::write(path, "x").expect("write");
+            fs::write(path, "     ").expect("write");
         }
+        fs::write(&kept, token("only-copy", 1).to_bytes()).expect("write");
         let old = std::time::SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
-        for path in [&stale, &other] {
+        for path in [&stale, &other, &kept] {
             File::options().write(true).open(path).expect("open").set_modified(old).expect("set mtime");
         }
         drop(store.reserve().expect("reserve"));
         assert!(!stale.exists(), "a day-old temp file is removed");
         assert!(fresh.exists(), "a recent one may belong to a login in progress");
         assert!(other.exists(), "another token file's temp files are not ours");
+        assert!(kept.exists(), "a temp file that holds a token is never removed");
     }
 
     #[test]
-    fn a_failed_rename_keeps_the_new_token_in_a_rescue_file() {
+    fn a_failed_rename_keeps_the_new_token_in_a_rescue_file_with_the_documented_name() {
         let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir);
+        let lock = store.lock(Duration::ZERO).expect("lock");
+        let reservation = store.reserve().expect("reserve");
         // A non-empty folder where the token file should be: rename over it fails.
-        let store = Store::new(dir.path().join("token.json"));
         fs::create_dir(store.path()).expect("mkdir");
         fs::write(store.path().join("x"), "x").expect("write");
 
-        let err = store.reserve().expect("reserve").commit(&token("r-new")).unwrap_err().to_string();
-        assert!(err.contains("was saved to"), "{err}");
+        let err = reservation.commit(&token("r-new", 1), &lock).unwrap_err().to_string();
         assert!(!err.contains("r-new"), "the error must not show the token: {err}");
-        let rescue =
-            err.split("saved to ").nth(1).and_then(|s| s.split(':').next()).expect("path in message");
-        let saved = Token::parse(&fs::read(rescue).expect("rescue file")).expect("rescue parses");
+        let listed = names(dir.path());
+        let rescue: Vec<&String> = listed.iter().filter(|n| n.starts_with("token.json.rescue-")).collect();
+        assert_eq!(rescue.len(), 1, "one rescue file, beside the token file: {listed:?}");
+        let rescue = dir.path().join(rescue[0]);
+        assert!(err.contains(&format!("is in {}", rescue.display())), "{err}");
+        assert!(
+            err.contains(&format!("run: mv -- {} {}", rescue.display(), store.path().display())),
+            "{err}"
+        );
+        let saved = Token::parse(&fs::read(&rescue).expect("rescue file")).expect("rescue parses");
         assert_eq!(saved.refresh_token(), Some("r-new"));
-        let mode = fs::metadata(rescue).expect("meta").permissions().mode() & 0o777;
+        let mode = fs::metadata(&rescue).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        assert!(!listed.iter().any(|n| n.ends_with(".tmp")), "no temp file left: {listed:?}");
+
+        // A day later, the next reservation does not remove it.
+        let old = std::time::SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
+        File::options().write(true).open(&rescue).expect("open").set_modified(old).expect("set mtime");
+        drop(store.reserve().expect("reserve"));
+        assert!(rescue.exists(), "a rescue file is never removed");
+    }
+
+    #[test]
+    fn a_newer_rescue_file_is_adopted_and_an_older_one_left_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir);
+        fs::write(store.path(), token("spent", 100).to_bytes()).expect("write");
+        let rescue = dir.path().join("token.json.rescue-200-1");
+        fs::write(&rescue, token("live", 200).to_bytes()).expect("write");
+        let older = dir.path().join("token.json.rescue-50-1");
+        fs::write(&older, token("ancient", 50).to_bytes()).expect("write");
+
+        let lock = store.lock(Duration::ZERO).expect("lock");
+        store.adopt_rescue(&lock).expect("adopted");
+        let stored = store.load_existing().expect("load");
+        assert_eq!(stored.token.refresh_token(), Some("live"));
+        assert!(!rescue.exists(), "moved, not copied");
+        assert!(older.exists(), "an older rescue file is left alone");
+
+        store.adopt_rescue(&lock).expect("nothing to do");
+        assert_eq!(store.load_existing().expect("load").token.refresh_token(), Some("live"));
+    }
+
+    #[test]
+    fn a_rescue_file_beats_a_token_file_that_does_not_parse() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir);
+        fs::write(store.path(), "{\"access_tok").expect("write");
+        fs::write(dir.path().join("token.json.rescue-200-1"), token("live", 200).to_bytes()).expect("write");
+        let lock = store.lock(Duration::ZERO).expect("lock");
+        store.adopt_rescue(&lock).expect("adopted");
+        assert_eq!(store.load_existing().expect("load").token.refresh_token(), Some("live"));
     }
 
     #[test]
     fn a_missing_file_is_none_and_a_broken_one_asks_for_login() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::new(dir.path().join("token.json"));
+        let store = store_in(&dir);
         assert!(store.load().expect("load").is_none());
         let err = store.load_existing().unwrap_err();
         assert_eq!(crate::exit::code_for(&err), crate::exit::Code::LoginRequired);
@@ -405,13 +626,32 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_or_sparse_token_file_is_refused_and_caps_the_reservation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = store_in(&dir);
+        File::create(store.path()).expect("create").set_len(64 * 1024 * 1024).expect("sparse 64 MiB");
+        let err = store.load().unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), crate::exit::Code::Usage);
+        assert!(err.to_string().contains("more than any token file"), "{err}");
+        let reservation = store.reserve().expect("reserve");
+        let reserved = reservation.file.as_file().metadata().expect("meta").len();
+        assert_eq!(reserved, MAX_RESERVATION, "capped, not four times 64 MiB");
+    }
+
+    #[test]
     fn the_lock_excludes_a_second_holder_until_released() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::new(dir.path().join("token.json"));
+        let store = store_in(&dir);
         let held = store.lock(Duration::ZERO).expect("first lock");
         let err = store.lock(Duration::from_millis(30)).unwrap_err().to_string();
         assert!(err.contains("token.json.lock"), "{err}");
         drop(held);
         store.lock(Duration::ZERO).expect("lock after release");
+    }
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word(Path::new("/srv/jira/token.json")), "/srv/jira/token.json");
+        assert_eq!(shell_word(Path::new("/my dir/it's")), r"'/my dir/it'\''s'");
     }
 }

@@ -15,6 +15,8 @@ pub const EXPIRES_AT: &str = "expires_at";
 pub const OBTAINED_AT: &str = "obtained_at";
 /// When the user consented; Atlassian ends a token family a year after it.
 pub const FAMILY_STARTED_AT: &str = "family_started_at";
+/// The token endpoint that issued the refresh token, and the only one it is ever sent to.
+pub const TOKEN_URL: &str = "token_url";
 const ACCESS_TOKEN: &str = "access_token";
 const REFRESH_TOKEN: &str = "refresh_token";
 const EXPIRES_IN: &str = "expires_in";
@@ -68,10 +70,15 @@ impl Token {
         }
     }
 
-    /// A token from a successful token-endpoint answer (which must hold an access token),
-    /// with the times added, and the previous set's refresh token and family start kept when
-    /// the answer has none.
-    pub fn from_response(response: Map<String, Value>, previous: Option<&Token>, now: u64) -> Self {
+    /// A token from a successful answer of the token endpoint `token_url` (which must hold an
+    /// access token), with the times and the endpoint added, and the previous set's refresh
+    /// token and family start kept when the answer has none.
+    pub fn from_response(
+        response: Map<String, Value>,
+        previous: Option<&Token>,
+        now: u64,
+        token_url: &str,
+    ) -> Self {
         let mut fields = response;
         if let Some(prev) = previous {
             for key in [REFRESH_TOKEN, FAMILY_STARTED_AT] {
@@ -91,6 +98,7 @@ impl Token {
             None => fields.remove(EXPIRES_AT),
         };
         fields.insert(OBTAINED_AT.to_owned(), now.into());
+        fields.insert(TOKEN_URL.to_owned(), token_url.into());
         Self { fields }
     }
 
@@ -100,6 +108,17 @@ impl Token {
 
     pub fn refresh_token(&self) -> Option<&str> {
         self.string(REFRESH_TOKEN)
+    }
+
+    /// The token endpoint that issued this token set; `None` for a file written before
+    /// atl-token recorded it, such as the seed script's.
+    pub fn token_url(&self) -> Option<&str> {
+        self.string(TOKEN_URL)
+    }
+
+    /// When this token set was issued (Unix seconds), as recorded.
+    pub fn obtained_at(&self) -> Option<u64> {
+        self.fields.get(OBTAINED_AT).and_then(as_seconds)
     }
 
     fn string(&self, key: &str) -> Option<&str> {
@@ -148,6 +167,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const URL: &str = "https://auth.example.com/oauth/token";
+
     fn map(value: Value) -> Map<String, Value> {
         match value {
             Value::Object(m) => m,
@@ -159,21 +180,27 @@ mod tests {
     fn a_login_answer_gets_times_and_a_family_start() {
         let answer = map(json!({"access_token": "a1", "refresh_token": "r1", "expires_in": 3600,
                                 "scope": "x", "token_type": "Bearer"}));
-        let t = Token::from_response(answer, None, 1000);
+        let t = Token::from_response(answer, None, 1000, URL);
         assert_eq!(t.access_token(), Some("a1"));
+        assert_eq!(t.token_url(), Some(URL));
+        assert_eq!(t.obtained_at(), Some(1000));
         assert_eq!(t.refresh_token(), Some("r1"));
         assert_eq!(t.expires_at(), Some(4600));
         assert_eq!(t.fields[OBTAINED_AT], json!(1000));
         assert_eq!(t.fields[FAMILY_STARTED_AT], json!(1000));
         assert_eq!(t.fields["scope"], json!("x"), "unknown fields are kept");
+
+        let claims_another = map(json!({"access_token": "a", "token_url": "https://evil.example/"}));
+        let t = Token::from_response(claims_another, None, 1, URL);
+        assert_eq!(t.token_url(), Some(URL), "the server cannot name another issuer");
     }
 
     #[test]
     fn a_refresh_keeps_the_family_start_and_takes_the_rotated_token() {
         let first =
-            Token::from_response(map(json!({"access_token": "a1", "refresh_token": "r1"})), None, 1000);
+            Token::from_response(map(json!({"access_token": "a1", "refresh_token": "r1"})), None, 1000, URL);
         let answer = map(json!({"access_token": "a2", "refresh_token": "r2", "expires_in": "60"}));
-        let second = Token::from_response(answer, Some(&first), 2000);
+        let second = Token::from_response(answer, Some(&first), 2000, URL);
         assert_eq!(second.refresh_token(), Some("r2"));
         assert_eq!(second.fields[FAMILY_STARTED_AT], json!(1000));
         assert_eq!(second.fields[OBTAINED_AT], json!(2000));
@@ -182,8 +209,9 @@ mod tests {
 
     #[test]
     fn an_answer_without_refresh_token_keeps_the_old_one() {
-        let first = Token::from_response(map(json!({"access_token": "a1", "refresh_token": "r1"})), None, 1);
-        let second = Token::from_response(map(json!({"access_token": "a2"})), Some(&first), 2);
+        let first =
+            Token::from_response(map(json!({"access_token": "a1", "refresh_token": "r1"})), None, 1, URL);
+        let second = Token::from_response(map(json!({"access_token": "a2"})), Some(&first), 2, URL);
         assert_eq!(second.refresh_token(), Some("r1"));
         assert_eq!(second.access_token(), Some("a2"));
     }
@@ -209,7 +237,7 @@ mod tests {
 
     #[test]
     fn bytes_round_trip_and_end_with_a_newline() {
-        let t = Token::from_response(map(json!({"access_token": "a", "zeta": 1, "alpha": 2})), None, 7);
+        let t = Token::from_response(map(json!({"access_token": "a", "zeta": 1, "alpha": 2})), None, 7, URL);
         let bytes = t.to_bytes();
         assert_eq!(bytes.last(), Some(&b'\n'));
         assert_eq!(Token::parse(&bytes), Ok(t.clone()));
@@ -228,7 +256,8 @@ mod tests {
 
     #[test]
     fn debug_hides_the_tokens() {
-        let t = Token::from_response(map(json!({"access_token": "AAA", "refresh_token": "RRR"})), None, 1);
+        let t =
+            Token::from_response(map(json!({"access_token": "AAA", "refresh_token": "RRR"})), None, 1, URL);
         let debug = format!("{t:?}");
         assert!(!debug.contains("AAA") && !debug.contains("RRR"), "{debug}");
     }

@@ -9,20 +9,21 @@ use crate::duration::human;
 use crate::exit::Exit;
 use crate::http;
 use crate::oauth::{self, Grant, TokenError, clean};
-use crate::store::{self, LOCK_WAIT, Store};
+use crate::store::{self, LOCK_WAIT, Reservation, Store};
 use crate::token::{self, Token};
 
 pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
     if config.scope.added_offline_access {
         eprintln!("note: added `{OFFLINE_ACCESS}` to {}: without it there is no refresh token", SCOPE.name);
     }
-    let store = Store::new(config.token_file.clone());
+    let store = Store::new(&config.token_file)?;
     store::ensure_dir(&store)?;
     // Prove the token file can be written before the user goes through the browser.
     let reservation = store.reserve()?;
+    announce_custom_endpoints(config);
 
     let runtime = super::runtime()?;
-    let token = runtime.block_on(async {
+    runtime.block_on(async {
         let state = uuid::Uuid::new_v4().to_string();
         let mut listener = Listener::bind(&config.redirect, state.clone()).await?;
         let url = oauth::authorize_url(config, &state);
@@ -47,17 +48,22 @@ pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
             }
             _ = tokio::signal::ctrl_c() => return Err(Exit::interrupted("login cancelled").into()),
         };
-        finish(config, arrival).await
-    })?;
-
-    let _lock = store.lock(LOCK_WAIT)?;
-    reservation.commit(&token)?;
-    eprintln!("Logged in. Token saved to {}", store.path().display());
-    Ok(())
+        finish(config, &store, reservation, arrival).await
+    })
 }
 
-/// Trades the code, answers the browser with the outcome, and returns the new token.
-async fn finish(config: &Config, arrival: Arrival) -> Result<Token> {
+/// Says, before the browser opens, when the code and the client secret will go somewhere
+/// other than Atlassian, and which file said so: a cloned repository's `.env` may.
+fn announce_custom_endpoints(config: &Config) {
+    let custom: Vec<String> =
+        config.custom_endpoints().iter().map(|e| format!("{} ({})", e.url, e.origin())).collect();
+    if !custom.is_empty() {
+        eprintln!("note: signing in through endpoints that are not Atlassian's: {}", custom.join(", "));
+    }
+}
+
+/// Trades the code, saves the token, and only then tells the browser it worked.
+async fn finish(config: &Config, store: &Store, reservation: Reservation, arrival: Arrival) -> Result<()> {
     let code = match &arrival.callback {
         Callback::Code(code) => code.clone(),
         Callback::Denied { error, description } => {
@@ -68,16 +74,28 @@ async fn finish(config: &Config, arrival: Arrival) -> Result<Token> {
         }
     };
     let grant = Grant::AuthorizationCode { code: &code, redirect_uri: &config.redirect.uri };
-    match http::request_token(config, grant, http::CODE).await {
-        Ok(answer) => {
-            arrival.answer(200, "Signed in", "atl-token has its token. You can close this tab.").await;
-            Ok(Token::from_response(answer, None, token::now()))
-        }
+    let answer = match http::request_token(config, grant, http::CODE).await {
+        Ok(answer) => answer,
         Err(e) => {
             arrival
                 .answer(400, "Sign-in failed", &format!("The token request failed: {e}. See the terminal."))
                 .await;
-            Err(explain(&e, config))
+            return Err(explain(&e, config));
+        }
+    };
+    let token = Token::from_response(answer, None, token::now(), config.token_url.url.as_str());
+    let path = store.path().display();
+    match store.lock(LOCK_WAIT).and_then(|lock| reservation.commit(&token, &lock)) {
+        Ok(()) => {
+            let message = format!("atl-token saved its token to {path}. You can close this tab.");
+            arrival.answer(200, "Signed in", &message).await;
+            eprintln!("Logged in. Token saved to {path}");
+            Ok(())
+        }
+        Err(e) => {
+            let message = "atl-token got a token but could not save it. See the terminal for what to do.";
+            arrival.answer(500, "Sign-in not saved", message).await;
+            Err(e)
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::store::Store;
 use crate::token::{self, Token};
 
 pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
-    let store = Store::new(config.token_file.clone());
+    let store = Store::new(&config.token_file)?;
     let stored = store.load_existing()?;
     let remaining = stored.remaining(token::now());
 

@@ -14,7 +14,7 @@ use crate::store::{LOCK_WAIT, Store};
 use crate::token::{self, Token};
 
 pub fn run(config: &Config, args: &RefreshArgs) -> Result<()> {
-    let store = Store::new(config.token_file.clone());
+    let store = Store::new(&config.token_file)?;
     let when = if args.if_needed { When::ExpiresWithin(args.min_valid) } else { When::Always };
     let outcome = refresh(config, &store, when)?;
     if !args.quiet {
@@ -62,13 +62,17 @@ impl Outcome {
 ///
 /// Everything from reading the file to replacing it happens under the lock, and the file is
 /// read after the lock is taken, so concurrent callers queue up and each one spends the
-/// newest refresh token (or finds the token fresh and spends nothing). The temp file for the
-/// answer is created before the request, so a full disk fails the run before the refresh
-/// token is spent. An error answer never touches the file.
+/// newest refresh token (or finds the token fresh and spends nothing). A rescue file left by
+/// a run that could not write is moved into place first. The refresh token goes only to the
+/// endpoint that issued it. The temp file for the answer is created before the request, so a
+/// full disk fails the run before the refresh token is spent. An error answer never touches
+/// the file.
 pub fn refresh(config: &Config, store: &Store, when: When) -> Result<Outcome> {
-    let _lock = store.lock(LOCK_WAIT)?;
+    let lock = store.lock(LOCK_WAIT)?;
+    store.adopt_rescue(&lock)?;
     let stored = store.load_existing()?;
     let path = store.path().display();
+    check_issuer(&stored.token, config, &path.to_string())?;
 
     if let When::ExpiresWithin(margin) = when {
         let remaining = stored.remaining(token::now());
@@ -86,9 +90,26 @@ pub fn refresh(config: &Config, store: &Store, when: When) -> Result<Outcome> {
     let answer = super::runtime()?
         .block_on(http::request_token(config, Grant::RefreshToken(refresh_token), http::REFRESH))
         .map_err(|e| explain(e, config, &path.to_string()))?;
-    let token = Token::from_response(answer, Some(&stored.token), token::now());
-    reservation.commit(&token)?;
+    let token =
+        Token::from_response(answer, Some(&stored.token), token::now(), config.token_url.url.as_str());
+    reservation.commit(&token, &lock)?;
     Ok(Outcome::Refreshed(token))
+}
+
+/// A refresh token is sent only to the token endpoint that issued it, so that a settings
+/// file (a cloned repository's `.env`, say) cannot send it, and the client secret, elsewhere.
+/// A file without a recorded endpoint (the seed script's) is bound to it by this refresh.
+fn check_issuer(token: &Token, config: &Config, token_file: &str) -> Result<(), Exit> {
+    let configured = &config.token_url;
+    match token.token_url() {
+        Some(issuer) if issuer != configured.url.as_str() => Err(Exit::usage(format!(
+            "the refresh token in {token_file} was issued by {issuer}, but the token endpoint is now \
+             {configured} ({}): atl-token sends a refresh token only to the endpoint that issued it. \
+             Remove that setting, or run `atl-token login` to start a new token family at {configured}",
+            configured.origin()
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Turns a failed token request into an error a person can act on, with its exit code.

@@ -1,0 +1,340 @@
+//! Paths another local user cannot redirect: which symlinks may be followed, which folders may
+//! hold a token, and opening a file without following a link or waiting on a FIFO.
+//!
+//! The rules, for the user atl-token runs as (its effective uid):
+//! - a symlink is followed only if that user owns it and nobody else can write its folder;
+//! - a folder holding a token belongs to that user (or root), and nobody else can write it,
+//!   unless it is sticky (like `/tmp`) and the file in it is the user's own;
+//! - a token, lock or rescue file is a regular file that the user owns, opened with
+//!   `O_NOFOLLOW | O_NONBLOCK` and checked again after opening, so it cannot be swapped.
+//!
+//! Every refusal is a configuration error (exit 2) that names the path and says what to do.
+
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use rustix::fs::{Mode, OFlags};
+
+use crate::exit::Exit;
+
+/// More links than this in a row is a loop, or an attack.
+const MAX_LINKS: usize = 8;
+/// Write permission for the group and for others.
+const OTHERS_WRITE: u32 = 0o022;
+/// The sticky bit: in such a folder only a file's owner may remove or rename it.
+const STICKY: u32 = 0o1000;
+const ROOT: u32 = 0;
+
+/// The effective user id: whose files atl-token may trust.
+pub fn euid() -> u32 {
+    rustix::process::geteuid().as_raw()
+}
+
+fn refuse(message: String) -> anyhow::Error {
+    Exit::usage(message).into()
+}
+
+/// The folder a path sits in (`.` for a bare file name).
+pub fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Follows the symlinks at `path` that are safe to follow and returns where they lead, which
+/// may not exist yet (a first login creates it). Refuses a link someone else could have
+/// planted, a folder others can write, and a file that is not the user's own regular file.
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    let uid = euid();
+    let mut path = path.to_owned();
+    for _ in 0..=MAX_LINKS {
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                check_folder(&path, None, uid)?;
+                return Ok(path);
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot look at token file {}", path.display())),
+        };
+        if !meta.file_type().is_symlink() {
+            check_file(&path, &meta, uid, "token file")?;
+            check_folder(&path, Some(&meta), uid)?;
+            return Ok(path);
+        }
+        let dir = folder_of(&path);
+        if meta.uid() != uid {
+            return Err(refuse(format!(
+                "{} is a symlink owned by user {}, not by you: atl-token does not follow it. \
+                 Remove it, or set ATL_TOKEN_FILE to the real file",
+                path.display(),
+                meta.uid()
+            )));
+        }
+        let dir_meta =
+            fs::metadata(dir).with_context(|| format!("cannot look at folder {}", dir.display()))?;
+        if let Some(why) = others_can_write(&dir_meta, uid) {
+            return Err(refuse(format!(
+                "{} is a symlink in {}, which {why}: atl-token does not follow links there, since \
+                 another user could replace them. Set ATL_TOKEN_FILE to the real file",
+                path.display(),
+                dir.display()
+            )));
+        }
+        let target =
+            fs::read_link(&path).with_context(|| format!("cannot read symlink {}", path.display()))?;
+        // An absolute target replaces the folder; a relative one is relative to it.
+        path = dir.join(target);
+    }
+    Err(refuse(format!(
+        "{} is a chain of more than {MAX_LINKS} symlinks: set ATL_TOKEN_FILE to the real file",
+        path.display()
+    )))
+}
+
+/// Why others than `uid` could change what is in this folder, if they can.
+fn others_can_write(dir: &Metadata, uid: u32) -> Option<String> {
+    let mode = dir.permissions().mode();
+    if dir.uid() != uid && dir.uid() != ROOT {
+        Some(format!("belongs to user {}", dir.uid()))
+    } else if mode & OTHERS_WRITE != 0 {
+        Some(format!("others can write (mode {:o})", mode & 0o7777))
+    } else {
+        None
+    }
+}
+
+/// Refuses a token folder that others can write, unless it is sticky (and so others cannot
+/// replace the user's own file in it) and the file, if there is one yet, is the user's own.
+fn check_folder(path: &Path, file: Option<&Metadata>, uid: u32) -> Result<()> {
+    let dir = folder_of(path);
+    let meta = match fs::metadata(dir) {
+        Ok(meta) => meta,
+        // A first login creates it, private.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("cannot look at folder {}", dir.display())),
+    };
+    let Some(why) = others_can_write(&meta, uid) else { return Ok(()) };
+    let owner_trusted = meta.uid() == uid || meta.uid() == ROOT;
+    let sticky = meta.permissions().mode() & STICKY != 0;
+    if owner_trusted && sticky && file.is_none_or(|f| f.uid() == uid) {
+        return Ok(());
+    }
+    Err(refuse(format!(
+        "the token folder {} {why}, so another user could replace {}: keep the token in a folder \
+         only you can write (e.g. `chmod go-w {}`), or set ATL_TOKEN_FILE elsewhere",
+        dir.display(),
+        path.display(),
+        dir.display()
+    )))
+}
+
+/// Refuses anything but a regular file owned by `uid`.
+fn check_file(path: &Path, meta: &Metadata, uid: u32, what: &str) -> Result<()> {
+    let kind = meta.file_type();
+    if !kind.is_file() {
+        let is = if kind.is_dir() {
+            "a folder"
+        } else if kind.is_symlink() {
+            "a symlink"
+        } else {
+            "not a regular file (a FIFO, socket or device)"
+        };
+        return Err(refuse(format!(
+            "{what} {} is {is}: atl-token only uses regular files; move it away",
+            path.display()
+        )));
+    }
+    if meta.uid() != uid {
+        return Err(refuse(format!(
+            "{what} {} belongs to user {}, not to you (user {uid}): atl-token only uses your own files; \
+             move it away, or run atl-token as its owner",
+            path.display(),
+            meta.uid()
+        )));
+    }
+    Ok(())
+}
+
+/// How [`open`] opens a file.
+#[derive(Debug, Clone, Copy)]
+pub enum Access {
+    Read,
+    /// Write in place, never create.
+    Write,
+    /// Read and write, created (mode 0600) if missing: the lock file.
+    Lock,
+}
+
+/// Opens `path` without following a symlink and without blocking on a FIFO, then checks that
+/// what was opened is the user's own regular file. `Ok(None)` when it does not exist (and
+/// `access` does not create it).
+pub fn open(path: &Path, access: Access, what: &str) -> Result<Option<File>> {
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let flags = match access {
+        Access::Read => flags | OFlags::RDONLY,
+        Access::Write => flags | OFlags::WRONLY,
+        Access::Lock => flags | OFlags::RDWR | OFlags::CREATE,
+    };
+    let fd = match rustix::fs::open(path, flags, Mode::RUSR | Mode::WUSR) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) if !matches!(access, Access::Lock) => return Ok(None),
+        Err(rustix::io::Errno::LOOP) => {
+            return Err(refuse(format!(
+                "{what} {} is a symlink: atl-token does not follow it there; remove it",
+                path.display()
+            )));
+        }
+        Err(e) => {
+            return Err(io::Error::from(e)).with_context(|| format!("cannot open {what} {}", path.display()));
+        }
+    };
+    let file = File::from(fd);
+    let meta = file.metadata().with_context(|| format!("cannot look at {what} {}", path.display()))?;
+    check_file(path, &meta, euid(), what)?;
+    Ok(Some(file))
+}
+
+/// Reads an opened file, refusing one larger than `limit` bytes before reading it.
+pub fn read_limited(mut file: File, path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
+    let too_large = |size: u64| {
+        refuse(format!(
+            "{what} {} is {size} bytes, more than any token file ({} KiB at most): it is not a token \
+             file; check ATL_TOKEN_FILE, or move the file away and run `atl-token login`",
+            path.display(),
+            limit / 1024
+        ))
+    };
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if size > limit {
+        return Err(too_large(size));
+    }
+    let mut bytes = Vec::new();
+    // It may grow while being read: never read past the limit.
+    (&mut file)
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {what} {}", path.display()))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn private_dir() -> tempfile::TempDir {
+        tempfile::tempdir().expect("tempdir")
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+    }
+
+    fn refused(result: Result<impl std::fmt::Debug>) -> String {
+        let err = result.expect_err("refused");
+        assert_eq!(crate::exit::code_for(&err), crate::exit::Code::Usage, "{err:#}");
+        format!("{err:#}")
+    }
+
+    #[test]
+    fn a_plain_file_and_a_missing_one_resolve_to_themselves() {
+        let dir = private_dir();
+        let path = dir.path().join("token.json");
+        assert_eq!(resolve(&path).expect("missing is fine"), path);
+        fs::write(&path, "{}").expect("write");
+        assert_eq!(resolve(&path).expect("own file"), path);
+    }
+
+    #[test]
+    fn the_users_own_link_is_followed_even_to_a_target_that_does_not_exist_yet() {
+        let dir = private_dir();
+        let secrets = dir.path().join("secrets");
+        fs::create_dir(&secrets).expect("mkdir");
+        let link = dir.path().join("token.json");
+        symlink("secrets/token.json", &link).expect("symlink");
+        assert_eq!(resolve(&link).expect("followed"), dir.path().join("secrets/token.json"));
+        let chained = dir.path().join("chained.json");
+        symlink(&link, &chained).expect("symlink");
+        assert_eq!(resolve(&chained).expect("followed"), dir.path().join("secrets/token.json"));
+    }
+
+    #[test]
+    fn a_link_loop_is_refused() {
+        let dir = private_dir();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        symlink(&b, &a).expect("symlink");
+        symlink(&a, &b).expect("symlink");
+        assert!(refused(resolve(&a)).contains("chain of more than"));
+    }
+
+    #[test]
+    fn a_link_in_a_folder_others_can_write_is_not_followed() {
+        let dir = private_dir();
+        let shared = dir.path().join("shared");
+        fs::create_dir(&shared).expect("mkdir");
+        chmod(&shared, 0o1777);
+        fs::write(dir.path().join("target"), "{}").expect("write");
+        let link = shared.join("token.json");
+        symlink(dir.path().join("target"), &link).expect("symlink");
+        let err = refused(resolve(&link));
+        assert!(err.contains("is a symlink in") && err.contains("others can write (mode 1777)"), "{err}");
+    }
+
+    #[test]
+    fn a_folder_others_can_write_is_refused_unless_sticky_with_the_users_own_file() {
+        let dir = private_dir();
+        let path = dir.path().join("token.json");
+        chmod(dir.path(), 0o777);
+        let err = refused(resolve(&path));
+        assert!(err.contains("others can write (mode 777)") && err.contains("chmod go-w"), "{err}");
+        chmod(dir.path(), 0o770);
+        refused(resolve(&path));
+        chmod(dir.path(), 0o1777);
+        assert_eq!(resolve(&path).expect("sticky, no file yet"), path);
+        fs::write(&path, "{}").expect("write");
+        assert_eq!(resolve(&path).expect("sticky, own file"), path);
+        chmod(dir.path(), 0o700);
+    }
+
+    #[test]
+    fn a_fifo_or_folder_is_refused_without_blocking() {
+        let dir = private_dir();
+        let fifo = dir.path().join("token.json");
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, Mode::RUSR | Mode::WUSR, 0)
+            .expect("mkfifo");
+        assert!(refused(resolve(&fifo)).contains("not a regular file"));
+        assert!(refused(open(&fifo, Access::Read, "token file")).contains("not a regular file"));
+        assert!(refused(open(&fifo, Access::Lock, "lock file")).contains("not a regular file"));
+        let folder = dir.path().join("folder");
+        fs::create_dir(&folder).expect("mkdir");
+        assert!(refused(resolve(&folder)).contains("is a folder"));
+    }
+
+    #[test]
+    fn open_never_follows_a_link_nor_creates_through_one() {
+        let dir = private_dir();
+        let target = dir.path().join("elsewhere");
+        let link = dir.path().join("token.json.lock");
+        symlink(&target, &link).expect("symlink");
+        assert!(refused(open(&link, Access::Lock, "lock file")).contains("is a symlink"));
+        assert!(!target.exists(), "nothing was created through the link");
+        assert!(open(&dir.path().join("missing"), Access::Read, "token file").expect("ok").is_none());
+    }
+
+    #[test]
+    fn reading_stops_at_the_limit() {
+        let dir = private_dir();
+        let path = dir.path().join("big");
+        File::create(&path).expect("create").set_len(10 * 1024 * 1024 * 1024).expect("sparse 10 GiB");
+        let file = open(&path, Access::Read, "token file").expect("opens").expect("exists");
+        let err = refused(read_limited(file, &path, 1024 * 1024, "token file"));
+        assert!(err.contains("10737418240 bytes") && err.contains("1024 KiB at most"), "{err}");
+    }
+}
