@@ -198,29 +198,29 @@ pub fn open(path: &Path, access: Access, what: &str) -> Result<Option<File>> {
     Ok(Some(file))
 }
 
+/// Refuses a file of `size` bytes when that is more than `limit`.
+pub fn check_size(path: &Path, size: u64, limit: u64, what: &str) -> Result<()> {
+    if size <= limit {
+        return Ok(());
+    }
+    Err(refuse(format!(
+        "{what} {} is {size} bytes, more than any token file ({} KiB at most): it is not a token \
+         file; check ATL_TOKEN_FILE, or move the file away and run `atl-token login`",
+        path.display(),
+        limit / 1024
+    )))
+}
+
 /// Reads an opened file, refusing one larger than `limit` bytes before reading it.
 pub fn read_limited(mut file: File, path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
-    let too_large = |size: u64| {
-        refuse(format!(
-            "{what} {} is {size} bytes, more than any token file ({} KiB at most): it is not a token \
-             file; check ATL_TOKEN_FILE, or move the file away and run `atl-token login`",
-            path.display(),
-            limit / 1024
-        ))
-    };
-    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    if size > limit {
-        return Err(too_large(size));
-    }
+    check_size(path, file.metadata().map(|m| m.len()).unwrap_or(0), limit, what)?;
     let mut bytes = Vec::new();
     // It may grow while being read: never read past the limit.
     (&mut file)
         .take(limit + 1)
         .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read {what} {}", path.display()))?;
-    if bytes.len() as u64 > limit {
-        return Err(too_large(bytes.len() as u64));
-    }
+    check_size(path, bytes.len() as u64, limit, what)?;
     Ok(bytes)
 }
 

@@ -67,9 +67,14 @@ impl Store {
     /// The token file at `path`. A symlink is followed only where that is safe (the user's
     /// own link, in a folder nobody else can write), so that a token file linked into a
     /// secrets folder is replaced where it points, with its lock beside the real file; any
-    /// other link, a folder others can write, or another user's file is refused (exit 2).
+    /// other link, a folder others can write, another user's file, or one too large to be a
+    /// token file is refused (exit 2).
     pub fn new(path: &Path) -> Result<Self> {
-        Ok(Self { path: safe_path::resolve(path)? })
+        let path = safe_path::resolve(path)?;
+        if let Ok(meta) = fs::symlink_metadata(&path) {
+            safe_path::check_size(&path, meta.len(), MAX_TOKEN_FILE, "token file")?;
+        }
+        Ok(Self { path })
     }
 
     pub fn path(&self) -> &Path {
@@ -630,6 +635,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store_in(&dir);
         File::create(store.path()).expect("create").set_len(64 * 1024 * 1024).expect("sparse 64 MiB");
+        let err = Store::new(store.path()).unwrap_err();
+        assert_eq!(crate::exit::code_for(&err), crate::exit::Code::Usage);
         let err = store.load().unwrap_err();
         assert_eq!(crate::exit::code_for(&err), crate::exit::Code::Usage);
         assert!(err.to_string().contains("more than any token file"), "{err}");

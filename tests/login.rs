@@ -3,56 +3,9 @@
 mod common;
 
 use std::net::TcpListener;
-use std::process::Child;
 use std::time::Duration;
 
 use common::*;
-
-/// A login started on a free port; the authorize URL it printed.
-struct Login {
-    child: Child,
-    stderr: StderrLines,
-    url: url::Url,
-    port: u16,
-}
-
-impl Login {
-    /// Starts a login whose redirect URI is `http://127.0.0.1:{port}/callback`.
-    fn start(env: &TestEnv, extra_args: &[&str]) -> Self {
-        let port = free_port();
-        env.write_env(&format!("ATL_REDIRECT_URI=http://127.0.0.1:{port}/callback\n"));
-        Self::spawn(env, port, extra_args)
-    }
-
-    /// Starts a login with the env file as it is, listening on `port`.
-    fn spawn(env: &TestEnv, port: u16, extra_args: &[&str]) -> Self {
-        let mut args = vec!["login", "--no-browser"];
-        args.extend_from_slice(extra_args);
-        let mut child = env.spawn(&args);
-        let stderr = StderrLines::take(&mut child);
-        let line = stderr.wait_line(|l| l.trim_start().starts_with("http://"));
-        let url = url::Url::parse(line.trim()).expect("printed URL parses");
-        stderr.wait_line(|l| l.starts_with("Waiting"));
-        Self { child, stderr, url, port }
-    }
-
-    fn param(&self, name: &str) -> String {
-        self.url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap_or_default()
-    }
-
-    fn callback(&self, query: &str) -> String {
-        browser_get(self.port, &format!("127.0.0.1:{}", self.port), &format!("/callback?{query}"))
-    }
-
-    fn finish(mut self) -> (std::process::ExitStatus, String, String) {
-        let status = wait_exit(&mut self.child, Duration::from_secs(20));
-        let mut stdout = String::new();
-        use std::io::Read;
-        self.child.stdout.take().expect("stdout").read_to_string(&mut stdout).expect("read stdout");
-        std::thread::sleep(Duration::from_millis(50));
-        (status, stdout, self.stderr.all())
-    }
-}
 
 #[test]
 fn login_happy_path_sends_every_parameter_and_saves_the_token() {
@@ -304,4 +257,58 @@ fn a_slow_client_does_not_hold_the_login_past_its_timeout() {
     assert!(stderr.contains("no answer from the browser within 2s"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(10), "ended at its timeout, not the client's");
     drop(stream);
+}
+
+#[test]
+fn idle_connections_holding_every_slot_do_not_lock_out_the_callback() {
+    use std::io::Read;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let env = TestEnv::new();
+    let login = Login::start(&env, &["--timeout", "60s"]);
+    let addr = format!("127.0.0.1:{}", login.port);
+    let state = login.param("state");
+
+    // Another local process holds more connections than the listener serves at once, and
+    // opens a new one for each that is closed.
+    let stop = Arc::new(AtomicBool::new(false));
+    let reopened = Arc::new(AtomicUsize::new(0));
+    let hog = {
+        let (stop, reopened, addr) = (stop.clone(), reopened.clone(), addr.clone());
+        std::thread::spawn(move || {
+            let open = || {
+                let stream = std::net::TcpStream::connect(&addr).expect("connect");
+                stream.set_nonblocking(true).expect("nonblocking");
+                stream
+            };
+            let mut held: Vec<_> = (0..300).map(|_| open()).collect();
+            while !stop.load(Ordering::Relaxed) {
+                for stream in &mut held {
+                    let closed = match stream.read(&mut [0u8; 64]) {
+                        Ok(_) => true,
+                        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+                    };
+                    if closed {
+                        *stream = open();
+                        reopened.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    // Every slot is taken (300 connections for 256 slots) and the hog keeps them so.
+    wait_for("the hog to refill closed slots", Duration::from_secs(10), || {
+        reopened.load(Ordering::Relaxed) >= 44
+    });
+    std::thread::sleep(Duration::from_millis(200));
+
+    let page = login.callback(&format!("code={CODE}&state={state}"));
+    stop.store(true, Ordering::Relaxed);
+    hog.join().expect("hog");
+    assert_eq!(status_of(&page), 200, "the browser got through: {page:?}");
+    let (status, _, stderr) = login.finish();
+    assert!(status.success(), "{stderr}");
+    assert_eq!(env.read_token()["refresh_token"], "rt-1");
 }

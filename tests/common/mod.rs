@@ -212,6 +212,11 @@ impl AuthServer {
         issue(&mut lock(&self.state))
     }
 
+    /// Spends a refresh token, as a refresh whose answer never arrived would have.
+    pub fn spend(&self, refresh_token: &str) {
+        lock(&self.state).live_refresh.remove(refresh_token);
+    }
+
     pub fn is_live(&self, refresh_token: &str) -> bool {
         lock(&self.state).live_refresh.contains(refresh_token)
     }
@@ -509,4 +514,55 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus
 pub fn mode_of(path: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
+}
+
+/// A login started on a free port; the authorize URL it printed.
+pub struct Login {
+    pub child: Child,
+    pub stderr: StderrLines,
+    pub url: url::Url,
+    pub port: u16,
+}
+
+impl Login {
+    /// Starts a login whose redirect URI is `http://127.0.0.1:{port}/callback`.
+    pub fn start(env: &TestEnv, extra_args: &[&str]) -> Self {
+        Self::start_with(env, "", extra_args)
+    }
+
+    /// [`Login::start`] with `extra_env` added to the env file.
+    pub fn start_with(env: &TestEnv, extra_env: &str, extra_args: &[&str]) -> Self {
+        let port = free_port();
+        env.write_env(&format!("ATL_REDIRECT_URI=http://127.0.0.1:{port}/callback\n{extra_env}"));
+        Self::spawn(env, port, extra_args)
+    }
+
+    /// Starts a login with the env file as it is, listening on `port`.
+    pub fn spawn(env: &TestEnv, port: u16, extra_args: &[&str]) -> Self {
+        let mut args = vec!["login", "--no-browser"];
+        args.extend_from_slice(extra_args);
+        let mut child = env.spawn(&args);
+        let stderr = StderrLines::take(&mut child);
+        let line = stderr.wait_line(|l| l.trim_start().starts_with("http://"));
+        let url = url::Url::parse(line.trim()).expect("printed URL parses");
+        stderr.wait_line(|l| l.starts_with("Waiting"));
+        Self { child, stderr, url, port }
+    }
+
+    pub fn param(&self, name: &str) -> String {
+        self.url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap_or_default()
+    }
+
+    pub fn callback(&self, query: &str) -> String {
+        browser_get(self.port, &format!("127.0.0.1:{}", self.port), &format!("/callback?{query}"))
+    }
+
+    pub fn finish(mut self) -> (std::process::ExitStatus, String, String) {
+        let status = wait_exit(&mut self.child, Duration::from_secs(20));
+        let mut stdout = String::new();
+        use std::io::Read;
+        self.child.stdout.take().expect("stdout").read_to_string(&mut stdout).expect("read stdout");
+        std::thread::sleep(Duration::from_millis(50));
+        (status, stdout, self.stderr.all())
+    }
 }
