@@ -189,7 +189,6 @@ impl Store {
     /// The rescue file beside the token file with the newest token set, if any. Another
     /// user's rescue file, or one that is not a regular file, is refused.
     fn newest_rescue(&self) -> Result<Option<Rescue>> {
-        let prefix = format!("{}{RESCUE_INFIX}", self.path.file_name().unwrap_or_default().to_string_lossy());
         let entries = match fs::read_dir(self.dir()) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -197,10 +196,10 @@ impl Store {
         };
         let mut newest: Option<Rescue> = None;
         for entry in entries.flatten() {
-            if !entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let path = entry.path();
+            if !is_rescue_of(&path, &self.path) {
                 continue;
             }
-            let path = entry.path();
             let Some(file) = safe_path::open(&path, Access::Read, "rescue file")? else { continue };
             let bytes = safe_path::read_limited(file, &path, MAX_TOKEN_FILE, "rescue file")?;
             let Ok(token) = Token::parse(&bytes) else {
@@ -334,13 +333,21 @@ impl Reservation {
         }
         // Name a rescue file only if it is really there.
         Err(match rescue.filter(|path| fs::symlink_metadata(path).is_ok()) {
-            Some(rescue) => anyhow!(
-                "cannot replace token file {}: {cause}. The new token set, with the only valid refresh \
-                 token, is in {}: the next run moves it into place before it spends anything, or run: {}",
-                target.display(),
-                rescue.display(),
-                move_command(&rescue, &target)
-            ),
+            Some(rescue) => {
+                // Only a rescue file beside the token file is found by the next run.
+                let next_run = if is_rescue_of(&rescue, &target) {
+                    "the next run moves it into place before it spends anything, or run"
+                } else {
+                    "before the next refresh, run"
+                };
+                anyhow!(
+                    "cannot replace token file {}: {cause}. The new token set, with the only valid \
+                     refresh token, is in {}: {next_run}: {}",
+                    target.display(),
+                    rescue.display(),
+                    move_command(&rescue, &target)
+                )
+            }
             None => anyhow!(
                 "cannot replace token file {} ({cause}), and no rescue file could be written either: \
                  the new refresh token is lost; run `atl-token login`",
@@ -361,6 +368,13 @@ fn write_over(file: &mut File, bytes: &[u8]) -> io::Result<()> {
 fn rescue_path(target: &Path) -> PathBuf {
     let name = target.file_name().unwrap_or_default().to_string_lossy();
     target.with_file_name(format!("{name}{RESCUE_INFIX}{}-{}", token::now(), std::process::id()))
+}
+
+/// Whether `path` is a rescue file that [`Store::adopt_rescue`] finds for `target`.
+fn is_rescue_of(path: &Path, target: &Path) -> bool {
+    let name = target.file_name().unwrap_or_default().to_string_lossy();
+    safe_path::folder_of(path) == safe_path::folder_of(target)
+        && path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{name}{RESCUE_INFIX}")))
 }
 
 /// Renames the complete temp file to the rescue name; failing that, writes a new rescue file;
