@@ -46,9 +46,10 @@ pub fn folder_of(path: &Path) -> &Path {
 }
 
 /// Follows the symlinks at `path` that are safe to follow and returns where they lead, which
-/// may not exist yet (a first login creates it). Refuses a link someone else could have
-/// planted, a folder others can write, and a file that is not the user's own regular file.
-pub fn resolve(path: &Path) -> Result<PathBuf> {
+/// may not exist yet (a first login creates it), with the file's metadata if it exists.
+/// Refuses a link someone else could have planted, a folder others can write, and a file
+/// that is not the user's own regular file.
+pub fn resolve(path: &Path) -> Result<(PathBuf, Option<Metadata>)> {
     let uid = euid();
     let mut path = path.to_owned();
     for _ in 0..=MAX_LINKS {
@@ -56,14 +57,14 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
             Ok(meta) => meta,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 check_folder(&path, None, uid)?;
-                return Ok(path);
+                return Ok((path, None));
             }
             Err(e) => return Err(e).with_context(|| format!("cannot look at token file {}", path.display())),
         };
         if !meta.file_type().is_symlink() {
             check_file(&path, &meta, uid, "token file")?;
             check_folder(&path, Some(&meta), uid)?;
-            return Ok(path);
+            return Ok((path, Some(meta)));
         }
         let dir = folder_of(&path);
         if meta.uid() != uid {
@@ -170,9 +171,9 @@ pub enum Access {
 }
 
 /// Opens `path` without following a symlink and without blocking on a FIFO, then checks that
-/// what was opened is the user's own regular file. `Ok(None)` when it does not exist (and
-/// `access` does not create it).
-pub fn open(path: &Path, access: Access, what: &str) -> Result<Option<File>> {
+/// what was opened is the user's own regular file; returns it with its metadata. `Ok(None)`
+/// when it does not exist (and `access` does not create it).
+pub fn open(path: &Path, access: Access, what: &str) -> Result<Option<(File, Metadata)>> {
     let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let flags = match access {
         Access::Read => flags | OFlags::RDONLY,
@@ -195,7 +196,7 @@ pub fn open(path: &Path, access: Access, what: &str) -> Result<Option<File>> {
     let file = File::from(fd);
     let meta = file.metadata().with_context(|| format!("cannot look at {what} {}", path.display()))?;
     check_file(path, &meta, euid(), what)?;
-    Ok(Some(file))
+    Ok(Some((file, meta)))
 }
 
 /// Refuses a file of `size` bytes when that is more than `limit`.
@@ -211,10 +212,15 @@ pub fn check_size(path: &Path, size: u64, limit: u64, what: &str) -> Result<()> 
     )))
 }
 
-/// Reads an opened file, refusing one larger than `limit` bytes before reading it.
-pub fn read_limited(mut file: File, path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
-    check_size(path, file.metadata().map(|m| m.len()).unwrap_or(0), limit, what)?;
-    let mut bytes = Vec::new();
+/// Reads a file opened by [`open`], refusing one larger than `limit` bytes before reading it.
+pub fn read_limited(
+    (mut file, meta): (File, Metadata),
+    path: &Path,
+    limit: u64,
+    what: &str,
+) -> Result<Vec<u8>> {
+    check_size(path, meta.len(), limit, what)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len() + 1).unwrap_or(0));
     // It may grow while being read: never read past the limit.
     (&mut file)
         .take(limit + 1)
@@ -247,9 +253,10 @@ mod tests {
     fn a_plain_file_and_a_missing_one_resolve_to_themselves() {
         let dir = private_dir();
         let path = dir.path().join("token.json");
-        assert_eq!(resolve(&path).expect("missing is fine"), path);
+        assert_eq!(resolve(&path).expect("missing is fine").0, path);
         fs::write(&path, "{}").expect("write");
-        assert_eq!(resolve(&path).expect("own file"), path);
+        let (resolved, meta) = resolve(&path).expect("own file");
+        assert_eq!((resolved, meta.map(|m| m.len())), (path, Some(2)));
     }
 
     #[test]
@@ -259,10 +266,10 @@ mod tests {
         fs::create_dir(&secrets).expect("mkdir");
         let link = dir.path().join("token.json");
         symlink("secrets/token.json", &link).expect("symlink");
-        assert_eq!(resolve(&link).expect("followed"), dir.path().join("secrets/token.json"));
+        assert_eq!(resolve(&link).expect("followed").0, dir.path().join("secrets/token.json"));
         let chained = dir.path().join("chained.json");
         symlink(&link, &chained).expect("symlink");
-        assert_eq!(resolve(&chained).expect("followed"), dir.path().join("secrets/token.json"));
+        assert_eq!(resolve(&chained).expect("followed").0, dir.path().join("secrets/token.json"));
     }
 
     #[test]
@@ -297,9 +304,9 @@ mod tests {
         chmod(dir.path(), 0o770);
         refused(resolve(&path));
         chmod(dir.path(), 0o1777);
-        assert_eq!(resolve(&path).expect("sticky, no file yet"), path);
+        assert_eq!(resolve(&path).expect("sticky, no file yet").0, path);
         fs::write(&path, "{}").expect("write");
-        assert_eq!(resolve(&path).expect("sticky, own file"), path);
+        assert_eq!(resolve(&path).expect("sticky, own file").0, path);
         chmod(dir.path(), 0o700);
     }
 
@@ -333,8 +340,8 @@ mod tests {
         let dir = private_dir();
         let path = dir.path().join("big");
         File::create(&path).expect("create").set_len(10 * 1024 * 1024 * 1024).expect("sparse 10 GiB");
-        let file = open(&path, Access::Read, "token file").expect("opens").expect("exists");
-        let err = refused(read_limited(file, &path, 1024 * 1024, "token file"));
+        let opened = open(&path, Access::Read, "token file").expect("opens").expect("exists");
+        let err = refused(read_limited(opened, &path, 1024 * 1024, "token file"));
         assert!(err.contains("10737418240 bytes") && err.contains("1024 KiB at most"), "{err}");
     }
 }

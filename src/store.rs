@@ -70,8 +70,8 @@ impl Store {
     /// other link, a folder others can write, another user's file, or one too large to be a
     /// token file is refused (exit 2).
     pub fn new(path: &Path) -> Result<Self> {
-        let path = safe_path::resolve(path)?;
-        if let Ok(meta) = fs::symlink_metadata(&path) {
+        let (path, meta) = safe_path::resolve(path)?;
+        if let Some(meta) = meta {
             safe_path::check_size(&path, meta.len(), MAX_TOKEN_FILE, "token file")?;
         }
         Ok(Self { path })
@@ -93,15 +93,11 @@ impl Store {
 
     /// The file's bytes and modification time, or `None` when there is no file.
     fn read(&self) -> Result<Option<(Vec<u8>, Option<u64>)>> {
-        let Some(file) = safe_path::open(&self.path, Access::Read, "token file")? else { return Ok(None) };
+        let Some(opened) = safe_path::open(&self.path, Access::Read, "token file")? else { return Ok(None) };
         // The modification time of the very file that was read, even if it is replaced now.
-        let written_at = file
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map(|d| d.as_secs());
-        let bytes = safe_path::read_limited(file, &self.path, MAX_TOKEN_FILE, "token file")?;
+        let written_at =
+            opened.1.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs());
+        let bytes = safe_path::read_limited(opened, &self.path, MAX_TOKEN_FILE, "token file")?;
         Ok(Some((bytes, written_at)))
     }
 
@@ -130,7 +126,7 @@ impl Store {
     /// the OS if the process dies.
     pub fn lock(&self, wait: Duration) -> Result<Lock> {
         let path = self.sibling(".lock");
-        let file = safe_path::open(&path, Access::Lock, "lock file")?
+        let (file, _) = safe_path::open(&path, Access::Lock, "lock file")?
             .ok_or_else(|| anyhow!("cannot create lock file {}", path.display()))?;
         #[cfg(debug_assertions)]
         if std::env::var_os(NO_LOCK_FOR_TESTS).is_some() {
@@ -200,8 +196,8 @@ impl Store {
             if !is_rescue_of(&path, &self.path) {
                 continue;
             }
-            let Some(file) = safe_path::open(&path, Access::Read, "rescue file")? else { continue };
-            let bytes = safe_path::read_limited(file, &path, MAX_TOKEN_FILE, "rescue file")?;
+            let Some(opened) = safe_path::open(&path, Access::Read, "rescue file")? else { continue };
+            let bytes = safe_path::read_limited(opened, &path, MAX_TOKEN_FILE, "rescue file")?;
             let Ok(token) = Token::parse(&bytes) else {
                 eprintln!("atl-token: warning: {} is not a token file; left alone", path.display());
                 continue;
@@ -272,7 +268,7 @@ struct Rescue {
 
 fn holds_token(path: &Path) -> bool {
     match safe_path::open(path, Access::Read, "temp file") {
-        Ok(Some(file)) => safe_path::read_limited(file, path, MAX_RESERVATION, "temp file")
+        Ok(Some(opened)) => safe_path::read_limited(opened, path, MAX_RESERVATION, "temp file")
             .is_ok_and(|bytes| Token::parse(&bytes).is_ok()),
         Ok(None) => false,
         // Not a regular file of the user's own: not atl-token's to remove.
@@ -432,9 +428,9 @@ fn install(rescue: &Path, target: &Path, bytes: &[u8]) -> Result<()> {
 /// (which JSON allows) to the old length before the file is cut, so a reader sees the old
 /// content or the new, never the new with the old one's tail.
 fn overwrite_in_place(target: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = safe_path::open(target, Access::Write, "token file")?
+    let (mut file, meta) = safe_path::open(target, Access::Write, "token file")?
         .ok_or_else(|| anyhow!("{} does not exist", target.display()))?;
-    let old_len = file.metadata()?.len().min(MAX_TOKEN_FILE);
+    let old_len = meta.len().min(MAX_TOKEN_FILE);
     let mut padded = bytes.to_vec();
     padded.resize(padded.len().max(usize::try_from(old_len).unwrap_or(0)), b' ');
     file.write_all(&padded)?;
