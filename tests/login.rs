@@ -278,11 +278,11 @@ fn idle_connections_holding_every_slot_do_not_lock_out_the_callback() {
         let (stop, reopened, addr) = (stop.clone(), reopened.clone(), addr.clone());
         std::thread::spawn(move || {
             let open = || {
-                let stream = std::net::TcpStream::connect(&addr).expect("connect");
+                let stream = std::net::TcpStream::connect(&addr).ok()?;
                 stream.set_nonblocking(true).expect("nonblocking");
-                stream
+                Some(stream)
             };
-            let mut held: Vec<_> = (0..300).map(|_| open()).collect();
+            let mut held: Vec<_> = (0..300).map(|_| open().expect("connect")).collect();
             while !stop.load(Ordering::Relaxed) {
                 for stream in &mut held {
                     let closed = match stream.read(&mut [0u8; 64]) {
@@ -290,7 +290,9 @@ fn idle_connections_holding_every_slot_do_not_lock_out_the_callback() {
                         Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
                     };
                     if closed {
-                        *stream = open();
+                        // Refused once the login has ended and stopped listening.
+                        let Some(new) = open() else { return };
+                        *stream = new;
                         reopened.fetch_add(1, Ordering::Relaxed);
                     }
                 }
