@@ -2,7 +2,8 @@
 //! hold a token, and opening a file without following a link or waiting on a FIFO.
 //!
 //! The rules, for the user atl-token runs as (its effective uid):
-//! - a symlink is followed only if that user owns it and nobody else can write its folder;
+//! - a symlink, in any component of the path, is followed only if that user (or root) owns
+//!   it and nobody else can write its folder;
 //! - a folder holding a token belongs to that user (or root), and nobody else can write it,
 //!   unless it is sticky (like `/tmp`) and the file in it is the user's own;
 //! - a token, lock or rescue file is a regular file that the user owns, opened with
@@ -10,10 +11,12 @@
 //!
 //! Every refusal is a configuration error (exit 2) that names the path and says what to do.
 
+use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::fs::{self, File, Metadata};
 use std::io::{self, Read};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
 use rustix::fs::{Mode, OFlags};
@@ -45,55 +48,101 @@ pub fn folder_of(path: &Path) -> &Path {
     }
 }
 
-/// Follows the symlinks at `path` that are safe to follow and returns where they lead, which
-/// may not exist yet (a first login creates it), with the file's metadata if it exists.
-/// Refuses a link someone else could have planted, a folder others can write, and a file
-/// that is not the user's own regular file.
+/// Follows the symlinks in `path`, in any of its components, that are safe to follow, and
+/// returns where they lead, which may not exist yet (a first login creates it), with the
+/// file's metadata if it exists. Refuses a link someone else could have planted (one that
+/// is neither the user's nor root's, or sits in a folder others can write), a token folder
+/// others can write, and a file that is not the user's own regular file.
 pub fn resolve(path: &Path) -> Result<(PathBuf, Option<Metadata>)> {
     let uid = euid();
-    let mut path = path.to_owned();
-    for _ in 0..=MAX_LINKS {
-        let meta = match fs::symlink_metadata(&path) {
+    let mut pending: VecDeque<OsString> = VecDeque::new();
+    let mut resolved = PathBuf::new();
+    push_front(&mut pending, &mut resolved, path);
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&name);
+        let meta = match fs::symlink_metadata(&candidate) {
             Ok(meta) => meta,
+            // Nothing further can be a link: the rest does not exist yet.
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                check_folder(&path, None, uid)?;
-                return Ok((path, None));
+                resolved = candidate;
+                resolved.extend(pending.drain(..));
+                break;
             }
-            Err(e) => return Err(e).with_context(|| format!("cannot look at token file {}", path.display())),
+            Err(e) => return Err(e).with_context(|| format!("cannot look at {}", candidate.display())),
         };
         if !meta.file_type().is_symlink() {
-            check_file(&path, &meta, uid, "token file")?;
-            check_folder(&path, Some(&meta), uid)?;
-            return Ok((path, Some(meta)));
+            resolved = candidate;
+            continue;
         }
-        let dir = folder_of(&path);
-        if meta.uid() != uid {
+        links += 1;
+        if links > MAX_LINKS {
             return Err(refuse(format!(
-                "{} is a symlink owned by user {}, not by you: atl-token does not follow it. \
-                 Remove it, or set ATL_TOKEN_FILE to the real file",
-                path.display(),
-                meta.uid()
+                "{} goes through more than {MAX_LINKS} symlinks: set ATL_TOKEN_FILE to the real file",
+                path.display()
             )));
         }
-        let dir_meta =
-            fs::metadata(dir).with_context(|| format!("cannot look at folder {}", dir.display()))?;
-        if let Some(why) = others_can_write(&dir_meta, uid) {
-            return Err(refuse(format!(
-                "{} is a symlink in {}, which {why}: atl-token does not follow links there, since \
-                 another user could replace them. Set ATL_TOKEN_FILE to the real file",
-                path.display(),
-                dir.display()
-            )));
-        }
-        let target =
-            fs::read_link(&path).with_context(|| format!("cannot read symlink {}", path.display()))?;
-        // An absolute target replaces the folder; a relative one is relative to it.
-        path = dir.join(target);
+        check_link(&candidate, &meta, &resolved, uid)?;
+        let target = fs::read_link(&candidate)
+            .with_context(|| format!("cannot read symlink {}", candidate.display()))?;
+        push_front(&mut pending, &mut resolved, &target);
     }
-    Err(refuse(format!(
-        "{} is a chain of more than {MAX_LINKS} symlinks: set ATL_TOKEN_FILE to the real file",
-        path.display()
-    )))
+    let meta = match fs::symlink_metadata(&resolved) {
+        Ok(meta) => {
+            check_file(&resolved, &meta, uid, "token file")?;
+            Some(meta)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot look at token file {}", resolved.display())),
+    };
+    check_folder(&resolved, meta.as_ref(), uid)?;
+    Ok((resolved, meta))
+}
+
+/// Puts `path`'s components before the pending ones; an absolute path starts again at `/`.
+fn push_front(pending: &mut VecDeque<OsString>, resolved: &mut PathBuf, path: &Path) {
+    let mut names = Vec::new();
+    for component in path.components() {
+        match component {
+            Component::RootDir | Component::Prefix(_) => {
+                *resolved = PathBuf::from(component.as_os_str());
+                names.clear();
+            }
+            Component::CurDir => {}
+            Component::ParentDir => names.push(OsString::from("..")),
+            Component::Normal(name) => names.push(name.to_owned()),
+        }
+    }
+    for name in names.into_iter().rev() {
+        pending.push_front(name);
+    }
+}
+
+/// A link is followed only if the user or root owns it and nobody else can write its folder.
+fn check_link(link: &Path, meta: &Metadata, dir: &Path, uid: u32) -> Result<()> {
+    if meta.uid() != uid && meta.uid() != ROOT {
+        return Err(refuse(format!(
+            "{} is a symlink owned by user {}, not by you: atl-token does not follow it. \
+             Remove it, or set ATL_TOKEN_FILE to the real file",
+            link.display(),
+            meta.uid()
+        )));
+    }
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let dir_meta = fs::metadata(dir).with_context(|| format!("cannot look at folder {}", dir.display()))?;
+    match others_can_write(&dir_meta, uid) {
+        None => Ok(()),
+        Some(why) => Err(refuse(format!(
+            "{} is a symlink in {}, which {why}: atl-token does not follow links there, since \
+             another user could replace them. Set ATL_TOKEN_FILE to the real file",
+            link.display(),
+            dir.display()
+        ))),
+    }
 }
 
 /// Why others than `uid` could change what is in this folder, if they can.
@@ -278,7 +327,7 @@ mod tests {
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
         symlink(&b, &a).expect("symlink");
         symlink(&a, &b).expect("symlink");
-        assert!(refused(resolve(&a)).contains("chain of more than"));
+        assert!(refused(resolve(&a)).contains("more than 8 symlinks"));
     }
 
     #[test]
@@ -292,6 +341,23 @@ mod tests {
         symlink(dir.path().join("target"), &link).expect("symlink");
         let err = refused(resolve(&link));
         assert!(err.contains("is a symlink in") && err.contains("others can write (mode 1777)"), "{err}");
+    }
+
+    #[test]
+    fn links_in_the_folders_of_the_path_follow_the_same_rules() {
+        let dir = private_dir();
+        let real = dir.path().join("real");
+        fs::create_dir(&real).expect("mkdir");
+        symlink("real", dir.path().join("mine")).expect("symlink");
+        let path = dir.path().join("mine/../mine/token.json");
+        assert_eq!(resolve(&path).expect("own folder link").0, real.join("token.json"));
+
+        let shared = dir.path().join("shared");
+        fs::create_dir(&shared).expect("mkdir");
+        chmod(&shared, 0o1777);
+        symlink(&real, shared.join("d")).expect("symlink");
+        let err = refused(resolve(&shared.join("d/token.json")));
+        assert!(err.contains(&format!("{} is a symlink in", shared.join("d").display())), "{err}");
     }
 
     #[test]

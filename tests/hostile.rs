@@ -92,6 +92,15 @@ fn a_symlink_in_a_folder_others_can_write_is_not_followed() {
     let err = assert_refused(&env, "is a symlink in");
     assert!(err.contains("others can write (mode 1777)"), "{err}");
     assert_eq!(fs::read_to_string(&precious).expect("read"), "keep me\n");
+
+    // A link to a folder, on the way to the token file, is no different.
+    let private = env.path("private");
+    fs::create_dir(&private).expect("mkdir");
+    symlink(&private, env.path("shared/d")).expect("symlink");
+    env.write_env("ATL_TOKEN_FILE=shared/d/token.json\n");
+    let err = assert_refused(&env, "shared/d is a symlink in");
+    assert!(err.contains("others can write (mode 1777)"), "{err}");
+    assert_eq!(fs::read_dir(&private).expect("ls").count(), 0, "nothing was written through it");
 }
 
 #[test]
@@ -161,6 +170,16 @@ fn a_symlink_planted_by_another_user_is_not_followed() {
     let err = assert_refused(&env, &format!("is a symlink owned by user {OTHER_USER}, not by you"));
     assert!(err.contains(&link.display().to_string()), "{err}");
     assert_eq!(fs::read_to_string(&precious).expect("read"), "export PATH=/usr/bin\n");
+
+    // Or a link to one of the victim's folders, with the token file's usual name.
+    let folder = env.path("victim-folder");
+    fs::create_dir(&folder).expect("mkdir");
+    let dir_link = env.path("shared/d");
+    symlink(&folder, &dir_link).expect("symlink");
+    lchown(&dir_link, OTHER_USER);
+    env.write_env(&format!("ATL_TOKEN_FILE={}/token.json\n", dir_link.display()));
+    assert_refused(&env, &format!("{} is a symlink owned by user {OTHER_USER}", dir_link.display()));
+    assert_eq!(fs::read_dir(&folder).expect("ls").count(), 0, "nothing was written through it");
 
     // The same link in a folder only the victim can write is still another user's link.
     let private_link = env.path("token.json");
