@@ -411,6 +411,28 @@ mod tests {
         }
 
         #[test]
+        fn prop_a_secret_echoed_in_any_form_is_never_shown(
+            // Real secrets hold no whitespace, which `clean` would collapse.
+            secret in "[!-~]{8,40}",
+            before in "[ -~]{0,200}",
+            after in "[ -~]{0,200}",
+            form in 0usize..3,
+            status in 400u16..600,
+        ) {
+            let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+            let quoted = Value::from(secret.as_str()).to_string();
+            let echoed = [secret.clone(), encoded, quoted[1..quoted.len() - 1].to_owned()];
+            let body = format!("{before}{}{after}", echoed[form]);
+            for body in [body.clone(), Value::from(body).to_string()] {
+                let body = format!(r#"{{"error":"invalid_request","error_description":{body}}}"#);
+                for text in [body.as_str(), &body[1..]] {
+                    let shown = read_answer(status, None, text.as_bytes(), &[&secret]).unwrap_err().to_string();
+                    proptest::prop_assert!(!shown.contains(secret.as_str()), "{}", shown);
+                }
+            }
+        }
+
+        #[test]
         fn prop_a_success_answer_is_never_quoted(secret in "[A-Za-z0-9]{32}", cut in 0usize..120) {
             let body = format!(r#"{{"access_token":"{secret}","refresh_token":"{secret}","expires_in":3600}}"#);
             let cut = cut.min(body.len());
