@@ -36,6 +36,7 @@ pub const TOKEN_URL: Key = key("ATL_TOKEN_URL", None);
 pub const API_URL: Key = key("ATL_API_URL", None);
 pub const TOKEN_BODY: Key = key("ATL_TOKEN_BODY", None);
 pub const HTTP_TIMEOUT: Key = key("ATL_HTTP_TIMEOUT", None);
+pub const CA_FILE: Key = key("ATL_CA_FILE", None);
 
 /// The environment variable that names the env file when `--env-file` is not given.
 pub const ENV_FILE_VAR: &str = "ATL_ENV_FILE";
@@ -67,6 +68,16 @@ pub struct Config {
     pub api_url: Url,
     pub token_body: BodyFormat,
     pub http_timeout: Duration,
+    /// Extra trusted root certificates (a company CA), on top of the system's.
+    pub ca_file: Option<CaFile>,
+}
+
+/// A PEM bundle of root certificates, read only when a request is made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaFile {
+    pub path: PathBuf,
+    /// E.g. "ATL_CA_FILE in /home/me/jira/.env".
+    pub origin: String,
 }
 
 /// An endpoint URL, and the setting that chose it.
@@ -217,6 +228,7 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
         Some(flag) => sources.cwd.join(flag),
         None => base.join(sources.get(TOKEN_FILE).map_or(DEFAULT_TOKEN_FILE.into(), |s| s.value)),
     };
+    let ca_file = sources.get(CA_FILE).map(|s| CaFile { path: base.join(s.value), origin: s.origin });
 
     let url_or = |key: Key, default: &str| match sources.get(key) {
         Some(setting) => Ok(Endpoint { url: parse_url(&setting)?, origin: Some(setting.origin) }),
@@ -257,6 +269,7 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
         api_url,
         token_body,
         http_timeout,
+        ca_file,
     })
 }
 
@@ -485,6 +498,15 @@ mod tests {
         assert_eq!(c.token_body, BodyFormat::Json);
         assert_eq!(c.http_timeout, Duration::from_secs(30));
         assert_eq!(c.site, None);
+        assert_eq!(c.ca_file, None);
+    }
+
+    #[test]
+    fn a_ca_file_is_relative_to_the_env_file_and_remembers_its_origin() {
+        let c = Fixture::new().file(&format!("{MINIMAL}ATL_CA_FILE=certs/corp.pem\n")).config();
+        let ca = c.ca_file.expect("ca file");
+        assert_eq!(ca.path, PathBuf::from("/etc/atl/certs/corp.pem"));
+        assert_eq!(ca.origin, "ATL_CA_FILE in /etc/atl/.env");
     }
 
     #[test]

@@ -5,7 +5,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::config::Config;
+use crate::config::{CaFile, Config};
+use crate::exit::Exit;
 use crate::oauth::{self, Grant, TokenError};
 
 /// An answer larger than this is not a token answer; reading stops there.
@@ -29,36 +30,61 @@ pub const REFRESH: Retry =
 pub const CODE: Retry =
     Retry { attempts: 2, first_backoff: Duration::from_millis(300), budget: Duration::from_secs(8) };
 
-/// Trades a grant for tokens at the configured token endpoint.
-pub async fn request_token(
-    config: &Config,
-    grant: Grant<'_>,
-    retry: Retry,
-) -> Result<Map<String, Value>, TokenError> {
+/// The HTTP client for the token endpoint: no redirects followed, no proxy for loopback,
+/// and the roots of `ATL_CA_FILE` trusted on top of the system's. Built before anything is
+/// spent, so a bad CA file is a configuration error (exit 2), found before any request.
+pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
     // Err means a provider is installed already, which is all that is needed.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut client = reqwest::Client::builder();
+    let mut client = reqwest::Client::builder()
+        .timeout(config.http_timeout)
+        .connect_timeout(config.http_timeout)
+        // Never resend the client secret to wherever a redirect points.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("atl-token/", env!("CARGO_PKG_VERSION")));
     if crate::config::loopback_host(&config.token_url.url).is_some() {
         // A proxy would see a loopback request, client secret included, in plain text, and
         // could not reach this machine's loopback anyway.
         client = client.no_proxy();
     }
+    if let Some(ca) = &config.ca_file {
+        for root in read_roots(ca)? {
+            client = client.add_root_certificate(root);
+        }
+    }
+    client.build().map_err(|e| anyhow::anyhow!("cannot set up the HTTP client: {}", chain(&e, &[])))
+}
+
+/// The certificates of a PEM bundle; at least one, or a usage error naming the file.
+fn read_roots(ca: &CaFile) -> Result<Vec<reqwest::Certificate>, Exit> {
+    let path = ca.path.display();
+    let bytes = std::fs::read(&ca.path)
+        .map_err(|e| Exit::usage(format!("cannot read {path} ({}): {e}", ca.origin)))?;
+    match reqwest::Certificate::from_pem_bundle(&bytes) {
+        Ok(roots) if !roots.is_empty() => Ok(roots),
+        _ => Err(Exit::usage(format!(
+            "{path} ({}) holds no PEM certificate: give the company CA's certificates, each \
+             between -----BEGIN CERTIFICATE----- and -----END CERTIFICATE----- lines",
+            ca.origin
+        ))),
+    }
+}
+
+/// Trades a grant for tokens at the configured token endpoint.
+pub async fn request_token(
+    client: &reqwest::Client,
+    config: &Config,
+    grant: Grant<'_>,
+    retry: Retry,
+) -> Result<Map<String, Value>, TokenError> {
     let secrets = [config.client_secret.expose(), grant.secret()];
-    let client = client
-        .timeout(config.http_timeout)
-        .connect_timeout(config.http_timeout)
-        // Never resend the client secret to wherever a redirect points.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("atl-token/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| TokenError::Transient { detail: chain(&e, &secrets), retry_after: None })?;
     let (content_type, body) = oauth::token_request_body(config, grant);
 
     let deadline = Instant::now() + retry.budget;
     let mut backoff = retry.first_backoff;
     let mut attempt = 1;
     loop {
-        let result = post(&client, config, content_type, body.clone(), &secrets).await;
+        let result = post(client, config, content_type, body.clone(), &secrets).await;
         let wait = match &result {
             Err(TokenError::Transient { retry_after, .. }) if attempt < retry.attempts => {
                 retry_after.unwrap_or(backoff).max(backoff)
@@ -81,8 +107,15 @@ async fn post(
     body: Vec<u8>,
     secrets: &[&str],
 ) -> Result<Map<String, Value>, TokenError> {
-    let transient =
-        |e: reqwest::Error| TokenError::Transient { detail: chain(&e, secrets), retry_after: None };
+    let transient = |e: reqwest::Error| {
+        let detail = chain(&e, secrets);
+        if is_certificate_error(&e) {
+            // Asking again will not make the certificate trusted.
+            TokenError::Certificate { detail }
+        } else {
+            TokenError::Transient { detail, retry_after: None }
+        }
+    };
     let mut response = client
         .post(config.token_url.url.clone())
         .header(reqwest::header::CONTENT_TYPE, content_type)
@@ -102,6 +135,22 @@ async fn post(
         }
     }
     oauth::read_answer(status, retry_after.as_deref(), &answer, secrets)
+}
+
+/// Whether TLS refused the server's certificate, somewhere in the error's causes.
+fn is_certificate_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(e) = cause {
+        if let Some(rustls::Error::InvalidCertificate(_)) = e.downcast_ref::<rustls::Error>() {
+            return true;
+        }
+        // An io::Error hides the error it wraps from `source()`: step into it instead.
+        cause = match e.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref()) {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    false
 }
 
 /// An error and its causes on one line, e.g. "error sending request for url (…): connection

@@ -118,6 +118,8 @@ pub enum TokenError {
     Transient { detail: String, retry_after: Option<Duration> },
     /// An answer that is not a token answer: HTML, truncated or not JSON.
     Malformed { status: u16, detail: String },
+    /// TLS did not trust the server's certificate. Not worth another try.
+    Certificate { detail: String },
 }
 
 /// An OAuth error answer: HTTP status, `error` and `error_description`.
@@ -144,6 +146,11 @@ impl fmt::Display for TokenError {
             Self::GrantRejected(e) | Self::ClientRejected(e) | Self::Other(e) => e.fmt(f),
             Self::Transient { detail, .. } => f.write_str(detail),
             Self::Malformed { status, detail } => write!(f, "HTTP {status}: {detail}"),
+            Self::Certificate { detail } => write!(
+                f,
+                "its certificate is not trusted ({detail}); if the site uses a company certificate \
+                 authority, set ATL_CA_FILE to a PEM file of its root certificate"
+            ),
         }
     }
 }

@@ -20,6 +20,7 @@ pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
     store::ensure_dir(&store)?;
     // Prove the token file can be written before the user goes through the browser.
     let reservation = store.reserve()?;
+    let client = http::client(config)?;
     announce_custom_endpoints(config);
 
     let runtime = super::runtime()?;
@@ -48,7 +49,7 @@ pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
             }
             _ = tokio::signal::ctrl_c() => return Err(Exit::interrupted("login cancelled").into()),
         };
-        finish(config, &store, reservation, arrival).await
+        finish(config, &client, &store, reservation, arrival).await
     })
 }
 
@@ -63,7 +64,13 @@ fn announce_custom_endpoints(config: &Config) {
 }
 
 /// Trades the code, saves the token, and only then tells the browser it worked.
-async fn finish(config: &Config, store: &Store, reservation: Reservation, arrival: Arrival) -> Result<()> {
+async fn finish(
+    config: &Config,
+    client: &reqwest::Client,
+    store: &Store,
+    reservation: Reservation,
+    arrival: Arrival,
+) -> Result<()> {
     let code = match &arrival.callback {
         Callback::Code(code) => code.clone(),
         Callback::Denied { error, description } => {
@@ -74,7 +81,7 @@ async fn finish(config: &Config, store: &Store, reservation: Reservation, arriva
         }
     };
     let grant = Grant::AuthorizationCode { code: &code, redirect_uri: &config.redirect.uri };
-    let answer = match http::request_token(config, grant, http::CODE).await {
+    let answer = match http::request_token(client, config, grant, http::CODE).await {
         Ok(answer) => answer,
         Err(e) => {
             arrival

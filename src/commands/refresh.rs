@@ -86,9 +86,10 @@ pub fn refresh(config: &Config, store: &Store, when: When) -> Result<Outcome> {
         ))
     })?;
 
+    let client = http::client(config)?;
     let reservation = store.reserve()?;
     let answer = super::runtime()?
-        .block_on(http::request_token(config, Grant::RefreshToken(refresh_token), http::REFRESH))
+        .block_on(http::request_token(&client, config, Grant::RefreshToken(refresh_token), http::REFRESH))
         .map_err(|e| explain(e, config, &path.to_string()))?;
     let token =
         Token::from_response(answer, Some(&stored.token), token::now(), config.token_url.url.as_str());
@@ -122,6 +123,9 @@ pub fn explain(error: TokenError, config: &Config, token_file: &str) -> anyhow::
         ))
         .into(),
         e @ TokenError::ClientRejected(_) => client_rejected(&e),
+        e @ TokenError::Certificate { .. } => {
+            anyhow!("token endpoint {url}: {e}. Nothing was sent; the token file was not changed")
+        }
         TokenError::Transient { detail, .. } => {
             anyhow!(
                 "token endpoint {url} failed, also after retrying: {detail}; the token file was not changed"

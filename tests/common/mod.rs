@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -59,31 +60,55 @@ pub enum Reply {
 
 type Handler = dyn Fn(&Request) -> Reply + Send + Sync;
 
-/// An HTTP/1.1 server on 127.0.0.1 that records every request.
+/// An HTTP/1.1 server on 127.0.0.1 that records every request, over TLS if given a
+/// server configuration.
 pub struct Server {
     pub addr: SocketAddr,
     requests: Arc<Mutex<Vec<Request>>>,
+    connections: Arc<AtomicUsize>,
+    scheme: &'static str,
 }
 
 impl Server {
     pub fn start(handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_with(handler, None)
+    }
+
+    pub fn start_with(
+        handler: impl Fn(&Request) -> Reply + Send + Sync + 'static,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind test server");
         let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
         let handler: Arc<Handler> = Arc::new(handler);
-        let recorded = requests.clone();
+        let (recorded, counted) = (requests.clone(), connections.clone());
+        let scheme = if tls.is_some() { "https" } else { "http" };
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
-                let (handler, recorded) = (handler.clone(), recorded.clone());
-                std::thread::spawn(move || serve(stream, &*handler, &recorded));
+                counted.fetch_add(1, Ordering::SeqCst);
+                let (handler, recorded, tls) = (handler.clone(), recorded.clone(), tls.clone());
+                std::thread::spawn(move || match tls {
+                    None => serve(stream, &*handler, &recorded),
+                    Some(tls) => {
+                        let Ok(connection) = rustls::ServerConnection::new(tls) else { return };
+                        serve(rustls::StreamOwned::new(connection, stream), &*handler, &recorded);
+                    }
+                });
             }
         });
-        Self { addr, requests }
+        Self { addr, requests, connections, scheme }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}://{}{path}", self.scheme, self.addr)
+    }
+
+    /// Connections accepted, whether or not a request came through.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Request> {
@@ -95,7 +120,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn serve(stream: TcpStream, handler: &Handler, recorded: &Mutex<Vec<Request>>) {
+fn serve<S: Read + Write>(stream: S, handler: &Handler, recorded: &Mutex<Vec<Request>>) {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -190,6 +215,11 @@ struct AuthState {
 
 impl AuthServer {
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// An [`AuthServer`] over TLS with this server configuration.
+    pub fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let state = Arc::new(Mutex::new(AuthState {
             live_refresh: HashSet::new(),
             issued: 0,
@@ -202,7 +232,7 @@ impl AuthServer {
             rng: 0x9e37_79b9_7f4a_7c15,
         }));
         let shared = state.clone();
-        let server = Server::start(move |request| answer(&shared, request));
+        let server = Server::start_with(move |request| answer(&shared, request), tls);
         Self { server, state }
     }
 
@@ -328,7 +358,12 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub fn new() -> Self {
-        let env = Self { dir: tempfile::tempdir().expect("tempdir"), auth: AuthServer::start() };
+        Self::with(AuthServer::start())
+    }
+
+    /// A test env whose settings point at `auth`.
+    pub fn with(auth: AuthServer) -> Self {
+        let env = Self { dir: tempfile::tempdir().expect("tempdir"), auth };
         env.write_env("");
         env
     }
