@@ -32,7 +32,7 @@ const STICKY: u32 = 0o1000;
 const ROOT: u32 = 0;
 
 /// The effective user id: whose files atl-token may trust.
-pub fn euid() -> u32 {
+fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
@@ -59,7 +59,10 @@ pub fn resolve(path: &Path) -> Result<(PathBuf, Option<Metadata>)> {
     let mut resolved = PathBuf::new();
     push_front(&mut pending, &mut resolved, path);
     let mut links = 0;
+    // The metadata of the last component looked at, while it is the one `resolved` ends in.
+    let mut last: Option<Metadata> = None;
     while let Some(name) = pending.pop_front() {
+        last = None;
         if name == ".." {
             resolved.pop();
             continue;
@@ -77,6 +80,7 @@ pub fn resolve(path: &Path) -> Result<(PathBuf, Option<Metadata>)> {
         };
         if !meta.file_type().is_symlink() {
             resolved = candidate;
+            last = Some(meta);
             continue;
         }
         links += 1;
@@ -86,12 +90,12 @@ pub fn resolve(path: &Path) -> Result<(PathBuf, Option<Metadata>)> {
                 path.display()
             )));
         }
-        check_link(&candidate, &meta, &resolved, uid)?;
+        check_link(&candidate, &meta, uid)?;
         let target = fs::read_link(&candidate)
             .with_context(|| format!("cannot read symlink {}", candidate.display()))?;
         push_front(&mut pending, &mut resolved, &target);
     }
-    let meta = match fs::symlink_metadata(&resolved) {
+    let meta = match last.map_or_else(|| fs::symlink_metadata(&resolved), Ok) {
         Ok(meta) => {
             check_file(&resolved, &meta, uid, "token file")?;
             Some(meta)
@@ -123,7 +127,7 @@ fn push_front(pending: &mut VecDeque<OsString>, resolved: &mut PathBuf, path: &P
 }
 
 /// A link is followed only if the user or root owns it and nobody else can write its folder.
-fn check_link(link: &Path, meta: &Metadata, dir: &Path, uid: u32) -> Result<()> {
+fn check_link(link: &Path, meta: &Metadata, uid: u32) -> Result<()> {
     if meta.uid() != uid && meta.uid() != ROOT {
         return Err(refuse(format!(
             "{} is a symlink owned by user {}, not by you: atl-token does not follow it. \
@@ -132,7 +136,7 @@ fn check_link(link: &Path, meta: &Metadata, dir: &Path, uid: u32) -> Result<()> 
             meta.uid()
         )));
     }
-    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let dir = folder_of(link);
     let dir_meta = fs::metadata(dir).with_context(|| format!("cannot look at folder {}", dir.display()))?;
     match others_can_write(&dir_meta, uid) {
         None => Ok(()),

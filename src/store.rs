@@ -6,7 +6,7 @@
 
 use std::fs::{self, File, TryLockError};
 use std::io::{self, Seek, Write};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -360,17 +360,20 @@ fn write_over(file: &mut File, bytes: &[u8]) -> io::Result<()> {
     file.sync_all()
 }
 
+/// `token.json.rescue-`: how every rescue file's name for `target` starts.
+fn rescue_prefix(target: &Path) -> String {
+    format!("{}{RESCUE_INFIX}", target.file_name().unwrap_or_default().to_string_lossy())
+}
+
 /// `token.json.rescue-<unix time>-<pid>` beside the token file.
 fn rescue_path(target: &Path) -> PathBuf {
-    let name = target.file_name().unwrap_or_default().to_string_lossy();
-    target.with_file_name(format!("{name}{RESCUE_INFIX}{}-{}", token::now(), std::process::id()))
+    target.with_file_name(format!("{}{}-{}", rescue_prefix(target), token::now(), std::process::id()))
 }
 
 /// Whether `path` is a rescue file that [`Store::adopt_rescue`] finds for `target`.
 fn is_rescue_of(path: &Path, target: &Path) -> bool {
-    let name = target.file_name().unwrap_or_default().to_string_lossy();
     safe_path::folder_of(path) == safe_path::folder_of(target)
-        && path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{name}{RESCUE_INFIX}")))
+        && path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&rescue_prefix(target)))
 }
 
 /// Renames the complete temp file to the rescue name; failing that, writes a new rescue file;
@@ -393,7 +396,6 @@ fn write_rescue(target: &Path, bytes: &[u8]) -> Option<PathBuf> {
     let elsewhere = std::env::temp_dir().join(format!("atl-token-{name}"));
     [beside, elsewhere].into_iter().find(|path| {
         let write = || -> io::Result<()> {
-            use std::os::unix::fs::OpenOptionsExt;
             // create_new: never through a link, never over another file.
             let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(PRIVATE).open(path)?;
             file.write_all(bytes)?;
