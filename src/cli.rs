@@ -43,6 +43,17 @@ pub enum Command {
     /// Print the access token (refreshing it first when it is about to expire).
     #[command(after_help = EXIT_CODES)]
     Print(PrintArgs),
+    /// Revoke the refresh token where the provider allows it (Data Center), then delete the
+    /// token file.
+    #[command(after_help = EXIT_CODES)]
+    Logout(LogoutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// Delete the token file even when the refresh token cannot be revoked.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -101,6 +112,9 @@ pub struct What {
     /// The token file's JSON.
     #[arg(long)]
     pub json: bool,
+    /// Where API calls go: the base URL on Data Center. Reads no token.
+    #[arg(long)]
+    pub api_base: bool,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {

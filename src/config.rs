@@ -11,6 +11,7 @@ use url::{Host, Url};
 
 use crate::envfile;
 use crate::exit::Exit;
+use crate::provider::{self, Kind, Provider};
 use crate::secret::Secret;
 
 /// A configuration key, with the name the seed's bash script used for it, if any.
@@ -37,6 +38,9 @@ pub const API_URL: Key = key("ATL_API_URL", None);
 pub const TOKEN_BODY: Key = key("ATL_TOKEN_BODY", None);
 pub const HTTP_TIMEOUT: Key = key("ATL_HTTP_TIMEOUT", None);
 pub const CA_FILE: Key = key("ATL_CA_FILE", None);
+pub const PROVIDER: Key = key("ATL_PROVIDER", None);
+pub const BASE_URL: Key = key("ATL_BASE_URL", None);
+pub const PKCE: Key = key("ATL_PKCE", None);
 
 /// The environment variable that names the env file when `--env-file` is not given.
 pub const ENV_FILE_VAR: &str = "ATL_ENV_FILE";
@@ -62,11 +66,11 @@ pub struct Config {
     pub site: Option<Url>,
     pub redirect: Redirect,
     pub token_file: PathBuf,
-    pub authorize_url: Endpoint,
-    pub token_url: Endpoint,
+    /// The authorization server: its endpoints and its rules.
+    pub provider: Provider,
+    /// Atlassian Cloud's API gateway.
     #[expect(dead_code, reason = "used by the API commands of a later release")]
     pub api_url: Url,
-    pub token_body: BodyFormat,
     pub http_timeout: Duration,
     /// Extra trusted root certificates (a company CA), on top of the system's.
     pub ca_file: Option<CaFile>,
@@ -84,15 +88,10 @@ pub struct CaFile {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub url: Url,
-    /// E.g. "ATL_TOKEN_URL in /home/me/jira/.env"; `None` for Atlassian's default.
-    pub origin: Option<String>,
-}
-
-impl Endpoint {
-    /// Where the URL came from, for messages.
-    pub fn origin(&self) -> &str {
-        self.origin.as_deref().unwrap_or("the default")
-    }
+    /// E.g. "ATL_TOKEN_URL in /home/me/jira/.env", "ATL_BASE_URL in …", "the default".
+    pub origin: String,
+    /// Set by its own key (`ATL_AUTHORIZE_URL`, `ATL_TOKEN_URL`) rather than by the provider.
+    pub custom: bool,
 }
 
 impl std::fmt::Display for Endpoint {
@@ -102,9 +101,10 @@ impl std::fmt::Display for Endpoint {
 }
 
 impl Config {
-    /// The endpoints that are not Atlassian's defaults, with where each was set.
+    /// The endpoints set by their own keys rather than by the provider.
     pub fn custom_endpoints(&self) -> Vec<&Endpoint> {
-        [&self.authorize_url, &self.token_url].into_iter().filter(|e| e.origin.is_some()).collect()
+        let p = &self.provider;
+        [&p.authorize_url, &p.token_url].into_iter().filter(|e| e.custom).collect()
     }
 }
 
@@ -127,6 +127,8 @@ pub struct Redirect {
     pub path: String,
     /// Which setting decided the port, for "port in use" messages.
     pub port_origin: String,
+    /// `https://`: the listener serves TLS with a certificate made for this login.
+    pub tls: bool,
 }
 
 /// The loopback names a redirect URI may use, and so the addresses to listen on.
@@ -219,9 +221,19 @@ fn display_paths(paths: &[PathBuf]) -> String {
 pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
     let client_id = sources.require(CLIENT_ID)?.value;
     let client_secret = Secret::new(sources.require(CLIENT_SECRET)?.value);
-    let scope = normalize_scope(&sources.require(SCOPE)?.value);
+    let raw_scope = sources.require(SCOPE)?.value;
     let site = sources.get(SITE).map(|s| parse_url(&s)).transpose()?;
     let redirect = redirect(sources)?;
+    let provider = provider(sources)?;
+    if provider.kind == Kind::DataCenter
+        && let Some(site) = sources.get(SITE)
+    {
+        return Err(Exit::usage(format!(
+            "{} names an Atlassian Cloud site, but {} is datacenter: remove it; {} is the Data Center site",
+            site.origin, PROVIDER.name, BASE_URL.name
+        )));
+    }
+    let scope = normalize_scope(&raw_scope, provider.kind.needs_offline_access());
 
     let base = sources.file.and_then(|f| f.path.parent()).unwrap_or(sources.cwd);
     let token_file = match sources.token_file_flag {
@@ -229,23 +241,11 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
         None => base.join(sources.get(TOKEN_FILE).map_or(DEFAULT_TOKEN_FILE.into(), |s| s.value)),
     };
     let ca_file = sources.get(CA_FILE).map(|s| CaFile { path: base.join(s.value), origin: s.origin });
-
-    let url_or = |key: Key, default: &str| match sources.get(key) {
-        Some(setting) => Ok(Endpoint { url: parse_url(&setting)?, origin: Some(setting.origin) }),
-        None => Ok(Endpoint { url: Url::parse(default).expect("default URLs are valid"), origin: None }),
+    let api_url = match sources.get(API_URL) {
+        Some(setting) => parse_url(&setting)?,
+        None => Url::parse(DEFAULT_API_URL).expect("the default URL is valid"),
     };
-    let authorize_url = url_or(AUTHORIZE_URL, DEFAULT_AUTHORIZE_URL)?;
-    let token_url = url_or(TOKEN_URL, DEFAULT_TOKEN_URL)?;
-    let api_url = url_or(API_URL, DEFAULT_API_URL)?.url;
 
-    let token_body = match sources.get(TOKEN_BODY) {
-        None => BodyFormat::Json,
-        Some(s) => match s.value.to_ascii_lowercase().as_str() {
-            "json" => BodyFormat::Json,
-            "form" => BodyFormat::Form,
-            _ => return Err(invalid(&s, "use json or form")),
-        },
-    };
     let http_timeout = match sources.get(HTTP_TIMEOUT) {
         None => DEFAULT_HTTP_TIMEOUT,
         Some(s) => match s.value.parse::<u64>() {
@@ -264,29 +264,123 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
         site,
         redirect,
         token_file,
-        authorize_url,
-        token_url,
+        provider,
         api_url,
-        token_body,
         http_timeout,
         ca_file,
     })
+}
+
+/// The provider: `ATL_PROVIDER` and `ATL_BASE_URL` choose the endpoints and the rules, and
+/// `ATL_AUTHORIZE_URL`, `ATL_TOKEN_URL`, `ATL_TOKEN_BODY` and `ATL_PKCE` adjust them.
+fn provider(sources: &Sources<'_>) -> Result<Provider, Exit> {
+    let chosen = sources.get(PROVIDER);
+    let kind = match &chosen {
+        None => Kind::Cloud,
+        Some(s) => Kind::from_name(&s.value).ok_or_else(|| invalid(s, "use cloud or datacenter"))?,
+    };
+    let provider_origin = chosen.as_ref().map_or("the default", |s| s.origin.as_str());
+    let base = match (kind, sources.get(BASE_URL)) {
+        (Kind::DataCenter, Some(setting)) => Some((base_url(&setting)?, setting.origin)),
+        (Kind::DataCenter, None) => {
+            return Err(Exit::usage(format!(
+                "{} is datacenter ({provider_origin}) but {} is not set: set it to the product's \
+                 base URL, e.g. https://jira.example.com",
+                PROVIDER.name, BASE_URL.name
+            )));
+        }
+        (Kind::Cloud, Some(setting)) => {
+            return Err(Exit::usage(format!(
+                "{} is set, but {} is cloud ({provider_origin}): for Data Center set {}=datacenter; \
+                 for Atlassian Cloud remove {}",
+                setting.origin, PROVIDER.name, PROVIDER.name, BASE_URL.name
+            )));
+        }
+        (Kind::Cloud, None) => None,
+    };
+
+    // An endpoint from its own key, else below the Data Center base, else Cloud's default.
+    let endpoint = |key: Key, name: &str, cloud_default: &str| -> Result<Endpoint, Exit> {
+        if let Some(setting) = sources.get(key) {
+            return Ok(Endpoint { url: parse_url(&setting)?, origin: setting.origin, custom: true });
+        }
+        Ok(match &base {
+            Some((base, origin)) => {
+                Endpoint { url: below(base, name), origin: origin.clone(), custom: false }
+            }
+            None => Endpoint {
+                url: Url::parse(cloud_default).expect("default URLs are valid"),
+                origin: "the default".to_owned(),
+                custom: false,
+            },
+        })
+    };
+    let authorize_url = endpoint(AUTHORIZE_URL, "authorize", DEFAULT_AUTHORIZE_URL)?;
+    let token_url = endpoint(TOKEN_URL, "token", DEFAULT_TOKEN_URL)?;
+    let revoke_url = base.as_ref().map(|(base, origin)| Endpoint {
+        url: below(base, "revoke"),
+        origin: origin.clone(),
+        custom: false,
+    });
+
+    let body = match sources.get(TOKEN_BODY) {
+        None => kind.body(),
+        Some(s) => match s.value.to_ascii_lowercase().as_str() {
+            "json" => BodyFormat::Json,
+            "form" => BodyFormat::Form,
+            _ => return Err(invalid(&s, "use json or form")),
+        },
+    };
+    let pkce = match sources.get(PKCE) {
+        None => kind == Kind::DataCenter,
+        Some(s) => match (s.value.to_ascii_lowercase().as_str(), kind) {
+            ("on", _) => true,
+            ("off", Kind::Cloud) => false,
+            ("off", Kind::DataCenter) => {
+                return Err(Exit::usage(format!(
+                    "{}: PKCE is always on for Data Center ({} in {provider_origin}): remove {}",
+                    s.origin, PROVIDER.name, PKCE.name
+                )));
+            }
+            _ => return Err(invalid(&s, "use on or off")),
+        },
+    };
+    let api_base = base.map(|(base, _)| base);
+    Ok(Provider { kind, authorize_url, token_url, revoke_url, body, pkce, api_base })
+}
+
+/// A Data Center base URL: where the product answers, perhaps with a context path such as
+/// `/jira`. Kept without a trailing slash, so that `{base}/rest/...` is a path below it.
+fn base_url(setting: &Setting) -> Result<Url, Exit> {
+    let mut url = parse_url(setting)?;
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(setting, "give the base URL alone, without ?query or #fragment"));
+    }
+    let path = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&path);
+    Ok(url)
+}
+
+/// `{base}/rest/oauth2/latest/{name}`.
+fn below(base: &Url, name: &str) -> Url {
+    let text = format!("{}/{}/{name}", base.as_str().trim_end_matches('/'), provider::DATACENTER_PATH);
+    Url::parse(&text).expect("a path below a valid URL is valid")
 }
 
 fn invalid(setting: &Setting, hint: &str) -> Exit {
     Exit::usage(format!("{}: '{}' is not valid: {hint}", setting.origin, setting.value))
 }
 
-/// Splits on whitespace, drops repeats (the seed's example lists `offline_access` twice) and
-/// adds `offline_access` when missing.
-fn normalize_scope(raw: &str) -> Scope {
+/// Splits on whitespace, drops repeats (the seed's example lists `offline_access` twice) and,
+/// where the provider needs it for a refresh token, adds `offline_access` when missing.
+fn normalize_scope(raw: &str, needs_offline_access: bool) -> Scope {
     let mut scopes: Vec<&str> = Vec::new();
     for scope in raw.split_whitespace() {
         if !scopes.contains(&scope) {
             scopes.push(scope);
         }
     }
-    let added_offline_access = !scopes.contains(&OFFLINE_ACCESS);
+    let added_offline_access = needs_offline_access && !scopes.contains(&OFFLINE_ACCESS);
     if added_offline_access {
         scopes.push(OFFLINE_ACCESS);
     }
@@ -333,15 +427,17 @@ fn redirect(sources: &Sources<'_>) -> Result<Redirect, Exit> {
             port,
             path: "/".to_owned(),
             port_origin,
+            tls: false,
         });
     };
 
     let url = Url::parse(&setting.value).map_err(|e| invalid(&setting, &e.to_string()))?;
-    let host = loopback_host(&url).filter(|_| url.scheme() == "http").ok_or_else(|| {
+    let tls = url.scheme() == "https";
+    let host = loopback_host(&url).filter(|_| tls || url.scheme() == "http").ok_or_else(|| {
         invalid(
             &setting,
-            "the redirect URI must be http on a loopback host (localhost, 127.0.0.1 or [::1]), \
-             where atl-token listens",
+            "the redirect URI must be http or https on a loopback host (localhost, 127.0.0.1 or \
+             [::1]), where atl-token listens",
         )
     })?;
     let uri_port = url.port_or_known_default().unwrap_or(80);
@@ -359,6 +455,7 @@ fn redirect(sources: &Sources<'_>) -> Result<Redirect, Exit> {
         port: uri_port,
         path: url.path().to_owned(),
         port_origin: setting.origin,
+        tls,
     })
 }
 
@@ -491,11 +588,15 @@ mod tests {
         assert_eq!(c.redirect.path, "/");
         assert_eq!(c.redirect.host, LoopbackHost::Localhost);
         assert_eq!(c.token_file, PathBuf::from("/etc/atl/token.json"));
-        assert_eq!(c.authorize_url.url.as_str(), DEFAULT_AUTHORIZE_URL);
-        assert_eq!(c.token_url.url.as_str(), DEFAULT_TOKEN_URL);
+        let p = &c.provider;
+        assert_eq!(p.kind, Kind::Cloud);
+        assert_eq!(p.authorize_url.url.as_str(), DEFAULT_AUTHORIZE_URL);
+        assert_eq!(p.token_url.url.as_str(), DEFAULT_TOKEN_URL);
         assert!(c.custom_endpoints().is_empty());
-        assert_eq!(c.token_url.origin(), "the default");
-        assert_eq!(c.token_body, BodyFormat::Json);
+        assert_eq!(p.token_url.origin, "the default");
+        assert_eq!(p.body, BodyFormat::Json);
+        assert_eq!((p.pkce, &p.revoke_url, &p.api_base), (false, &None, &None));
+        assert!(!c.redirect.tls);
         assert_eq!(c.http_timeout, Duration::from_secs(30));
         assert_eq!(c.site, None);
         assert_eq!(c.ca_file, None);
@@ -582,6 +683,7 @@ mod tests {
         assert!(bad("ATL_TOKEN_BODY=xml").contains("json or form"));
         assert!(bad("ATL_HTTP_TIMEOUT=0").contains("ATL_HTTP_TIMEOUT"));
         assert!(bad("ATL_REDIRECT_URI=https://example.com/cb").contains("loopback"));
+        assert!(bad("ATL_REDIRECT_URI=ftp://localhost:9/cb").contains("loopback"));
         let clash = bad("ATL_PORT=9000\nATL_REDIRECT_URI=http://localhost:9001/cb");
         assert!(clash.contains("port 9000") && clash.contains("9001"), "{clash}");
     }
@@ -590,11 +692,11 @@ mod tests {
     fn loopback_http_urls_and_timeouts_with_units_are_accepted() {
         let extra = "ATL_TOKEN_URL=http://127.0.0.1:5000/token\nATL_HTTP_TIMEOUT=2m\nATL_TOKEN_BODY=FORM\n";
         let c = Fixture::new().file(&format!("{MINIMAL}{extra}")).config();
-        assert_eq!(c.token_url.url.as_str(), "http://127.0.0.1:5000/token");
-        assert_eq!(c.token_url.origin.as_deref(), Some("ATL_TOKEN_URL in /etc/atl/.env"));
-        assert_eq!(c.custom_endpoints(), [&c.token_url]);
+        assert_eq!(c.provider.token_url.url.as_str(), "http://127.0.0.1:5000/token");
+        assert_eq!(c.provider.token_url.origin, "ATL_TOKEN_URL in /etc/atl/.env");
+        assert_eq!(c.custom_endpoints(), [&c.provider.token_url]);
         assert_eq!(c.http_timeout, Duration::from_secs(120));
-        assert_eq!(c.token_body, BodyFormat::Form);
+        assert_eq!(c.provider.body, BodyFormat::Form);
     }
 
     #[test]
@@ -607,6 +709,82 @@ mod tests {
         let v6 = "ATL_REDIRECT_URI=http://[::1]:7000\n";
         let c = Fixture::new().file(&format!("{MINIMAL}{v6}")).config();
         assert_eq!(c.redirect.host, LoopbackHost::V6);
+    }
+
+    #[test]
+    fn an_https_redirect_uri_asks_for_a_tls_listener() {
+        let c =
+            Fixture::new().file(&format!("{MINIMAL}ATL_REDIRECT_URI=https://localhost:8443/cb\n")).config();
+        assert!(c.redirect.tls);
+        assert_eq!((c.redirect.port, c.redirect.path.as_str()), (8443, "/cb"));
+        let c = Fixture::new().file(&format!("{MINIMAL}ATL_REDIRECT_URI=https://127.0.0.1\n")).config();
+        assert_eq!(c.redirect.port, 443);
+    }
+
+    const DC: &str = "ATL_PROVIDER=datacenter\nATL_BASE_URL=https://example.com/jira/\n";
+
+    #[test]
+    fn datacenter_endpoints_sit_below_the_base_url() {
+        let c = Fixture::new().file(&format!("{MINIMAL}{DC}")).config();
+        let p = &c.provider;
+        assert_eq!(p.kind, Kind::DataCenter);
+        assert_eq!(p.authorize_url.url.as_str(), "https://example.com/jira/rest/oauth2/latest/authorize");
+        assert_eq!(p.token_url.url.as_str(), "https://example.com/jira/rest/oauth2/latest/token");
+        let revoke = p.revoke_url.as_ref().expect("revoke endpoint");
+        assert_eq!(revoke.url.as_str(), "https://example.com/jira/rest/oauth2/latest/revoke");
+        assert_eq!(revoke.origin, "ATL_BASE_URL in /etc/atl/.env");
+        assert_eq!(p.api_base.as_ref().map(Url::as_str), Some("https://example.com/jira"));
+        assert_eq!((p.body, p.pkce), (BodyFormat::Form, true));
+        assert!(c.custom_endpoints().is_empty());
+        // Data Center issues a refresh token without it, and does not know the scope.
+        assert_eq!(c.scope.value, "read:jira-work");
+        assert!(!c.scope.added_offline_access);
+
+        let root = Fixture::new()
+            .file(&format!("{MINIMAL}ATL_PROVIDER=DataCenter\nATL_BASE_URL=https://jira.example.com\n"))
+            .config();
+        assert_eq!(root.provider.token_url.url.as_str(), "https://jira.example.com/rest/oauth2/latest/token");
+    }
+
+    #[test]
+    fn explicit_keys_override_the_provider() {
+        let extra = "ATL_TOKEN_URL=https://proxy.example.com/t\nATL_TOKEN_BODY=json\n";
+        let c = Fixture::new().file(&format!("{MINIMAL}{DC}{extra}")).config();
+        assert_eq!(c.provider.token_url.url.as_str(), "https://proxy.example.com/t");
+        assert_eq!(c.custom_endpoints(), [&c.provider.token_url]);
+        assert_eq!(c.provider.body, BodyFormat::Json);
+        let cloud = Fixture::new().file(&format!("{MINIMAL}ATL_PKCE=on\n")).config();
+        assert!(cloud.provider.pkce);
+        let cloud = Fixture::new().file(&format!("{MINIMAL}ATL_PKCE=off\n")).config();
+        assert!(!cloud.provider.pkce);
+    }
+
+    #[test]
+    fn wrong_provider_combinations_name_the_keys() {
+        let bad = |extra: &str| Fixture::new().file(&format!("{MINIMAL}{extra}\n")).error();
+        let err = bad("ATL_PROVIDER=datacenter");
+        assert!(err.contains("ATL_PROVIDER is datacenter (ATL_PROVIDER in /etc/atl/.env)"), "{err}");
+        assert!(err.contains("ATL_BASE_URL is not set"), "{err}");
+        let err = bad("ATL_BASE_URL=https://jira.example.com");
+        assert!(
+            err.starts_with("ATL_BASE_URL in /etc/atl/.env is set, but ATL_PROVIDER is cloud (the default)"),
+            "{err}"
+        );
+        let err = bad("ATL_PROVIDER=server");
+        assert!(
+            err.starts_with("ATL_PROVIDER in /etc/atl/.env: 'server' is not valid: use cloud or datacenter"),
+            "{err}"
+        );
+        let err = bad(&format!("{DC}ATL_PKCE=off"));
+        assert!(err.contains("ATL_PKCE") && err.contains("always on for Data Center"), "{err}");
+        assert!(bad("ATL_PKCE=maybe").contains("use on or off"));
+        let err = bad(&format!("{DC}ATL_SITE=https://x.atlassian.net"));
+        assert!(err.starts_with("ATL_SITE in /etc/atl/.env names an Atlassian Cloud site"), "{err}");
+        assert!(bad("ATL_PROVIDER=datacenter\nATL_BASE_URL=http://jira.example.com").contains("use https"));
+        assert!(
+            bad("ATL_PROVIDER=datacenter\nATL_BASE_URL=https://x.example.com/?a=1")
+                .contains("without ?query")
+        );
     }
 
     #[test]

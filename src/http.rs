@@ -8,6 +8,7 @@ use tokio::time::Instant;
 use crate::config::{CaFile, Config};
 use crate::exit::Exit;
 use crate::oauth::{self, Grant, TokenError};
+use crate::provider::{Delivery, Rotation};
 
 /// An answer larger than this is not a token answer; reading stops there.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
@@ -42,7 +43,7 @@ pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
         // Never resend the client secret to wherever a redirect points.
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("atl-token/", env!("CARGO_PKG_VERSION")));
-    if crate::config::loopback_host(&config.token_url.url).is_some() {
+    if crate::config::loopback_host(&config.provider.token_url.url).is_some() {
         // A proxy would see a loopback request, client secret included, in plain text, and
         // could not reach this machine's loopback anyway.
         client = client.no_proxy();
@@ -70,23 +71,77 @@ fn read_roots(ca: &CaFile) -> Result<Vec<reqwest::Certificate>, Exit> {
     }
 }
 
-/// Trades a grant for tokens at the configured token endpoint.
+/// Trades a grant for tokens at the provider's token endpoint.
 pub async fn request_token(
     client: &reqwest::Client,
     config: &Config,
     grant: Grant<'_>,
     retry: Retry,
 ) -> Result<Map<String, Value>, TokenError> {
-    let secrets = [config.client_secret.expose(), grant.secret()];
-    let (content_type, body) = oauth::token_request_body(config, grant);
+    let [first, second] = grant.secrets();
+    let secrets = [config.client_secret.expose(), first, second];
+    let body = oauth::token_request_body(config, grant);
+    let request = Request::new(&config.provider.token_url.url, body, &secrets);
+    let rotation = config.provider.kind.rotation();
+    send(client, &request, retry, rotation, |status, retry_after, body| {
+        oauth::read_answer(status, retry_after, body, &secrets)
+    })
+    .await
+}
 
+/// Revokes a refresh token at the provider's revoke endpoint (RFC 7009). Sending it twice
+/// does no harm, so every transient failure is worth another try.
+pub async fn revoke(
+    client: &reqwest::Client,
+    config: &Config,
+    revoke_url: &url::Url,
+    refresh_token: &str,
+) -> Result<(), TokenError> {
+    let secrets = [config.client_secret.expose(), refresh_token];
+    let body = oauth::revoke_request_body(config, refresh_token);
+    let request = Request::new(revoke_url, body, &secrets);
+    send(client, &request, REFRESH, Rotation::Grace, |status, retry_after, body| {
+        oauth::read_revoke_answer(status, retry_after, body, &secrets)
+    })
+    .await
+}
+
+/// One POST, ready to be sent (again), and the secrets it carries.
+struct Request<'a> {
+    url: &'a url::Url,
+    content_type: &'static str,
+    body: Vec<u8>,
+    /// Removed from any error text.
+    secrets: &'a [&'a str],
+}
+
+impl<'a> Request<'a> {
+    fn new(url: &'a url::Url, (content_type, body): (&'static str, Vec<u8>), secrets: &'a [&'a str]) -> Self {
+        Self { url, content_type, body, secrets }
+    }
+}
+
+/// Sends `request` and reads the answer with `read`, again while the failure is transient,
+/// `retry` allows, and `rotation` says a resend after this failure cannot spend a dead token.
+async fn send<T>(
+    client: &reqwest::Client,
+    request: &Request<'_>,
+    retry: Retry,
+    rotation: Rotation,
+    read: impl Fn(u16, Option<&str>, &[u8]) -> Result<T, TokenError>,
+) -> Result<T, TokenError> {
     let deadline = Instant::now() + retry.budget;
     let mut backoff = retry.first_backoff;
     let mut attempt = 1;
     loop {
-        let result = post(client, config, content_type, body.clone(), &secrets).await;
+        let result = match post(client, request).await {
+            Ok(answer) => read(answer.status, answer.retry_after.as_deref(), &answer.body),
+            Err(e) => Err(e),
+        };
         let wait = match &result {
-            Err(TokenError::Transient { retry_after, .. }) if attempt < retry.attempts => {
+            Err(TokenError::Transient { retry_after, delivery, .. })
+                if attempt < retry.attempts && rotation.may_resend(*delivery) =>
+            {
                 retry_after.unwrap_or(backoff).max(backoff)
             }
             _ => return result,
@@ -100,41 +155,45 @@ pub async fn request_token(
     }
 }
 
-async fn post(
-    client: &reqwest::Client,
-    config: &Config,
-    content_type: &'static str,
+/// What came back: status, `Retry-After`, and the body (at most [`MAX_ANSWER_BYTES`]).
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
     body: Vec<u8>,
-    secrets: &[&str],
-) -> Result<Map<String, Value>, TokenError> {
-    let transient = |e: reqwest::Error| {
-        let detail = chain(&e, secrets);
+}
+
+async fn post(client: &reqwest::Client, request: &Request<'_>) -> Result<Answer, TokenError> {
+    let failed = |e: reqwest::Error| {
+        let detail = chain(&e, request.secrets);
         if is_certificate_error(&e) {
             // Asking again will not make the certificate trusted.
             TokenError::Certificate { detail }
         } else {
-            TokenError::Transient { detail, retry_after: None }
+            // A failed connect (TLS handshake included) sent nothing; any later failure may
+            // have come after the server read the request.
+            let delivery = if e.is_connect() { Delivery::NotSent } else { Delivery::Unknown };
+            TokenError::Transient { detail, retry_after: None, delivery }
         }
     };
     let mut response = client
-        .post(config.token_url.url.clone())
-        .header(reqwest::header::CONTENT_TYPE, content_type)
+        .post(request.url.clone())
+        .header(reqwest::header::CONTENT_TYPE, request.content_type)
         .header(reqwest::header::ACCEPT, "application/json")
-        .body(body)
+        .body(request.body.clone())
         .send()
         .await
-        .map_err(transient)?;
+        .map_err(failed)?;
     let status = response.status().as_u16();
     let retry_after =
         response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let mut answer = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(transient)? {
-        answer.extend_from_slice(&chunk);
-        if answer.len() > MAX_ANSWER_BYTES {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(failed)? {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_ANSWER_BYTES {
             return Err(TokenError::Malformed { status, detail: "the answer is larger than 1 MiB".into() });
         }
     }
-    oauth::read_answer(status, retry_after.as_deref(), &answer, secrets)
+    Ok(Answer { status, retry_after, body })
 }
 
 /// Whether TLS refused the server's certificate, somewhere in the error's causes.

@@ -9,6 +9,7 @@ mod envfile;
 mod exit;
 mod http;
 mod oauth;
+mod provider;
 mod safe_path;
 mod secret;
 mod store;
@@ -38,5 +39,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(args) => commands::login::run(&config, &args),
         Command::Refresh(args) => commands::refresh::run(&config, &args),
         Command::Print(args) => commands::print::run(&config, &args),
+        Command::Logout(args) => commands::logout::run(&config, &args),
     }
 }

@@ -8,31 +8,63 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::config::{BodyFormat, Config};
+use crate::provider::Delivery;
 
-/// Atlassian Cloud's API audience, required on its authorize URL.
-const AUDIENCE: &str = "api.atlassian.com";
 /// An error excerpt longer than this is cut.
 const EXCERPT_CHARS: usize = 160;
 /// A `Retry-After` longer than this is not worth waiting for in one run.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
 
+/// A PKCE (RFC 7636) verifier and its S256 challenge, made for one login.
+pub struct Pkce {
+    verifier: String,
+}
+
+impl Pkce {
+    /// A verifier of 64 hex digits (244 random bits from two v4 UUIDs): within the
+    /// `[0-9A-Za-z~-._]{43,128}` that RFC 7636 and Data Center require.
+    pub fn new() -> Self {
+        let verifier = format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+        Self { verifier }
+    }
+
+    pub fn verifier(&self) -> &str {
+        &self.verifier
+    }
+
+    /// `BASE64URL(SHA256(verifier))`, without padding.
+    pub fn challenge(&self) -> String {
+        challenge_of(&self.verifier)
+    }
+}
+
+/// The S256 challenge for a verifier.
+pub fn challenge_of(verifier: &str) -> String {
+    use base64::Engine;
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
 /// The URL the user opens to consent, with every parameter percent-encoded.
 ///
 /// Spaces (between scopes) are sent as `%20`, as Atlassian's documentation writes them,
 /// rather than the `+` of form encoding.
-pub fn authorize_url(config: &Config, state: &str) -> Url {
-    let query = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("audience", AUDIENCE)
+pub fn authorize_url(config: &Config, state: &str, pkce: Option<&Pkce>) -> Url {
+    let provider = &config.provider;
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query
         .append_pair("client_id", &config.client_id)
         .append_pair("scope", &config.scope.value)
         .append_pair("redirect_uri", &config.redirect.uri)
         .append_pair("state", state)
         .append_pair("response_type", "code")
-        .append_pair("prompt", "consent")
-        .finish()
-        // A literal '+' was encoded as %2B, so every '+' left stands for a space.
-        .replace('+', "%20");
-    let mut url = config.authorize_url.url.clone();
+        .extend_pairs(provider.kind.authorize_extras());
+    if let Some(pkce) = pkce {
+        query.append_pair("code_challenge", &pkce.challenge()).append_pair("code_challenge_method", "S256");
+    }
+    // A literal '+' was encoded as %2B, so every '+' left stands for a space.
+    let query = query.finish().replace('+', "%20");
+    let mut url = provider.authorize_url.url.clone();
     let query = match url.query() {
         Some(existing) if !existing.is_empty() => format!("{existing}&{query}"),
         _ => query,
@@ -44,18 +76,18 @@ pub fn authorize_url(config: &Config, state: &str) -> Url {
 /// What is traded at the token endpoint.
 #[derive(Clone, Copy)]
 pub enum Grant<'a> {
-    /// The code from the browser's redirect, with the redirect URI it was sent to.
-    AuthorizationCode { code: &'a str, redirect_uri: &'a str },
+    /// The code from the browser's redirect, and the PKCE verifier if a challenge was sent.
+    AuthorizationCode { code: &'a str, verifier: Option<&'a str> },
     /// The stored refresh token, which Atlassian rotates on every use.
     RefreshToken(&'a str),
 }
 
 impl Grant<'_> {
-    /// The code or refresh token: what, besides the client secret, must never be shown.
-    pub fn secret(&self) -> &str {
+    /// The code, verifier or refresh token: what, besides the client secret, must never be shown.
+    pub fn secrets(&self) -> [&str; 2] {
         match self {
-            Self::AuthorizationCode { code, .. } => code,
-            Self::RefreshToken(token) => token,
+            Self::AuthorizationCode { code, verifier } => [code, verifier.unwrap_or_default()],
+            Self::RefreshToken(token) => [token, ""],
         }
     }
 }
@@ -80,18 +112,37 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
 pub fn token_request_body(config: &Config, grant: Grant<'_>) -> (&'static str, Vec<u8>) {
     let mut params = vec![("grant_type", ""), ("client_id", config.client_id.as_str())];
     params.push(("client_secret", config.client_secret.expose()));
+    let redirect_uri = ("redirect_uri", config.redirect.uri.as_str());
     match grant {
-        Grant::AuthorizationCode { code, redirect_uri } => {
+        Grant::AuthorizationCode { code, verifier } => {
             params[0].1 = "authorization_code";
-            params.push(("code", code));
-            params.push(("redirect_uri", redirect_uri));
+            params.extend([("code", code), redirect_uri]);
+            params.extend(verifier.map(|v| ("code_verifier", v)));
         }
         Grant::RefreshToken(token) => {
             params[0].1 = "refresh_token";
             params.push(("refresh_token", token));
+            if config.provider.kind.refresh_sends_redirect_uri() {
+                params.push(redirect_uri);
+            }
         }
     }
-    match config.token_body {
+    form_or_json(config.provider.body, params)
+}
+
+/// A revoke request (RFC 7009) for a refresh token: always a form, as the RFC says.
+pub fn revoke_request_body(config: &Config, refresh_token: &str) -> (&'static str, Vec<u8>) {
+    let params = vec![
+        ("token", refresh_token),
+        ("token_type_hint", "refresh_token"),
+        ("client_id", config.client_id.as_str()),
+        ("client_secret", config.client_secret.expose()),
+    ];
+    form_or_json(BodyFormat::Form, params)
+}
+
+fn form_or_json(format: BodyFormat, params: Vec<(&str, &str)>) -> (&'static str, Vec<u8>) {
+    match format {
         BodyFormat::Json => {
             let object: Map<String, Value> =
                 params.into_iter().map(|(k, v)| (k.to_owned(), Value::from(v))).collect();
@@ -114,8 +165,9 @@ pub enum TokenError {
     ClientRejected(OAuthError),
     /// Any other OAuth error, e.g. `invalid_scope`.
     Other(OAuthError),
-    /// Busy or broken for now: 5xx, 429, or the connection failed. Worth another try.
-    Transient { detail: String, retry_after: Option<Duration> },
+    /// Busy or broken for now: 5xx, 429, or the connection failed. Worth another try where
+    /// the provider's rotation allows it after this `delivery`.
+    Transient { detail: String, retry_after: Option<Duration>, delivery: Delivery },
     /// An answer that is not a token answer: HTML, truncated or not JSON.
     Malformed { status: u16, detail: String },
     /// TLS did not trust the server's certificate. Not worth another try.
@@ -185,7 +237,10 @@ pub fn read_answer(
             Some(e) => e.to_string(),
             None => format!("HTTP {status}{}", excerpt()),
         };
-        return Err(TokenError::Transient { detail, retry_after: retry_after.and_then(parse_retry_after) });
+        // 429 and 503 say "not now" before the request is handled; other 5xx may come after.
+        let delivery = if matches!(status, 429 | 503) { Delivery::TurnedAway } else { Delivery::Unknown };
+        let retry_after = retry_after.and_then(parse_retry_after);
+        return Err(TokenError::Transient { detail, retry_after, delivery });
     }
     if let Some(e) = oauth_error {
         return Err(match e.error.as_str() {
@@ -205,6 +260,20 @@ pub fn read_answer(
         Err(_) if success => Err(malformed(status, "the answer is not JSON")),
         _ => Err(malformed(status, &format!("not a token answer{}", excerpt()))),
     }
+}
+
+/// Reads a revoke endpoint's answer: any 2xx means revoked (RFC 7009), else why not.
+pub fn read_revoke_answer(
+    status: u16,
+    retry_after: Option<&str>,
+    body: &[u8],
+    secrets: &[&str],
+) -> Result<(), TokenError> {
+    if (200..300).contains(&status) {
+        return Ok(());
+    }
+    // A non-2xx answer is never a token answer, so this is always the reason.
+    read_answer(status, retry_after, body, secrets).map(drop)
 }
 
 fn malformed(status: u16, detail: &str) -> TokenError {
@@ -259,24 +328,103 @@ mod tests {
 
     #[test]
     fn authorize_url_has_every_parameter_encoded() {
-        let url = authorize_url(&config(""), "st-1");
-        assert!(url.as_str().starts_with("https://auth.atlassian.com/authorize?audience=api.atlassian.com&"));
-        let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+        let url = authorize_url(&config(""), "st-1", None);
+        assert!(url.as_str().starts_with("https://auth.atlassian.com/authorize?client_id="));
         let expected = [
-            ("audience", "api.atlassian.com"),
             ("client_id", "my id"),
             ("scope", "read:jira-work offline_access"),
             ("redirect_uri", "http://localhost:8014"),
             ("state", "st-1"),
             ("response_type", "code"),
+            ("audience", "api.atlassian.com"),
             ("prompt", "consent"),
         ];
-        let expected: Vec<(String, String)> =
-            expected.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
-        assert_eq!(pairs, expected);
+        assert_eq!(pairs(&url), expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
         assert!(url.as_str().contains("redirect_uri=http%3A%2F%2Flocalhost%3A8014"), "{url}");
         assert!(url.as_str().contains("scope=read%3Ajira-work%20offline_access&"), "{url}");
         assert!(url.as_str().contains("client_id=my%20id&"), "{url}");
+    }
+
+    fn pairs(url: &Url) -> Vec<(String, String)> {
+        url.query_pairs().into_owned().collect()
+    }
+
+    const DC: &str = "ATL_PROVIDER=datacenter\nATL_BASE_URL=https://example.com/jira\n";
+
+    #[test]
+    fn datacenter_authorize_url_has_pkce_and_no_cloud_parameters() {
+        let pkce = Pkce::new();
+        let url = authorize_url(&config(DC), "st-1", Some(&pkce));
+        assert!(url.as_str().starts_with("https://example.com/jira/rest/oauth2/latest/authorize?"), "{url}");
+        let challenge = pkce.challenge();
+        let expected = [
+            ("client_id", "my id"),
+            ("scope", "read:jira-work"),
+            ("redirect_uri", "http://localhost:8014"),
+            ("state", "st-1"),
+            ("response_type", "code"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ];
+        assert_eq!(pairs(&url), expected.map(|(k, v)| (k.to_owned(), v.to_owned())));
+    }
+
+    #[test]
+    fn pkce_verifiers_are_fresh_well_formed_and_hashed_as_rfc_7636_says() {
+        // RFC 7636, appendix B.
+        assert_eq!(
+            challenge_of("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
+        let (a, b) = (Pkce::new(), Pkce::new());
+        assert_ne!(a.verifier(), b.verifier());
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "~-._".contains(c);
+        assert!((43..=128).contains(&a.verifier().len()) && a.verifier().chars().all(allowed));
+        assert_eq!(a.challenge().len(), 43);
+    }
+
+    #[test]
+    fn datacenter_bodies_are_forms_with_the_verifier_and_the_redirect_uri() {
+        let config = config(DC);
+        let verifier = "v".repeat(43);
+        let grant = Grant::AuthorizationCode { code: "c1", verifier: Some(&verifier) };
+        let (kind, body) = token_request_body(&config, grant);
+        assert_eq!(kind, "application/x-www-form-urlencoded");
+        let text = String::from_utf8(body).expect("utf8");
+        assert_eq!(
+            text,
+            format!(
+                "grant_type=authorization_code&client_id=my+id&client_secret=s%26cret&code=c1&\
+                 redirect_uri=http%3A%2F%2Flocalhost%3A8014&code_verifier={}",
+                "v".repeat(43)
+            )
+        );
+        let (_, body) = token_request_body(&config, Grant::RefreshToken("r1"));
+        assert_eq!(
+            String::from_utf8(body).expect("utf8"),
+            "grant_type=refresh_token&client_id=my+id&client_secret=s%26cret&refresh_token=r1&\
+             redirect_uri=http%3A%2F%2Flocalhost%3A8014"
+        );
+        let (kind, body) = revoke_request_body(&config, "r/1");
+        assert_eq!(kind, "application/x-www-form-urlencoded");
+        assert_eq!(
+            String::from_utf8(body).expect("utf8"),
+            "token=r%2F1&token_type_hint=refresh_token&client_id=my+id&client_secret=s%26cret"
+        );
+    }
+
+    #[test]
+    fn a_revoke_is_done_on_any_2xx() {
+        assert_eq!(read_revoke_answer(200, None, b"", &[]), Ok(()));
+        assert_eq!(read_revoke_answer(204, None, b"whatever", &[]), Ok(()));
+        assert!(matches!(
+            read_revoke_answer(401, None, br#"{"error":"invalid_client"}"#, &[]),
+            Err(TokenError::ClientRejected(_))
+        ));
+        assert!(matches!(
+            read_revoke_answer(503, None, b"", &[]),
+            Err(TokenError::Transient { delivery: Delivery::TurnedAway, .. })
+        ));
     }
 
     #[test]
@@ -299,12 +447,13 @@ mod tests {
 
     #[test]
     fn code_body_carries_code_and_redirect_uri() {
-        let grant = Grant::AuthorizationCode { code: "c1", redirect_uri: "http://localhost:8014" };
+        let grant = Grant::AuthorizationCode { code: "c1", verifier: None };
         let (_, body) = token_request_body(&config(""), grant);
         let v: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(v["grant_type"], "authorization_code");
         assert_eq!(v["code"], "c1");
         assert_eq!(v["redirect_uri"], "http://localhost:8014");
+        assert_eq!(v.get("code_verifier"), None);
     }
 
     #[test]
@@ -350,9 +499,18 @@ mod tests {
             err,
             TokenError::Transient {
                 detail: "HTTP 503: \"Service Unavailable\"".into(),
-                retry_after: Some(Duration::from_secs(7))
+                retry_after: Some(Duration::from_secs(7)),
+                delivery: Delivery::TurnedAway,
             }
         );
+        let delivery = |status| match read(status, None, b"") {
+            Err(TokenError::Transient { delivery, .. }) => delivery,
+            other => panic!("{status}: {other:?}"),
+        };
+        assert_eq!(delivery(429), Delivery::TurnedAway);
+        for status in [500, 502, 504] {
+            assert_eq!(delivery(status), Delivery::Unknown, "{status}: may have been handled");
+        }
         assert!(is_transient(&read(429, Some("99999"), b"").unwrap_err()));
         assert!(is_transient(&read(500, None, br#"{"error":"server_error"}"#).unwrap_err()));
         assert!(!is_transient(&read(403, None, br#"{"error":"unauthorized_client"}"#).unwrap_err()));

@@ -182,6 +182,24 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes the token file and any rescue file beside it, so that no copy of the token
+    /// family is left for a later refresh to adopt. Returns the paths removed.
+    pub fn remove(&self, _held: &Lock) -> Result<Vec<PathBuf>> {
+        let mut targets = vec![self.path.clone()];
+        if let Ok(entries) = fs::read_dir(self.dir()) {
+            targets.extend(entries.flatten().map(|e| e.path()).filter(|p| is_rescue_of(p, &self.path)));
+        }
+        let mut removed = Vec::new();
+        for path in targets {
+            match fs::remove_file(&path) {
+                Ok(()) => removed.push(path),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).with_context(|| format!("cannot delete {}", path.display())),
+            }
+        }
+        Ok(removed)
+    }
+
     /// The rescue file beside the token file with the newest token set, if any. Another
     /// user's rescue file, or one that is not a regular file, is refused.
     fn newest_rescue(&self) -> Result<Option<Rescue>> {

@@ -8,7 +8,8 @@ use crate::config::{Config, OFFLINE_ACCESS, SCOPE};
 use crate::duration::human;
 use crate::exit::Exit;
 use crate::http;
-use crate::oauth::{self, Grant, TokenError, clean};
+use crate::oauth::{self, Grant, Pkce, TokenError, clean};
+use crate::provider::Kind;
 use crate::store::{self, LOCK_WAIT, Reservation, Store};
 use crate::token::{self, Token};
 
@@ -27,7 +28,8 @@ pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
     runtime.block_on(async {
         let state = uuid::Uuid::new_v4().to_string();
         let mut listener = Listener::bind(&config.redirect, state.clone()).await?;
-        let url = oauth::authorize_url(config, &state);
+        let pkce = config.provider.pkce.then(Pkce::new);
+        let url = oauth::authorize_url(config, &state, pkce.as_ref());
         eprintln!("Open this URL in a browser to grant access:\n\n    {url}\n");
         if !args.no_browser {
             open_browser(url.as_str());
@@ -49,15 +51,22 @@ pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
             }
             _ = tokio::signal::ctrl_c() => return Err(Exit::interrupted("login cancelled").into()),
         };
-        finish(config, &client, &store, reservation, arrival).await
+        let verifier = pkce.as_ref().map(Pkce::verifier);
+        finish(config, &client, &store, reservation, arrival, verifier).await
     })
 }
 
-/// Says, before the browser opens, when the code and the client secret will go somewhere
-/// other than Atlassian, and which file said so: a cloned repository's `.env` may.
+/// Says, before the browser opens, where the code and the client secret will go when that is
+/// not Atlassian Cloud, and which file said so: a cloned repository's `.env` may.
 fn announce_custom_endpoints(config: &Config) {
+    let provider = &config.provider;
+    if provider.kind == Kind::DataCenter
+        && let Some(base) = &provider.api_base
+    {
+        eprintln!("note: signing in to Data Center at {base} ({})", provider.token_url.origin);
+    }
     let custom: Vec<String> =
-        config.custom_endpoints().iter().map(|e| format!("{} ({})", e.url, e.origin())).collect();
+        config.custom_endpoints().iter().map(|e| format!("{} ({})", e.url, e.origin)).collect();
     if !custom.is_empty() {
         eprintln!("note: signing in through endpoints that are not Atlassian's: {}", custom.join(", "));
     }
@@ -70,6 +79,7 @@ async fn finish(
     store: &Store,
     reservation: Reservation,
     arrival: Arrival,
+    verifier: Option<&str>,
 ) -> Result<()> {
     let code = match &arrival.callback {
         Callback::Code(code) => code.clone(),
@@ -80,7 +90,7 @@ async fn finish(
             return Err(anyhow!("authorization failed: {error}{detail}"));
         }
     };
-    let grant = Grant::AuthorizationCode { code: &code, redirect_uri: &config.redirect.uri };
+    let grant = Grant::AuthorizationCode { code: &code, verifier };
     let answer = match http::request_token(client, config, grant, http::CODE).await {
         Ok(answer) => answer,
         Err(e) => {
@@ -90,7 +100,7 @@ async fn finish(
             return Err(explain(&e, config));
         }
     };
-    let token = Token::from_response(answer, None, token::now(), config.token_url.url.as_str());
+    let token = Token::from_response(answer, None, token::now(), config.provider.token_url.url.as_str());
     let path = store.path().display();
     match store.lock(LOCK_WAIT).and_then(|lock| reservation.commit(&token, &lock)) {
         Ok(()) => {
@@ -115,7 +125,7 @@ fn explain(error: &TokenError, config: &Config) -> anyhow::Error {
              URL registered for the app, then run `atl-token login` again",
             config.redirect.uri
         ),
-        _ => anyhow!("token endpoint {} failed: {error}", config.token_url),
+        _ => anyhow!("token endpoint {} failed: {error}", config.provider.token_url),
     }
 }
 

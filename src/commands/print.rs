@@ -16,6 +16,9 @@ use crate::store::Store;
 use crate::token::{self, Token};
 
 pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
+    if args.what.api_base {
+        return write_out(api_base(config)?.as_bytes());
+    }
     let store = Store::new(&config.token_file)?;
     let stored = store.load_existing()?;
     let remaining = stored.remaining(token::now());
@@ -55,8 +58,25 @@ fn output(args: &PrintArgs, token: &Token, file_bytes: &[u8], store: &Store) -> 
         let access = token.access_token().ok_or_else(|| missing("access token"))?;
         if args.what.header { line(&format!("Authorization: Bearer {access}")) } else { line(access) }
     };
-    // One write, so a reader never sees half a token.
+    write_out(&out)
+}
+
+/// One write, so a reader never sees half a token.
+fn write_out(bytes: &[u8]) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
-    let written = stdout.write_all(&out);
+    let written = stdout.write_all(bytes);
     written.and_then(|()| stdout.flush()).context("cannot write to stdout")
+}
+
+/// The API base as a line without a trailing slash, ready for `$(…)/rest/api/2/…`.
+fn api_base(config: &Config) -> Result<String, Exit> {
+    match &config.provider.api_base {
+        Some(base) => Ok(format!("{}\n", base.as_str().trim_end_matches('/'))),
+        None => Err(Exit::usage(format!(
+            "on {} the API base holds the site's cloud id, which this version of atl-token does \
+             not look up: use https://api.atlassian.com/ex/jira/<cloud id>, with the id from \
+             https://<your-site>.atlassian.net/_edge/tenant_info",
+            config.provider.kind.title()
+        ))),
+    }
 }

@@ -91,8 +91,12 @@ pub fn refresh(config: &Config, store: &Store, when: When) -> Result<Outcome> {
     let answer = super::runtime()?
         .block_on(http::request_token(&client, config, Grant::RefreshToken(refresh_token), http::REFRESH))
         .map_err(|e| explain(e, config, &path.to_string()))?;
-    let token =
-        Token::from_response(answer, Some(&stored.token), token::now(), config.token_url.url.as_str());
+    let token = Token::from_response(
+        answer,
+        Some(&stored.token),
+        token::now(),
+        config.provider.token_url.url.as_str(),
+    );
     reservation.commit(&token, &lock)?;
     Ok(Outcome::Refreshed(token))
 }
@@ -100,14 +104,14 @@ pub fn refresh(config: &Config, store: &Store, when: When) -> Result<Outcome> {
 /// A refresh token is sent only to the token endpoint that issued it, so that a settings
 /// file (a cloned repository's `.env`, say) cannot send it, and the client secret, elsewhere.
 /// A file without a recorded endpoint (the seed script's) is bound to it by this refresh.
-fn check_issuer(token: &Token, config: &Config, token_file: &str) -> Result<(), Exit> {
-    let configured = &config.token_url;
+pub(super) fn check_issuer(token: &Token, config: &Config, token_file: &str) -> Result<(), Exit> {
+    let configured = &config.provider.token_url;
     match token.token_url() {
         Some(issuer) if issuer != configured.url.as_str() => Err(Exit::usage(format!(
             "the refresh token in {token_file} was issued by {issuer}, but the token endpoint is now \
              {configured} ({}): atl-token sends a refresh token only to the endpoint that issued it. \
              Remove that setting, or run `atl-token login` to start a new token family at {configured}",
-            configured.origin()
+            configured.origin
         ))),
         _ => Ok(()),
     }
@@ -115,7 +119,7 @@ fn check_issuer(token: &Token, config: &Config, token_file: &str) -> Result<(), 
 
 /// Turns a failed token request into an error a person can act on, with its exit code.
 pub fn explain(error: TokenError, config: &Config, token_file: &str) -> anyhow::Error {
-    let url = &config.token_url;
+    let url = &config.provider.token_url;
     match error {
         TokenError::GrantRejected(e) => Exit::login_required(format!(
             "the server rejected the refresh token in {token_file} ({e}); it has expired, been revoked \
@@ -125,6 +129,17 @@ pub fn explain(error: TokenError, config: &Config, token_file: &str) -> anyhow::
         e @ TokenError::ClientRejected(_) => client_rejected(&e),
         e @ TokenError::Certificate { .. } => {
             anyhow!("token endpoint {url}: {e}. Nothing was sent; the token file was not changed")
+        }
+        TokenError::Transient { detail, delivery, .. }
+            if !config.provider.kind.rotation().may_resend(delivery) =>
+        {
+            anyhow!(
+                "token endpoint {url} failed after the request may have reached it: {detail}. \
+                 {} rotates refresh tokens with no grace period, so it was not sent again: the \
+                 server may have rotated the token. {token_file} was not changed; run `atl-token \
+                 refresh` again, and if that is rejected, `atl-token login`",
+                config.provider.kind.title()
+            )
         }
         TokenError::Transient { detail, .. } => {
             anyhow!(

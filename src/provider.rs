@@ -1,0 +1,155 @@
+//! What differs between the authorization servers atl-token talks to, in one place.
+//!
+//! [`config`](crate::config) resolves the settings into a [`Provider`]; the commands, the
+//! request bodies and the retry loop ask it, rather than asking which server this is.
+
+use url::Url;
+
+use crate::config::{BodyFormat, Endpoint};
+
+/// The kinds of Atlassian authorization server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Atlassian Cloud, OAuth 2.0 (3LO) at auth.atlassian.com.
+    Cloud,
+    /// Jira, Confluence, Bitbucket or Bamboo Data Center: OAuth 2.0 through an incoming
+    /// application link, at `{base}/rest/oauth2/latest/`.
+    DataCenter,
+}
+
+/// What a token server does with a refresh token it has rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// The old refresh token keeps working for a while (10 minutes on Cloud), so sending a
+    /// refresh again after its answer was lost is safe.
+    Grace,
+    /// The old pair is deleted the moment the new one is issued. A refresh that may have
+    /// reached the server is never sent again: the token it spends may already be dead.
+    Strict,
+}
+
+/// How far a failed request got, which decides whether sending it again is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The request never reached the server: the connection or the TLS handshake failed.
+    NotSent,
+    /// The server turned the request away before handling it (HTTP 429 or 503).
+    TurnedAway,
+    /// The server may have handled it: a timeout after sending, a connection cut during the
+    /// answer, or another 5xx.
+    Unknown,
+}
+
+impl Rotation {
+    /// Whether a request that failed this way may be sent again.
+    pub fn may_resend(self, delivery: Delivery) -> bool {
+        match self {
+            Self::Grace => true,
+            Self::Strict => delivery != Delivery::Unknown,
+        }
+    }
+}
+
+/// Everything about the provider that the rest of atl-token needs, resolved from settings.
+#[derive(Debug)]
+pub struct Provider {
+    pub kind: Kind,
+    pub authorize_url: Endpoint,
+    pub token_url: Endpoint,
+    /// Where `logout` revokes a refresh token; `None` where the provider has no such endpoint.
+    pub revoke_url: Option<Endpoint>,
+    pub body: BodyFormat,
+    /// Send a PKCE (RFC 7636, S256) challenge and verifier.
+    pub pkce: bool,
+    /// Where API calls go, when it is known without asking a server.
+    pub api_base: Option<Url>,
+}
+
+/// Atlassian Cloud's API audience, required on its authorize URL.
+const CLOUD_AUDIENCE: &str = "api.atlassian.com";
+/// Where a Cloud user removes an app's access: Cloud has no revoke endpoint for 3LO apps.
+pub const CLOUD_APPS_PAGE: &str = "https://id.atlassian.com/manage-profile/apps";
+/// The Data Center provider's endpoints, below the product's base URL.
+pub const DATACENTER_PATH: &str = "rest/oauth2/latest";
+
+impl Kind {
+    /// The value of `ATL_PROVIDER` that selects it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cloud => "cloud",
+            Self::DataCenter => "datacenter",
+        }
+    }
+
+    /// What to call it in messages.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Cloud => "Atlassian Cloud",
+            Self::DataCenter => "Data Center",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Cloud, Self::DataCenter].into_iter().find(|k| k.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Parameters the authorize URL carries besides the standard ones.
+    pub fn authorize_extras(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            // `prompt=consent` makes Cloud issue a refresh token every time.
+            Self::Cloud => &[("audience", CLOUD_AUDIENCE), ("prompt", "consent")],
+            Self::DataCenter => &[],
+        }
+    }
+
+    /// Whether a refresh token needs the `offline_access` scope (Data Center always issues one).
+    pub fn needs_offline_access(self) -> bool {
+        self == Self::Cloud
+    }
+
+    /// Whether a refresh request repeats the redirect URI, as Data Center's provider expects.
+    pub fn refresh_sends_redirect_uri(self) -> bool {
+        self == Self::DataCenter
+    }
+
+    pub fn rotation(self) -> Rotation {
+        match self {
+            Self::Cloud => Rotation::Grace,
+            Self::DataCenter => Rotation::Strict,
+        }
+    }
+
+    /// The token request body the provider reads.
+    pub fn body(self) -> BodyFormat {
+        match self {
+            Self::Cloud => BodyFormat::Json,
+            // Data Center reads form bodies only.
+            Self::DataCenter => BodyFormat::Form,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_rotation_resends_only_what_never_reached_the_server() {
+        use Delivery::*;
+        for delivery in [NotSent, TurnedAway, Unknown] {
+            assert!(Rotation::Grace.may_resend(delivery));
+        }
+        assert!(Rotation::Strict.may_resend(NotSent));
+        assert!(Rotation::Strict.may_resend(TurnedAway));
+        assert!(!Rotation::Strict.may_resend(Unknown));
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for kind in [Kind::Cloud, Kind::DataCenter] {
+            assert_eq!(Kind::from_name(kind.name()), Some(kind));
+        }
+        assert_eq!(Kind::from_name("DataCenter"), Some(Kind::DataCenter));
+        assert_eq!(Kind::from_name("server"), None);
+    }
+}
