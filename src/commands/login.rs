@@ -121,8 +121,9 @@ fn explain(error: &TokenError, config: &Config) -> anyhow::Error {
     match error {
         TokenError::ClientRejected(_) => super::refresh::client_rejected(error),
         TokenError::GrantRejected(_) => anyhow!(
-            "the server refused the authorization code ({error}); check that {} matches the callback \
-             URL registered for the app, then run `atl-token login` again",
+            "the server refused the authorization code ({error}); it may have expired (a code lives \
+             for seconds: 10 on Data Center), or {} may not match the callback URL registered for \
+             the app. Run `atl-token login` again",
             config.redirect.uri
         ),
         _ => anyhow!("token endpoint {} failed: {error}", config.provider.token_url),

@@ -189,11 +189,35 @@ pub const CLIENT_SECRET: &str = "secret-1";
 /// The code the authorization server hands out through the browser.
 pub const CODE: &str = "code-1";
 
+/// Which Atlassian authorization server an [`AuthServer`] plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Atlassian Cloud's token endpoint at `/oauth/token`: JSON or form bodies, the fixed
+    /// [`CODE`].
+    Cloud,
+    /// Data Center's provider at `/rest/oauth2/latest/{authorize,token,revoke}`: form bodies
+    /// only, codes issued by the authorize endpoint, bound to a PKCE S256 challenge and dead
+    /// after 10 seconds, rotation with no grace period, and revoke.
+    DataCenter,
+}
+
+/// The Data Center provider's endpoints, below the base URL.
+pub const DC_PATH: &str = "/rest/oauth2/latest";
+
 /// A token endpoint that rotates refresh tokens as Atlassian does: each refresh token works
-/// once; a spent or unknown one gets HTTP 403 `unauthorized_client`.
+/// once; a spent or unknown one gets HTTP 403 `unauthorized_client` (Cloud) or 400
+/// `invalid_grant` (Data Center).
 pub struct AuthServer {
     pub server: Server,
+    pub mode: Mode,
     state: Arc<Mutex<AuthState>>,
+}
+
+/// A code issued by the Data Center authorize endpoint.
+struct IssuedCode {
+    challenge: String,
+    redirect_uri: String,
+    issued: Instant,
 }
 
 struct AuthState {
@@ -211,6 +235,13 @@ struct AuthState {
     /// Each answer takes a random time up to this (on top of `delay`).
     jitter: Duration,
     rng: u64,
+    /// Data Center: codes issued by the authorize endpoint, and how long they live.
+    codes: Vec<(String, IssuedCode)>,
+    code_ttl: Duration,
+    /// Token requests to handle in full (rotating) and then answer by closing the connection.
+    lost_answers: usize,
+    /// Refresh tokens revoked through the revoke endpoint.
+    revoked: Vec<String>,
 }
 
 impl AuthServer {
@@ -218,8 +249,17 @@ impl AuthServer {
         Self::start_with(None)
     }
 
+    /// An [`AuthServer`] in Data Center mode.
+    pub fn datacenter() -> Self {
+        Self::start_in(Mode::DataCenter, None)
+    }
+
     /// An [`AuthServer`] over TLS with this server configuration.
     pub fn start_with(tls: Option<Arc<rustls::ServerConfig>>) -> Self {
+        Self::start_in(Mode::Cloud, tls)
+    }
+
+    pub fn start_in(mode: Mode, tls: Option<Arc<rustls::ServerConfig>>) -> Self {
         let state = Arc::new(Mutex::new(AuthState {
             live_refresh: HashSet::new(),
             issued: 0,
@@ -230,10 +270,35 @@ impl AuthServer {
             rotated: Vec::new(),
             jitter: Duration::ZERO,
             rng: 0x9e37_79b9_7f4a_7c15,
+            codes: Vec::new(),
+            code_ttl: Duration::from_secs(10),
+            lost_answers: 0,
+            revoked: Vec::new(),
         }));
         let shared = state.clone();
-        let server = Server::start_with(move |request| answer(&shared, request), tls);
-        Self { server, state }
+        let server = Server::start_with(move |request| answer(&shared, mode, request), tls);
+        Self { server, mode, state }
+    }
+
+    /// The Data Center base URL (the server's root).
+    pub fn base_url(&self) -> String {
+        self.server.url("")
+    }
+
+    /// Makes the next `n` token requests rotate as usual, then close the connection instead of
+    /// answering: the answer is lost after the server acted on the request.
+    pub fn lose_answers(&self, n: usize) {
+        lock(&self.state).lost_answers = n;
+    }
+
+    /// Data Center: how long an authorization code may wait before it is exchanged.
+    pub fn set_code_ttl(&self, ttl: Duration) {
+        lock(&self.state).code_ttl = ttl;
+    }
+
+    /// Refresh tokens revoked through the revoke endpoint.
+    pub fn revoked(&self) -> Vec<String> {
+        lock(&self.state).revoked.clone()
     }
 
     /// Issues a token pair directly (as if from an earlier login) and returns
@@ -276,13 +341,24 @@ impl AuthServer {
         n.is_some_and(|n| (1..=state.issued).contains(&n))
     }
 
+    fn token_path(&self) -> String {
+        token_path(self.mode)
+    }
+
     pub fn token_url(&self) -> String {
-        self.server.url("/oauth/token")
+        self.server.url(&self.token_path())
     }
 
     /// Requests that reached the token endpoint.
     pub fn token_calls(&self) -> Vec<Request> {
-        self.server.requests().into_iter().filter(|r| r.path == "/oauth/token").collect()
+        let path = self.token_path();
+        self.server.requests().into_iter().filter(|r| r.path == path).collect()
+    }
+
+    /// Requests that reached the revoke endpoint.
+    pub fn revoke_calls(&self) -> Vec<Request> {
+        let path = format!("{DC_PATH}/revoke");
+        self.server.requests().into_iter().filter(|r| r.path == path).collect()
     }
 }
 
@@ -301,7 +377,25 @@ fn issue(state: &mut AuthState) -> (String, String) {
     pair
 }
 
-fn answer(state: &Mutex<AuthState>, request: &Request) -> Reply {
+fn token_path(mode: Mode) -> String {
+    match mode {
+        Mode::Cloud => "/oauth/token".to_owned(),
+        Mode::DataCenter => format!("{DC_PATH}/token"),
+    }
+}
+
+/// The S256 challenge for a verifier, computed here independently of atl-token.
+pub fn s256(verifier: &str) -> String {
+    use base64::Engine;
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref())
+}
+
+fn oauth_error(status: u16, error: &str, description: &str) -> Reply {
+    Reply::Json(status, json!({"error": error, "error_description": description}))
+}
+
+fn answer(state: &Mutex<AuthState>, mode: Mode, request: &Request) -> Reply {
     let delay = {
         let mut state = lock(state);
         if let Some(fault) = state.faults.pop_front() {
@@ -313,40 +407,122 @@ fn answer(state: &Mutex<AuthState>, request: &Request) -> Reply {
     };
     std::thread::sleep(delay);
     let mut state = lock(state);
-    if request.path != "/oauth/token" || request.method != "POST" {
+    let path = request.path.split('?').next().unwrap_or_default();
+    if mode == Mode::DataCenter && request.method == "GET" && path == format!("{DC_PATH}/authorize") {
+        return serve_authorize(&mut state, request);
+    }
+    if request.method != "POST" {
         return Reply::Json(404, json!({"error": "not_found"}));
+    }
+    if mode == Mode::DataCenter && !request.content_type.starts_with("application/x-www-form-urlencoded") {
+        // Data Center reads form bodies only: a JSON body carries no parameters.
+        return oauth_error(400, "invalid_request", "Missing parameters: grant_type, client_id");
     }
     let param = |name| request.param(name).unwrap_or_default();
     if param("client_id") != CLIENT_ID || param("client_secret") != CLIENT_SECRET {
-        return Reply::Json(401, json!({"error": "access_denied", "error_description": "Unauthorized"}));
+        return oauth_error(401, "access_denied", "Unauthorized");
     }
-    let accepted = match param("grant_type").as_str() {
-        "authorization_code" => param("code") == CODE,
-        "refresh_token" => {
+    if mode == Mode::DataCenter && path == format!("{DC_PATH}/revoke") {
+        let token = param("token");
+        state.live_refresh.remove(&token);
+        state.revoked.push(token);
+        return Reply::Raw { status: 200, headers: vec![], body: vec![] };
+    }
+    if path != token_path(mode) {
+        return Reply::Json(404, json!({"error": "not_found"}));
+    }
+    let accepted = match (param("grant_type").as_str(), mode) {
+        ("authorization_code", Mode::Cloud) => Ok(param("code") == CODE),
+        ("authorization_code", Mode::DataCenter) => exchange_code(&mut state, request),
+        ("refresh_token", _) => {
+            if mode == Mode::DataCenter && param("redirect_uri").is_empty() {
+                return oauth_error(400, "invalid_request", "Missing parameter: redirect_uri");
+            }
             let token = param("refresh_token");
             let window = state.reuse_window;
             let in_window = state.rotated.iter().any(|(t, at)| *t == token && at.elapsed() < window);
             if state.live_refresh.remove(&token) {
                 state.rotated.push((token, Instant::now()));
-                true
+                Ok(true)
             } else {
-                in_window
+                Ok(in_window)
             }
         }
         _ => return Reply::Json(400, json!({"error": "unsupported_grant_type"})),
     };
-    if !accepted {
-        return Reply::Json(
-            403,
-            json!({"error": "unauthorized_client", "error_description": "refresh_token is invalid"}),
-        );
+    match (accepted, mode) {
+        (Ok(true), _) => {}
+        (Ok(false), Mode::Cloud) => {
+            return oauth_error(403, "unauthorized_client", "refresh_token is invalid");
+        }
+        (Ok(false), Mode::DataCenter) => return oauth_error(400, "invalid_grant", "Token is invalid"),
+        (Err(reason), _) => return oauth_error(400, "invalid_grant", reason),
     }
     let (access, refresh) = issue(&mut state);
+    if state.lost_answers > 0 {
+        state.lost_answers -= 1;
+        return Reply::Hang(Duration::ZERO);
+    }
+    let scope = match mode {
+        Mode::Cloud => "read:jira-work offline_access",
+        Mode::DataCenter => "READ",
+    };
     Reply::Json(
         200,
         json!({"access_token": access, "refresh_token": refresh, "expires_in": state.access_ttl,
-               "token_type": "Bearer", "scope": "read:jira-work offline_access"}),
+               "token_type": "Bearer", "scope": scope}),
     )
+}
+
+/// Data Center's authorize endpoint, consent included: checks the request and redirects to
+/// the client's redirect URI with a new code bound to the PKCE challenge.
+fn serve_authorize(state: &mut AuthState, request: &Request) -> Reply {
+    let query = request.path.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let param = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let bad = |message: &str| Reply::Raw { status: 400, headers: vec![], body: message.as_bytes().to_vec() };
+    if param("client_id").as_deref() != Some(CLIENT_ID) || param("response_type").as_deref() != Some("code") {
+        return bad("client_id or response_type is wrong");
+    }
+    if param("audience").is_some() || param("prompt").is_some() {
+        return bad("audience and prompt are Atlassian Cloud parameters");
+    }
+    let (Some(challenge), Some("S256")) =
+        (param("code_challenge"), param("code_challenge_method").as_deref())
+    else {
+        return bad("code_challenge with code_challenge_method=S256 is required");
+    };
+    let (Some(redirect_uri), Some(state_param)) = (param("redirect_uri"), param("state")) else {
+        return bad("redirect_uri and state are required");
+    };
+    state.issued += 1;
+    let code = format!("dc-code-{}", state.issued);
+    state.codes.push((
+        code.clone(),
+        IssuedCode { challenge, redirect_uri: redirect_uri.clone(), issued: Instant::now() },
+    ));
+    let mut location = url::Url::parse(&redirect_uri).expect("redirect URI is a URL");
+    location.query_pairs_mut().append_pair("code", &code).append_pair("state", &state_param);
+    Reply::Raw { status: 302, headers: vec![("Location", location.to_string())], body: vec![] }
+}
+
+/// Data Center's code exchange: single use, within the code's lifetime, same redirect URI,
+/// and a verifier whose S256 hash is the challenge.
+fn exchange_code(state: &mut AuthState, request: &Request) -> Result<bool, &'static str> {
+    let param = |name| request.param(name).unwrap_or_default();
+    let code = param("code");
+    let Some(at) = state.codes.iter().position(|(c, _)| *c == code) else { return Ok(false) };
+    let (_, issued) = state.codes.remove(at);
+    if issued.issued.elapsed() > state.code_ttl {
+        return Err("Authorization code expired");
+    }
+    if issued.redirect_uri != param("redirect_uri") {
+        return Err("redirect_uri does not match");
+    }
+    if s256(&param("code_verifier")) != issued.challenge {
+        return Err("PKCE verification failed");
+    }
+    Ok(true)
 }
 
 /// A temp folder with an env file pointing at an [`AuthServer`], and the binary run in it
@@ -368,13 +544,21 @@ impl TestEnv {
         env
     }
 
-    /// Writes `.env` with the client, the server's URLs, a short HTTP timeout and `extra`.
+    /// Writes `.env` with the client, the server's URLs (Data Center: its base URL), a short
+    /// HTTP timeout and `extra`.
     pub fn write_env(&self, extra: &str) {
+        let server = match self.auth.mode {
+            Mode::Cloud => format!(
+                "ATL_SCOPE=\"read:jira-work\"\nATL_AUTHORIZE_URL={}\nATL_TOKEN_URL={}\n",
+                self.auth.server.url("/authorize"),
+                self.auth.token_url()
+            ),
+            Mode::DataCenter => {
+                format!("ATL_SCOPE=READ\nATL_PROVIDER=datacenter\nATL_BASE_URL={}\n", self.auth.base_url())
+            }
+        };
         let text = format!(
-            "ATL_CLIENT_ID={CLIENT_ID}\nATL_CLIENT_SECRET={CLIENT_SECRET}\nATL_SCOPE=\"read:jira-work\"\n\
-             ATL_AUTHORIZE_URL={}\nATL_TOKEN_URL={}\nATL_HTTP_TIMEOUT=2\n{extra}",
-            self.auth.server.url("/authorize"),
-            self.auth.token_url()
+            "ATL_CLIENT_ID={CLIENT_ID}\nATL_CLIENT_SECRET={CLIENT_SECRET}\n{server}ATL_HTTP_TIMEOUT=2\n{extra}"
         );
         std::fs::write(self.path(".env"), text).expect("write .env");
     }
@@ -491,6 +675,17 @@ pub fn browser_get(port: u16, host: &str, path: &str) -> String {
     http_raw(&format!("127.0.0.1:{port}"), request.as_bytes()).expect("listener answers")
 }
 
+/// The browser at an authorize URL on a test server: returns where the server redirects.
+pub fn authorize(url: &url::Url) -> url::Url {
+    let addr = format!("{}:{}", url.host_str().expect("host"), url.port().expect("port"));
+    let target = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+    let request = format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let response = http_raw(&addr, request.as_bytes()).expect("authorize endpoint answers");
+    assert_eq!(status_of(&response), 302, "{response}");
+    let location = response.lines().find_map(|l| l.strip_prefix("Location: ")).expect("a Location header");
+    url::Url::parse(location.trim()).expect("Location is a URL")
+}
+
 /// The status code of a raw response.
 pub fn status_of(response: &str) -> u16 {
     response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
@@ -586,6 +781,14 @@ impl Login {
 
     pub fn param(&self, name: &str) -> String {
         self.url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap_or_default()
+    }
+
+    /// Plays the browser at a Data Center server: opens the authorize URL, is redirected
+    /// with a code, and follows the redirect to the listener. Returns the listener's page.
+    pub fn consent(&self) -> String {
+        let redirect = authorize(&self.url);
+        let target = format!("{}?{}", redirect.path(), redirect.query().unwrap_or_default());
+        browser_get(self.port, &format!("127.0.0.1:{}", self.port), &target)
     }
 
     pub fn callback(&self, query: &str) -> String {
