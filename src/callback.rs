@@ -5,6 +5,11 @@
 //! connection in its own task, so a slow or hostile client cannot hold up the real callback.
 //! When every slot is taken, the oldest connection makes room for the new one, so another
 //! local process holding idle connections cannot lock the browser out.
+//!
+//! For an `https://` redirect URI it serves TLS, with a self-signed certificate made for this
+//! login. A GET of the redirect path with the right `state` and nothing else is the start
+//! page: it sends the browser on to the authorize URL, so that the certificate warning is
+//! dealt with before consent, not while a code that lives for seconds waits.
 
 use std::collections::VecDeque;
 use std::io;
@@ -13,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
@@ -36,6 +41,8 @@ pub struct Expected {
     pub path: String,
     pub state: String,
     pub port: u16,
+    /// Where the start page sends the browser.
+    pub authorize_url: String,
 }
 
 /// The outcome of consent, as the authorization server reported it through the browser.
@@ -49,7 +56,12 @@ pub enum Callback {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
     Callback(Callback),
-    Reject { status: u16, message: &'static str },
+    /// The start page: on to the authorize URL.
+    Start,
+    Reject {
+        status: u16,
+        message: &'static str,
+    },
 }
 
 /// The parts of a request head the listener looks at.
@@ -113,6 +125,7 @@ pub fn route(head: &Head<'_>, expected: &Expected) -> Route {
             description: description.map(|d| d.into_owned()),
         }),
         (Some(code), None) if !code.is_empty() => Route::Callback(Callback::Code(code.into_owned())),
+        (None, None) => Route::Start,
         _ => reject(400, "The redirect holds neither a code nor an error."),
     }
 }
@@ -142,6 +155,15 @@ pub fn html_escape(text: &str) -> String {
     out
 }
 
+/// A whole HTTP response that sends the browser to `location`.
+pub fn redirect(location: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nCache-Control: no-store\r\n\
+         Referrer-Policy: no-referrer\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes()
+}
+
 /// A whole HTTP response with a short HTML page.
 pub fn page(status: u16, title: &str, message: &str) -> Vec<u8> {
     let reason = match status {
@@ -168,10 +190,14 @@ pub fn page(status: u16, title: &str, message: &str) -> Vec<u8> {
     .into_bytes()
 }
 
+/// A connection to the browser: plain TCP or TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// A callback that passed every check, with the browser's connection to answer on.
 pub struct Arrival {
     pub callback: Callback,
-    pub browser: TcpStream,
+    pub browser: Box<dyn Io>,
 }
 
 impl Arrival {
@@ -186,6 +212,8 @@ impl Arrival {
 pub struct Listener {
     arrivals: mpsc::Receiver<Arrival>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The SHA-256 fingerprint of the listener's certificate, when it serves TLS.
+    fingerprint: Option<String>,
 }
 
 impl Drop for Listener {
@@ -197,8 +225,9 @@ impl Drop for Listener {
 }
 
 impl Listener {
-    /// Binds the redirect URI's port on loopback: 127.0.0.1 and/or ::1.
-    pub async fn bind(redirect: &Redirect, state: String) -> Result<Self> {
+    /// Binds the redirect URI's port on loopback: 127.0.0.1 and/or ::1, with TLS when the
+    /// redirect URI is `https://`.
+    pub async fn bind(redirect: &Redirect, state: String, authorize_url: String) -> Result<Self> {
         let port = redirect.port;
         let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
@@ -229,14 +258,30 @@ impl Listener {
             }
         }
 
-        let expected = Arc::new(Expected { path: redirect.path.clone(), state, port });
+        let (tls, fingerprint) = match redirect.tls {
+            true => {
+                let (acceptor, fingerprint) = self_signed()?;
+                (Some(acceptor), Some(fingerprint))
+            }
+            false => (None, None),
+        };
+        let expected = Arc::new(Expected { path: redirect.path.clone(), state, port, authorize_url });
         let slots = Arc::new(Mutex::new(Slots::default()));
         let (sender, arrivals) = mpsc::channel(1);
         let tasks = sockets
             .into_iter()
-            .map(|socket| tokio::spawn(accept_loop(socket, expected.clone(), slots.clone(), sender.clone())))
+            .map(|socket| {
+                let serving =
+                    Serving { expected: expected.clone(), tls: tls.clone(), sender: sender.clone() };
+                tokio::spawn(accept_loop(socket, Arc::new(serving), slots.clone()))
+            })
             .collect();
-        Ok(Self { arrivals, tasks })
+        Ok(Self { arrivals, tasks, fingerprint })
+    }
+
+    /// The certificate's SHA-256 fingerprint, as browsers show it, when serving TLS.
+    pub fn fingerprint(&self) -> Option<&str> {
+        self.fingerprint.as_deref()
     }
 
     /// The next callback with the right state.
@@ -274,12 +319,35 @@ fn lock(slots: &Mutex<Slots>) -> std::sync::MutexGuard<'_, Slots> {
     slots.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-async fn accept_loop(
-    socket: TcpListener,
+/// A certificate for localhost, 127.0.0.1 and ::1, made now, and its SHA-256 fingerprint.
+fn self_signed() -> Result<(tokio_rustls::TlsAcceptor, String)> {
+    let names = ["localhost", "127.0.0.1", "::1"].map(str::to_owned);
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(names).context("cannot make a certificate for the listener")?;
+    let fingerprint = fingerprint(cert.der());
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(signing_key.serialize_der());
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .and_then(|b| b.with_no_client_auth().with_single_cert(vec![cert.der().clone()], key.into()))
+            .context("cannot set up TLS for the listener")?;
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), fingerprint))
+}
+
+/// `AB:CD:…`: SHA-256 of the certificate, as browsers show it.
+pub fn fingerprint(der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    digest.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+/// What each connection's task needs.
+struct Serving {
     expected: Arc<Expected>,
-    slots: Arc<Mutex<Slots>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     sender: mpsc::Sender<Arrival>,
-) {
+}
+
+async fn accept_loop(socket: TcpListener, serving: Arc<Serving>, slots: Arc<Mutex<Slots>>) {
     loop {
         let Ok((stream, _)) = socket.accept().await else {
             // Out of file descriptors or similar: wait a little rather than spin.
@@ -287,9 +355,9 @@ async fn accept_loop(
             continue;
         };
         let id = lock(&slots).take();
-        let (expected, sender, done) = (expected.clone(), sender.clone(), slots.clone());
+        let (serving, done) = (serving.clone(), slots.clone());
         let task = tokio::spawn(async move {
-            serve(stream, &expected, &sender).await;
+            serve(stream, &serving).await;
             lock(&done).release(id);
         });
         // Should it have finished already, the next `take` drops the entry.
@@ -297,37 +365,48 @@ async fn accept_loop(
     }
 }
 
-async fn serve(mut stream: TcpStream, expected: &Expected, sender: &mpsc::Sender<Arrival>) {
+async fn serve(stream: TcpStream, serving: &Serving) {
     // Nothing sent in time, or closed: drop it without a word.
     match tokio::time::timeout(IDLE_TIMEOUT, stream.peek(&mut [0u8; 1])).await {
         Ok(Ok(n)) if n > 0 => {}
         _ => return,
     }
+    let mut stream: Box<dyn Io> = match &serving.tls {
+        None => Box::new(stream),
+        // A browser that refuses the certificate ends the handshake: nothing to answer.
+        Some(tls) => match tokio::time::timeout(HEAD_TIMEOUT, tls.accept(stream)).await {
+            Ok(Ok(tls)) => Box::new(tls),
+            _ => return,
+        },
+    };
     let head = match tokio::time::timeout(HEAD_TIMEOUT, read_head(&mut stream)).await {
         Ok(Ok(head)) => head,
-        Ok(Err(status)) => return reply(stream, status, "That request could not be read.").await,
+        Ok(Err(status)) => {
+            return reply(stream, &page(status, "atl-token", "That request could not be read.")).await;
+        }
         Err(_) => return, // too slow: drop it
     };
     let route = match parse_head(&head) {
-        Some(head) => route(&head, expected),
+        Some(head) => route(&head, &serving.expected),
         None => Route::Reject { status: 400, message: "That is not an HTTP request." },
     };
     match route {
-        Route::Reject { status, message } => reply(stream, status, message).await,
+        Route::Reject { status, message } => reply(stream, &page(status, "atl-token", message)).await,
+        Route::Start => reply(stream, &redirect(&serving.expected.authorize_url)).await,
         Route::Callback(callback) => {
             // Only the first good callback is taken; the login has ended for any later one.
-            let _ = sender.try_send(Arrival { callback, browser: stream });
+            let _ = serving.sender.try_send(Arrival { callback, browser: stream });
         }
     }
 }
 
-async fn reply(mut stream: TcpStream, status: u16, message: &str) {
-    let _ = stream.write_all(&page(status, "atl-token", message)).await;
+async fn reply(mut stream: Box<dyn Io>, response: &[u8]) {
+    let _ = stream.write_all(response).await;
     let _ = stream.shutdown().await;
 }
 
 /// Reads up to the blank line that ends the head. Errors carry the HTTP status to answer.
-async fn read_head(stream: &mut TcpStream) -> Result<String, u16> {
+async fn read_head(stream: &mut Box<dyn Io>) -> Result<String, u16> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     loop {
@@ -355,7 +434,7 @@ mod tests {
     use super::*;
 
     fn expected() -> Expected {
-        Expected { path: "/".into(), state: "s1".into(), port: 8014 }
+        Expected { path: "/".into(), state: "s1".into(), port: 8014, authorize_url: "https://a/".into() }
     }
 
     fn route_of(request: &str) -> Route {
@@ -370,7 +449,7 @@ mod tests {
         assert_eq!(r, Route::Callback(Callback::Code("abc/1".into())));
         let r = route(
             &parse_head("GET /cb?state=s1&code=x HTTP/1.1\nhost: 127.0.0.1:9\n").expect("parses"),
-            &Expected { path: "/cb".into(), state: "s1".into(), port: 9 },
+            &Expected { path: "/cb".into(), state: "s1".into(), port: 9, authorize_url: String::new() },
         );
         assert_eq!(r, Route::Callback(Callback::Code("x".into())));
     }
@@ -391,10 +470,17 @@ mod tests {
 
     #[test]
     fn wrong_or_missing_state_is_refused() {
-        for q in ["code=abc&state=s2", "code=abc", "code=abc&state=", "state=s1"] {
+        for q in ["code=abc&state=s2", "code=abc", "code=abc&state=", "state=s2", "", "code=&state=s1"] {
             let r = route_of(&format!("GET /?{q} HTTP/1.1{HOST}"));
             assert!(matches!(r, Route::Reject { status: 400, .. }), "{q}: {r:?}");
         }
+    }
+
+    #[test]
+    fn the_right_state_alone_is_the_start_page() {
+        assert_eq!(route_of(&format!("GET /?state=s1 HTTP/1.1{HOST}")), Route::Start);
+        let response = String::from_utf8(redirect("https://a/?x=1")).expect("utf8");
+        assert!(response.starts_with("HTTP/1.1 302 Found\r\nLocation: https://a/?x=1\r\n"), "{response}");
     }
 
     #[test]

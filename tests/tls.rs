@@ -1,9 +1,13 @@
 //! HTTPS token endpoints: a company certificate authority trusted through `ATL_CA_FILE`, and a
-//! certificate that is not trusted, which is reported once, not retried.
+//! certificate that is not trusted, which is reported once, not retried. And the HTTPS
+//! loopback listener, with the certificate it makes for each login.
 
 mod common;
 
-use std::sync::Arc;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use common::*;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
@@ -93,4 +97,119 @@ fn a_ca_file_that_is_missing_or_holds_no_certificate_is_a_usage_error() {
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("holds no PEM certificate"), "{}", stderr(&out));
     assert!(env.auth.token_calls().is_empty());
+}
+
+/// Accepts any certificate and keeps the one it was shown, so that the test can check it
+/// against the fingerprint atl-token printed before trusting it.
+#[derive(Debug, Default)]
+struct Recorder {
+    seen: Mutex<Option<Vec<u8>>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        *self.seen.lock().expect("lock") = Some(end_entity.to_vec());
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::ring::default_provider().signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The certificate the listener on `port` presents for `localhost`.
+fn listener_certificate(port: u16) -> Vec<u8> {
+    let recorder = Arc::new(Recorder::default());
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .dangerous()
+            .with_custom_certificate_verifier(recorder.clone())
+            .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let connection = rustls::ClientConnection::new(Arc::new(config), name).expect("client");
+    let socket = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    socket.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let mut tls = rustls::StreamOwned::new(connection, socket);
+    // A request for a page that does not exist: the handshake is what matters.
+    tls.write_all(b"GET /nothing HTTP/1.1\r\nHost: localhost\r\n\r\n").expect("handshake and send");
+    let _ = tls.read_to_end(&mut Vec::new());
+    recorder.seen.lock().expect("lock").take().expect("a certificate was presented")
+}
+
+#[test]
+fn a_login_through_the_https_listener_with_its_own_certificate() {
+    let env = TestEnv::with(AuthServer::datacenter());
+    let port = free_port();
+    env.write_env(&format!("ATL_REDIRECT_URI=https://localhost:{port}/callback\n"));
+    let mut child = env.spawn(&["login", "--no-browser"]);
+    let stderr = StderrLines::take(&mut child);
+    let start = stderr.wait_line(|l| l.trim_start().starts_with("https://localhost")).trim().to_owned();
+    let printed = stderr.wait_line(|l| l.trim_start().len() == 95 && l.matches(':').count() == 31);
+    stderr.wait_line(|l| l.starts_with("Waiting"));
+
+    // The test's client trusts the certificate atl-token made, after checking that it is the
+    // one whose fingerprint was printed, and nothing else.
+    let der = listener_certificate(port);
+    let digest = ring::digest::digest(&ring::digest::SHA256, &der);
+    let fingerprint: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
+    assert_eq!(printed.trim(), fingerprint.join(":"));
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let browser = reqwest::blocking::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_der(&der).expect("certificate")])
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+
+    // The start page sends the browser to the authorize URL, with PKCE.
+    let to_authorize = browser.get(&start).send().expect("start page over TLS");
+    assert_eq!(to_authorize.status(), 302);
+    let location = to_authorize.headers()["location"].to_str().expect("location");
+    let authorize_url = url::Url::parse(location).expect("authorize URL");
+    assert!(authorize_url.path().ends_with("/rest/oauth2/latest/authorize"), "{authorize_url}");
+    assert!(authorize_url.query_pairs().any(|(k, _)| k == "code_challenge"));
+
+    // The server sends it back with a code, over TLS, to the listener.
+    let callback = authorize(&authorize_url);
+    assert_eq!(callback.scheme(), "https");
+    let page = browser.get(callback).send().expect("callback over TLS");
+    assert_eq!(page.status(), 200);
+    assert!(page.text().expect("page").contains("You can close this tab"));
+
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    assert!(status.success(), "{}", stderr.all());
+    let token = env.read_token();
+    assert!(env.auth.is_live(token["refresh_token"].as_str().expect("refresh token")));
+    assert_eq!(
+        env.auth.token_calls()[0].param("redirect_uri"),
+        Some(format!("https://localhost:{port}/callback"))
+    );
 }

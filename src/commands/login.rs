@@ -27,12 +27,27 @@ pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let state = uuid::Uuid::new_v4().to_string();
-        let mut listener = Listener::bind(&config.redirect, state.clone()).await?;
         let pkce = config.provider.pkce.then(Pkce::new);
         let url = oauth::authorize_url(config, &state, pkce.as_ref());
-        eprintln!("Open this URL in a browser to grant access:\n\n    {url}\n");
+        let mut listener = Listener::bind(&config.redirect, state.clone(), url.to_string()).await?;
+        let open = match listener.fingerprint() {
+            // Through the listener's start page, so that the certificate warning comes first.
+            Some(fingerprint) => {
+                let mut start = url::Url::parse(&config.redirect.uri)?;
+                start.query_pairs_mut().append_pair("state", &state);
+                eprintln!(
+                    "note: {} serves a certificate made for this login, SHA-256 fingerprint\n  \
+                     {fingerprint}\nThe browser warns about it: check the fingerprint and accept it, \
+                     and it then goes on to sign in.",
+                    config.redirect.uri
+                );
+                start
+            }
+            None => url,
+        };
+        eprintln!("Open this URL in a browser to grant access:\n\n    {open}\n");
         if !args.no_browser {
-            open_browser(url.as_str());
+            open_browser(open.as_str());
         }
         eprintln!(
             "Waiting up to {} for the browser to come back to {} (Ctrl-C to stop)...",
