@@ -33,7 +33,7 @@ impl Drop for Oidc {
 }
 
 impl Oidc {
-    fn start(dir: &Path, redirect_uri: &str, access_ttl: u32) -> Self {
+    fn start(dir: &Path, redirect_uri: &str, access_ttl: u32, pkce: Pkce) -> Self {
         let e2e = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e");
         assert!(
             e2e.join("node_modules/oidc-provider").exists(),
@@ -45,6 +45,7 @@ impl Oidc {
             .arg(e2e.join("server.mjs"))
             .env("REDIRECT_URI", redirect_uri)
             .env("ACCESS_TTL", access_ttl.to_string())
+            .env("PKCE_REQUIRED", if pkce == Pkce::Required { "1" } else { "0" })
             .env("PORT_FILE", &port_file)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -85,28 +86,38 @@ fn browser() -> reqwest::blocking::Client {
         .expect("client")
 }
 
+/// Whether the provider requires PKCE; atl-token then sends it (`ATL_PKCE=on`), as it always
+/// does for Data Center. Every test runs both ways.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pkce {
+    Optional,
+    Required,
+}
+
 /// A folder with an env file for the provider, the provider, and the binary.
 struct E2e {
     dir: tempfile::TempDir,
     oidc: Oidc,
+    pkce: Pkce,
 }
 
 impl E2e {
-    fn start(access_ttl: u32) -> Self {
+    fn start(access_ttl: u32, pkce: Pkce) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();
         let redirect = format!("http://127.0.0.1:{port}/callback");
-        let oidc = Oidc::start(dir.path(), &redirect, access_ttl);
-        let env = Self { dir, oidc };
+        let oidc = Oidc::start(dir.path(), &redirect, access_ttl, pkce);
+        let env = Self { dir, oidc, pkce };
         env.write_env(CLIENT_SECRET, &redirect);
         env
     }
 
     fn write_env(&self, secret: &str, redirect: &str) {
+        let pkce = if self.pkce == Pkce::Required { "ATL_PKCE=on\n" } else { "" };
         let text = format!(
             "ATL_CLIENT_ID={CLIENT_ID}\nATL_CLIENT_SECRET={secret}\nATL_SCOPE=\"openid offline_access\"\n\
              ATL_AUTHORIZE_URL={base}/auth\nATL_TOKEN_URL={base}/token\nATL_TOKEN_BODY=form\n\
-             ATL_REDIRECT_URI={redirect}\nATL_HTTP_TIMEOUT=10\n",
+             ATL_REDIRECT_URI={redirect}\nATL_HTTP_TIMEOUT=10\n{pkce}",
             base = self.oidc.base
         );
         std::fs::write(self.dir.path().join(".env"), text).expect("write .env");
@@ -138,6 +149,9 @@ impl E2e {
             .expect("spawn login");
         let stderr = StderrLines::take(&mut child);
         let url = stderr.wait_line(|l| l.trim_start().starts_with("http://")).trim().to_owned();
+        let challenged =
+            url::Url::parse(&url).expect("URL").query_pairs().any(|(k, _)| k == "code_challenge");
+        assert_eq!(challenged, self.pkce == Pkce::Required, "{url}");
         let page = consent(&url);
         assert!(page.contains("You can close this tab"), "{page}");
         let status = wait_exit(&mut child, Duration::from_secs(30));
@@ -183,9 +197,8 @@ fn consent(authorize_url: &str) -> String {
     panic!("no redirect to the listener after 20 steps");
 }
 
-#[test]
-fn login_then_fifty_refreshes_keep_the_file_on_the_live_token() {
-    let env = E2e::start(3600);
+fn login_then_fifty_refreshes_keep_the_file_on_the_live_token(pkce: Pkce) {
+    let env = E2e::start(3600, pkce);
     env.login();
     for round in 1..=50 {
         let before = env.refresh_token();
@@ -201,9 +214,8 @@ fn login_then_fifty_refreshes_keep_the_file_on_the_live_token() {
     assert_eq!(stats["grants_revoked"], 0, "{stats}");
 }
 
-#[test]
-fn twenty_concurrent_prints_on_an_expired_token_refresh_once() {
-    let env = E2e::start(4);
+fn twenty_concurrent_prints_on_an_expired_token_refresh_once(pkce: Pkce) {
+    let env = E2e::start(4, pkce);
     env.login();
     let expires_at = env.token()["expires_at"].as_i64().expect("expires_at");
     wait_for("the access token to expire", Duration::from_secs(10), || now() > expires_at);
@@ -244,9 +256,8 @@ fn concurrent_refreshes(env: &E2e, without_lock: bool) -> usize {
     children.into_iter().map(|c| c.wait_with_output().expect("wait")).filter(|o| o.status.success()).count()
 }
 
-#[test]
-fn twenty_concurrent_refreshes_all_succeed_and_the_grant_survives() {
-    let env = E2e::start(3600);
+fn twenty_concurrent_refreshes_all_succeed_and_the_grant_survives(pkce: Pkce) {
+    let env = E2e::start(3600, pkce);
     env.login();
     assert_eq!(concurrent_refreshes(&env, false), 20);
     let stats = env.oidc.stats();
@@ -257,9 +268,8 @@ fn twenty_concurrent_refreshes_all_succeed_and_the_grant_survives() {
 
 /// Shows that the test above can fail: without the lock, two processes spend the same
 /// refresh token, the provider sees a rotated token reused, and revokes the grant.
-#[test]
-fn without_the_lock_concurrent_refreshes_kill_the_grant() {
-    let env = E2e::start(3600);
+fn without_the_lock_concurrent_refreshes_kill_the_grant(pkce: Pkce) {
+    let env = E2e::start(3600, pkce);
     env.login();
     let succeeded = concurrent_refreshes(&env, true);
     let stats = env.oidc.stats();
@@ -268,9 +278,8 @@ fn without_the_lock_concurrent_refreshes_kill_the_grant() {
     assert!(!env.oidc.is_live(&env.refresh_token()), "the file's token died with the grant");
 }
 
-#[test]
-fn a_rotated_refresh_token_put_back_asks_for_login_and_keeps_the_file() {
-    let env = E2e::start(3600);
+fn a_rotated_refresh_token_put_back_asks_for_login_and_keeps_the_file(pkce: Pkce) {
+    let env = E2e::start(3600, pkce);
     env.login();
     let old = std::fs::read(env.token_file()).expect("token file");
     assert_exit(&env.command(&["refresh", "-q"]).output().expect("refresh"), 0);
@@ -285,9 +294,8 @@ fn a_rotated_refresh_token_put_back_asks_for_login_and_keeps_the_file() {
     assert_eq!(env.oidc.stats()["grants_revoked"], 1, "the provider revoked the grant on reuse");
 }
 
-#[test]
-fn a_wrong_client_secret_is_named_and_the_file_untouched() {
-    let env = E2e::start(3600);
+fn a_wrong_client_secret_is_named_and_the_file_untouched(pkce: Pkce) {
+    let env = E2e::start(3600, pkce);
     env.login();
     let before = std::fs::read(env.token_file()).expect("token file");
     let redirect = format!("http://127.0.0.1:{}/callback", free_port());
@@ -301,3 +309,50 @@ fn a_wrong_client_secret_is_named_and_the_file_untouched() {
     assert_eq!(std::fs::read(env.token_file()).expect("token file"), before);
     assert!(env.oidc.is_live(&env.refresh_token()), "a rejected client spends nothing");
 }
+
+/// Without a challenge, a provider that requires PKCE refuses the authorization, and login
+/// says what the provider said: the requirement is real, and `ATL_PKCE=on` is what meets it.
+#[test]
+fn a_provider_that_requires_pkce_refuses_a_login_without_it() {
+    let env = E2e::start(3600, Pkce::Required);
+    let text = std::fs::read_to_string(env.dir.path().join(".env")).expect(".env");
+    std::fs::write(env.dir.path().join(".env"), text.replace("ATL_PKCE=on\n", "ATL_PKCE=off\n"))
+        .expect("write");
+    let mut child = env
+        .command(&["login", "--no-browser", "--timeout", "60s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn login");
+    let stderr = StderrLines::take(&mut child);
+    let url = stderr.wait_line(|l| l.trim_start().starts_with("http://")).trim().to_owned();
+    let page = consent(&url);
+    assert!(page.contains("Access was not granted"), "{page}");
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(1), "{}", stderr.all());
+    assert!(stderr.all().contains("authorization failed: invalid_request"), "{}", stderr.all());
+    assert!(stderr.all().contains("requires PKCE"), "{}", stderr.all());
+    assert!(!env.token_file().exists());
+}
+
+/// Runs each end-to-end test twice: against a provider with PKCE optional (as Cloud today),
+/// and against one that requires it (as Data Center), with atl-token sending it.
+macro_rules! both_ways {
+    ($($name:ident),* $(,)?) => {
+        mod pkce_optional {
+            $( #[test] fn $name() { super::$name(super::Pkce::Optional) } )*
+        }
+        mod pkce_required {
+            $( #[test] fn $name() { super::$name(super::Pkce::Required) } )*
+        }
+    };
+}
+
+both_ways!(
+    login_then_fifty_refreshes_keep_the_file_on_the_live_token,
+    twenty_concurrent_prints_on_an_expired_token_refresh_once,
+    twenty_concurrent_refreshes_all_succeed_and_the_grant_survives,
+    without_the_lock_concurrent_refreshes_kill_the_grant,
+    a_rotated_refresh_token_put_back_asks_for_login_and_keeps_the_file,
+    a_wrong_client_secret_is_named_and_the_file_untouched,
+);

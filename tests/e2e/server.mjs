@@ -3,7 +3,9 @@
 // reuse detection (a rotated refresh token used again revokes the whole grant).
 //
 // Environment: REDIRECT_URI (the client's one callback), ACCESS_TTL (seconds, default 3600),
-// PORT_FILE (where the chosen port is written). Listens on 127.0.0.1 only.
+// PORT_FILE (where the chosen port is written), PKCE_REQUIRED (1: every authorization
+// request must carry an S256 code_challenge, as Data Center's always get). Listens on
+// 127.0.0.1 only.
 //
 // Besides the provider's own endpoints it serves GET /_stats (counts of token requests by
 // grant type and outcome, and of revoked grants) and GET /_check?token=... (whether a refresh
@@ -17,6 +19,7 @@ export const CLIENT_SECRET = 'atl-e2e-secret-0123456789';
 
 const redirectUri = process.env.REDIRECT_URI;
 const accessTtl = Number(process.env.ACCESS_TTL || 3600);
+const pkceRequired = process.env.PKCE_REQUIRED === '1';
 if (!redirectUri || !process.env.PORT_FILE) {
   console.error('server.mjs: set REDIRECT_URI and PORT_FILE');
   process.exit(2);
@@ -48,7 +51,7 @@ server.listen(0, '127.0.0.1', () => {
       Session: 3600,
       Interaction: 3600,
     },
-    pkce: { required: () => false },
+    pkce: { required: () => pkceRequired },
     features: { devInteractions: { enabled: true } },
     findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
   });
