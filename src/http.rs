@@ -39,7 +39,10 @@ pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut client = reqwest::Client::builder()
         .timeout(config.http_timeout)
-        .connect_timeout(config.http_timeout)
+        // Shorter than the whole request's limit, so that a connect that hangs ends as a
+        // connect failure, which is known to have sent nothing (and may be retried on Data
+        // Center), rather than as a timeout of the request, which may have.
+        .connect_timeout(config.http_timeout / 2)
         // Never resend the client secret to wherever a redirect points.
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("atl-token/", env!("CARGO_PKG_VERSION")));
