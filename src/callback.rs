@@ -258,23 +258,19 @@ impl Listener {
             }
         }
 
-        let (tls, fingerprint) = match redirect.tls {
-            true => {
-                let (acceptor, fingerprint) = self_signed()?;
-                (Some(acceptor), Some(fingerprint))
-            }
-            false => (None, None),
+        let (tls, fingerprint) = if redirect.tls {
+            let (acceptor, fingerprint) = self_signed()?;
+            (Some(acceptor), Some(fingerprint))
+        } else {
+            (None, None)
         };
-        let expected = Arc::new(Expected { path: redirect.path.clone(), state, port, authorize_url });
+        let expected = Expected { path: redirect.path.clone(), state, port, authorize_url };
         let slots = Arc::new(Mutex::new(Slots::default()));
         let (sender, arrivals) = mpsc::channel(1);
+        let serving = Arc::new(Serving { expected, tls, sender });
         let tasks = sockets
             .into_iter()
-            .map(|socket| {
-                let serving =
-                    Serving { expected: expected.clone(), tls: tls.clone(), sender: sender.clone() };
-                tokio::spawn(accept_loop(socket, Arc::new(serving), slots.clone()))
-            })
+            .map(|socket| tokio::spawn(accept_loop(socket, serving.clone(), slots.clone())))
             .collect();
         Ok(Self { arrivals, tasks, fingerprint })
     }
@@ -342,7 +338,7 @@ pub fn fingerprint(der: &[u8]) -> String {
 
 /// What each connection's task needs.
 struct Serving {
-    expected: Arc<Expected>,
+    expected: Expected,
     tls: Option<tokio_rustls::TlsAcceptor>,
     sender: mpsc::Sender<Arrival>,
 }

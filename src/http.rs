@@ -137,10 +137,8 @@ async fn send<T>(
     let mut backoff = retry.first_backoff;
     let mut attempt = 1;
     loop {
-        let result = match post(client, request).await {
-            Ok(answer) => read(answer.status, answer.retry_after.as_deref(), &answer.body),
-            Err(e) => Err(e),
-        };
+        let result =
+            post(client, request).await.and_then(|a| read(a.status, a.retry_after.as_deref(), &a.body));
         let wait = match &result {
             Err(TokenError::Transient { retry_after, delivery, .. })
                 if attempt < retry.attempts && rotation.may_resend(*delivery) =>
