@@ -338,8 +338,8 @@ fn provider(sources: &Sources<'_>) -> Result<Provider, Exit> {
             ("off", Kind::Cloud) => false,
             ("off", Kind::DataCenter) => {
                 return Err(Exit::usage(format!(
-                    "{}: PKCE is always on for Data Center ({} in {provider_origin}): remove {}",
-                    s.origin, PROVIDER.name, PKCE.name
+                    "{}: PKCE is always on for Data Center ({provider_origin}): remove {}",
+                    s.origin, PKCE.name
                 )));
             }
             _ => return Err(invalid(&s, "use on or off")),
@@ -776,7 +776,11 @@ mod tests {
             "{err}"
         );
         let err = bad(&format!("{DC}ATL_PKCE=off"));
-        assert!(err.contains("ATL_PKCE") && err.contains("always on for Data Center"), "{err}");
+        assert_eq!(
+            err,
+            "ATL_PKCE in /etc/atl/.env: PKCE is always on for Data Center (ATL_PROVIDER in /etc/atl/.env): \
+             remove ATL_PKCE"
+        );
         assert!(bad("ATL_PKCE=maybe").contains("use on or off"));
         let err = bad(&format!("{DC}ATL_SITE=https://x.atlassian.net"));
         assert!(err.starts_with("ATL_SITE in /etc/atl/.env names an Atlassian Cloud site"), "{err}");
