@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -43,10 +43,20 @@ pub enum Command {
     /// Print the access token (refreshing it first when it is about to expire).
     #[command(after_help = EXIT_CODES)]
     Print(PrintArgs),
+    /// List the Atlassian Cloud sites the token reaches, with their cloud ids.
+    #[command(after_help = EXIT_CODES)]
+    Sites(SitesArgs),
     /// Revoke the refresh token where the provider allows it (Data Center), then delete the
     /// token file.
     #[command(after_help = EXIT_CODES)]
     Logout(LogoutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SitesArgs {
+    /// JSON for scripts: an array of {name, url, id, product, scopes}.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -94,6 +104,26 @@ pub struct PrintArgs {
     /// Never refresh: fail (exit 1) when the access token has expired or is about to.
     #[arg(long)]
     pub no_refresh: bool,
+
+    /// The product whose API base --api-base and --env give on Atlassian Cloud.
+    #[arg(long, value_enum, default_value_t = Product::Jira)]
+    pub product: Product,
+}
+
+/// An Atlassian Cloud product, as the API gateway names it: `/ex/{product}/{cloud id}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Product {
+    Jira,
+    Confluence,
+}
+
+impl Product {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Jira => "jira",
+            Self::Confluence => "confluence",
+        }
+    }
 }
 
 /// What `print` writes to stdout. One at most; the access token when none is given.
@@ -112,9 +142,17 @@ pub struct What {
     /// The token file's JSON.
     #[arg(long)]
     pub json: bool,
-    /// Where API calls go: the base URL on Data Center. Reads no token.
+    /// Where API calls go: `{ATL_API_URL}/ex/{product}/{cloud id}` on Cloud, the base URL on
+    /// Data Center.
     #[arg(long)]
     pub api_base: bool,
+    /// The cloud id of ATL_SITE, or of the only site the token reaches (cached in the token file).
+    #[arg(long)]
+    pub cloud_id: bool,
+    /// Shell `export` lines for ATL_ACCESS_TOKEN, ATL_CLOUD_ID and ATL_API_BASE, for
+    /// `eval "$(atl-token print --env)"`.
+    #[arg(long)]
+    pub env: bool,
 }
 
 fn duration(text: &str) -> Result<Duration, String> {

@@ -61,15 +61,13 @@ pub struct Config {
     pub client_id: String,
     pub client_secret: Secret,
     pub scope: Scope,
-    /// The Atlassian site, e.g. `https://your-site.atlassian.net`.
-    #[cfg_attr(not(test), expect(dead_code, reason = "picks the cloud id once site discovery lands"))]
+    /// The Atlassian Cloud site, e.g. `https://your-site.atlassian.net`: whose cloud id to use.
     pub site: Option<Url>,
     pub redirect: Redirect,
     pub token_file: PathBuf,
     /// The authorization server: its endpoints and its rules.
     pub provider: Provider,
     /// Atlassian Cloud's API gateway.
-    #[expect(dead_code, reason = "used by the API commands of a later release")]
     pub api_url: Url,
     pub http_timeout: Duration,
     /// Extra trusted root certificates (a company CA), on top of the system's.

@@ -84,7 +84,7 @@ pub async fn request_token(
     let [first, second] = grant.secrets();
     let secrets = [config.client_secret.expose(), first, second];
     let body = oauth::token_request_body(config, grant);
-    let request = Request::new(&config.provider.token_url.url, body, &secrets);
+    let request = Request::post(&config.provider.token_url.url, body, &secrets);
     let rotation = config.provider.kind.rotation();
     send(client, &request, retry, rotation, |status, retry_after, body| {
         oauth::read_answer(status, retry_after, body, &secrets)
@@ -102,25 +102,64 @@ pub async fn revoke(
 ) -> Result<(), TokenError> {
     let secrets = [config.client_secret.expose(), refresh_token];
     let body = oauth::revoke_request_body(config, refresh_token);
-    let request = Request::new(revoke_url, body, &secrets);
+    let request = Request::post(revoke_url, body, &secrets);
     send(client, &request, REFRESH, Rotation::Grace, |status, retry_after, body| {
         oauth::read_revoke_answer(status, retry_after, body, &secrets)
     })
     .await
 }
 
-/// One POST, ready to be sent (again), and the secrets it carries.
+/// A GET of an API endpoint with the access token: the status and body, after retrying
+/// 429 and 5xx (a GET changes nothing, so every transient failure may be sent again).
+pub async fn get(client: &reqwest::Client, url: &url::Url, access_token: &str) -> Result<Answer, TokenError> {
+    let secrets = [access_token];
+    let request = Request {
+        method: reqwest::Method::GET,
+        url,
+        content_type: None,
+        bearer: Some(access_token),
+        body: Vec::new(),
+        secrets: &secrets,
+    };
+    send(client, &request, REFRESH, Rotation::Grace, |status, retry_after, body| {
+        if status == 429 || status >= 500 {
+            let text = oauth::clean(&oauth::redact(&String::from_utf8_lossy(body), &secrets));
+            let detail =
+                if text.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: \"{text}\"") };
+            let retry_after = retry_after.and_then(oauth::parse_retry_after);
+            return Err(TokenError::Transient { detail, retry_after, delivery: Delivery::Unknown });
+        }
+        Ok(Answer { status, retry_after: None, body: body.to_vec() })
+    })
+    .await
+}
+
+/// One request, ready to be sent (again), and the secrets it carries.
 struct Request<'a> {
+    method: reqwest::Method,
     url: &'a url::Url,
-    content_type: &'static str,
+    content_type: Option<&'static str>,
+    bearer: Option<&'a str>,
     body: Vec<u8>,
     /// Removed from any error text.
     secrets: &'a [&'a str],
 }
 
 impl<'a> Request<'a> {
-    fn new(url: &'a url::Url, (content_type, body): (&'static str, Vec<u8>), secrets: &'a [&'a str]) -> Self {
-        Self { url, content_type, body, secrets }
+    /// A POST of a form or JSON body to a token or revoke endpoint.
+    fn post(
+        url: &'a url::Url,
+        (content_type, body): (&'static str, Vec<u8>),
+        secrets: &'a [&'a str],
+    ) -> Self {
+        Self {
+            method: reqwest::Method::POST,
+            url,
+            content_type: Some(content_type),
+            bearer: None,
+            body,
+            secrets,
+        }
     }
 }
 
@@ -138,7 +177,7 @@ async fn send<T>(
     let mut attempt = 1;
     loop {
         let result =
-            post(client, request).await.and_then(|a| read(a.status, a.retry_after.as_deref(), &a.body));
+            perform(client, request).await.and_then(|a| read(a.status, a.retry_after.as_deref(), &a.body));
         let wait = match &result {
             Err(TokenError::Transient { retry_after, delivery, .. })
                 if attempt < retry.attempts && rotation.may_resend(*delivery) =>
@@ -157,13 +196,13 @@ async fn send<T>(
 }
 
 /// What came back: status, `Retry-After`, and the body (at most [`MAX_ANSWER_BYTES`]).
-struct Answer {
-    status: u16,
+pub struct Answer {
+    pub status: u16,
     retry_after: Option<String>,
-    body: Vec<u8>,
+    pub body: Vec<u8>,
 }
 
-async fn post(client: &reqwest::Client, request: &Request<'_>) -> Result<Answer, TokenError> {
+async fn perform(client: &reqwest::Client, request: &Request<'_>) -> Result<Answer, TokenError> {
     let failed = |e: reqwest::Error| {
         let detail = chain(&e, request.secrets);
         if is_certificate_error(&e) {
@@ -176,14 +215,17 @@ async fn post(client: &reqwest::Client, request: &Request<'_>) -> Result<Answer,
             TokenError::Transient { detail, retry_after: None, delivery }
         }
     };
-    let mut response = client
-        .post(request.url.clone())
-        .header(reqwest::header::CONTENT_TYPE, request.content_type)
+    let mut builder = client
+        .request(request.method.clone(), request.url.clone())
         .header(reqwest::header::ACCEPT, "application/json")
-        .body(request.body.clone())
-        .send()
-        .await
-        .map_err(failed)?;
+        .body(request.body.clone());
+    if let Some(content_type) = request.content_type {
+        builder = builder.header(reqwest::header::CONTENT_TYPE, content_type);
+    }
+    if let Some(token) = request.bearer {
+        builder = builder.bearer_auth(token);
+    }
+    let mut response = builder.send().await.map_err(failed)?;
     let status = response.status().as_u16();
     let retry_after =
         response.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(str::to_owned);

@@ -12,6 +12,8 @@ mod oauth;
 mod provider;
 mod safe_path;
 mod secret;
+mod shell;
+mod sites;
 mod store;
 mod token;
 
@@ -39,6 +41,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(args) => commands::login::run(&config, &args),
         Command::Refresh(args) => commands::refresh::run(&config, &args),
         Command::Print(args) => commands::print::run(&config, &args),
+        Command::Sites(args) => commands::sites::run(&config, &args),
         Command::Logout(args) => commands::logout::run(&config, &args),
     }
 }

@@ -285,7 +285,7 @@ fn has_access_token(fields: &Map<String, Value>) -> bool {
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is rare from token endpoints and ignored).
-fn parse_retry_after(value: &str) -> Option<Duration> {
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(|s| Duration::from_secs(s).min(MAX_RETRY_AFTER))
 }
 

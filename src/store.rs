@@ -182,6 +182,16 @@ impl Store {
         Ok(())
     }
 
+    /// Changes the stored token set under the lock: reads the newest one (a rescue file's, if
+    /// newer), applies `change`, and replaces the file as a refresh does.
+    pub fn update(&self, change: impl FnOnce(Token) -> Token) -> Result<Token> {
+        let lock = self.lock(LOCK_WAIT)?;
+        self.adopt_rescue(&lock)?;
+        let token = change(self.load_existing()?.token);
+        self.reserve()?.commit(&token, &lock)?;
+        Ok(token)
+    }
+
     /// Deletes the token file and any rescue file beside it, so that no copy of the token
     /// family is left for a later refresh to adopt. Returns the paths removed.
     pub fn remove(&self, _held: &Lock) -> Result<Vec<PathBuf>> {
@@ -461,17 +471,8 @@ fn overwrite_in_place(target: &Path, bytes: &[u8]) -> Result<()> {
 
 /// The shell command that moves `from` over `to`, quoted for the shell where needed.
 fn move_command(from: &Path, to: &Path) -> String {
-    format!("mv -- {} {}", shell_word(from), shell_word(to))
-}
-
-fn shell_word(path: &Path) -> String {
-    let text = path.display().to_string();
-    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
-    if !text.is_empty() && text.chars().all(plain) {
-        text
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
-    }
+    let word = |path: &Path| crate::shell::quote(&path.display().to_string());
+    format!("mv -- {} {}", word(from), word(to))
 }
 
 /// Makes a rename durable. A failure here is reported but not fatal: the new file is in place.
@@ -684,11 +685,5 @@ mod tests {
         assert!(err.contains("token.json.lock"), "{err}");
         drop(held);
         store.lock(Duration::ZERO).expect("lock after release");
-    }
-
-    #[test]
-    fn shell_words_are_quoted_only_when_needed() {
-        assert_eq!(shell_word(Path::new("/srv/jira/token.json")), "/srv/jira/token.json");
-        assert_eq!(shell_word(Path::new("/my dir/it's")), r"'/my dir/it'\''s'");
     }
 }

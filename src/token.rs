@@ -17,6 +17,10 @@ pub const OBTAINED_AT: &str = "obtained_at";
 pub const FAMILY_STARTED_AT: &str = "family_started_at";
 /// The token endpoint that issued the refresh token, and the only one it is ever sent to.
 pub const TOKEN_URL: &str = "token_url";
+/// The Cloud site (URL) whose cloud id is cached in [`CLOUD_ID`].
+pub const CLOUD_SITE: &str = "cloud_site";
+/// The cloud id looked up for [`CLOUD_SITE`], so that printing it needs no network call.
+pub const CLOUD_ID: &str = "cloud_id";
 const ACCESS_TOKEN: &str = "access_token";
 const REFRESH_TOKEN: &str = "refresh_token";
 const EXPIRES_IN: &str = "expires_in";
@@ -80,6 +84,13 @@ impl Token {
         token_url: &str,
     ) -> Self {
         let mut fields = response;
+        // What atl-token looked up, not what the server says, survives a refresh.
+        for key in [CLOUD_SITE, CLOUD_ID] {
+            fields.remove(key);
+            if let Some(value) = previous.and_then(|p| p.fields.get(key)) {
+                fields.insert(key.to_owned(), value.clone());
+            }
+        }
         if let Some(prev) = previous {
             for key in [REFRESH_TOKEN, FAMILY_STARTED_AT] {
                 if !fields.contains_key(key)
@@ -119,6 +130,18 @@ impl Token {
     /// When this token set was issued (Unix seconds), as recorded.
     pub fn obtained_at(&self) -> Option<u64> {
         self.fields.get(OBTAINED_AT).and_then(as_seconds)
+    }
+
+    /// The cached cloud id and the site it belongs to: `(site URL, cloud id)`.
+    pub fn cloud(&self) -> Option<(&str, &str)> {
+        Some((self.string(CLOUD_SITE)?, self.string(CLOUD_ID)?))
+    }
+
+    /// This token set with `(site URL, cloud id)` cached.
+    pub fn with_cloud(mut self, site: &str, id: &str) -> Self {
+        self.fields.insert(CLOUD_SITE.to_owned(), site.into());
+        self.fields.insert(CLOUD_ID.to_owned(), id.into());
+        self
     }
 
     fn string(&self, key: &str) -> Option<&str> {
@@ -193,6 +216,17 @@ mod tests {
         let claims_another = map(json!({"access_token": "a", "token_url": "https://evil.example/"}));
         let t = Token::from_response(claims_another, None, 1, URL);
         assert_eq!(t.token_url(), Some(URL), "the server cannot name another issuer");
+    }
+
+    #[test]
+    fn the_cached_cloud_id_survives_a_refresh_and_the_server_cannot_set_it() {
+        let first = Token::from_response(map(json!({"access_token": "a1"})), None, 1, URL)
+            .with_cloud("https://x.atlassian.net", "id-1");
+        let answer = map(json!({"access_token": "a2", "cloud_id": "evil", "cloud_site": "https://evil/"}));
+        let second = Token::from_response(answer, Some(&first), 2, URL);
+        assert_eq!(second.cloud(), Some(("https://x.atlassian.net", "id-1")));
+        let fresh = Token::from_response(map(json!({"access_token": "a", "cloud_id": "evil"})), None, 1, URL);
+        assert_eq!(fresh.cloud(), None);
     }
 
     #[test]

@@ -209,12 +209,3 @@ fn cloud_logout_deletes_the_file_and_says_where_to_remove_access() {
     assert_exit(&again, 0);
     assert!(stderr(&again).contains("nothing to log out"), "{}", stderr(&again));
 }
-
-#[test]
-fn print_api_base_on_cloud_explains_the_cloud_id() {
-    let env = TestEnv::new();
-    let output = env.run(&["print", "--api-base"]);
-    assert_exit(&output, 2);
-    assert!(stderr(&output).contains("cloud id"), "{}", stderr(&output));
-    assert!(stdout(&output).is_empty());
-}

@@ -4,6 +4,7 @@ pub mod login;
 pub mod logout;
 pub mod print;
 pub mod refresh;
+pub mod sites;
 
 use anyhow::{Context, Result};
 

@@ -9,22 +9,37 @@ use anyhow::{Context, Result, anyhow};
 
 use crate::cli::PrintArgs;
 use crate::commands::refresh::{self, When};
+use crate::commands::sites;
 use crate::config::Config;
 use crate::duration::human;
 use crate::exit::Exit;
+use crate::shell;
 use crate::store::Store;
 use crate::token::{self, Token};
 
 pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
-    if args.what.api_base {
-        return write_out(api_base(config)?.as_bytes());
+    let what = &args.what;
+    // Data Center's API base is in the settings: no token is read.
+    if what.api_base
+        && let Some(base) = &config.provider.api_base
+    {
+        return write_out(format!("{}\n", trim_slash(base.as_str())).as_bytes());
+    }
+    if what.cloud_id || what.api_base {
+        sites::require_cloud(config, "--cloud-id")?;
     }
     let store = Store::new(&config.token_file)?;
     let stored = store.load_existing()?;
+    if what.cloud_id || what.api_base {
+        // From the cache in the token file; looked up (with a fresh access token) only once.
+        let (_, id) = sites::cloud_site(config, &store, &stored.token)?;
+        let out = if what.cloud_id { id } else { cloud_api_base(config, args, &id) };
+        return write_out(format!("{out}\n").as_bytes());
+    }
     let remaining = stored.remaining(token::now());
 
     if remaining >= args.min_valid {
-        return output(args, &stored.token, &stored.bytes, &store);
+        return output(config, args, &stored.token, &stored.bytes, &store);
     }
     if args.no_refresh {
         let state = if remaining.is_zero() {
@@ -39,10 +54,10 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
     }
     let outcome = refresh::refresh(config, &store, When::ExpiresWithin(args.min_valid))?;
     let token = outcome.token();
-    output(args, token, &token.to_bytes(), &store)
+    output(config, args, token, &token.to_bytes(), &store)
 }
 
-fn output(args: &PrintArgs, token: &Token, file_bytes: &[u8], store: &Store) -> Result<()> {
+fn output(config: &Config, args: &PrintArgs, token: &Token, file_bytes: &[u8], store: &Store) -> Result<()> {
     let missing = |what: &str| {
         Exit::login_required(format!(
             "{} holds no {what} (it may hold an error answer an older script saved): run `atl-token login`",
@@ -54,6 +69,9 @@ fn output(args: &PrintArgs, token: &Token, file_bytes: &[u8], store: &Store) -> 
         Cow::Borrowed(file_bytes)
     } else if args.what.refresh {
         line(token.refresh_token().ok_or_else(|| missing("refresh token"))?)
+    } else if args.what.env {
+        let access = token.access_token().ok_or_else(|| missing("access token"))?;
+        Cow::Owned(env_lines(config, args, store, token, access)?.into_bytes())
     } else {
         let access = token.access_token().ok_or_else(|| missing("access token"))?;
         if args.what.header { line(&format!("Authorization: Bearer {access}")) } else { line(access) }
@@ -62,21 +80,40 @@ fn output(args: &PrintArgs, token: &Token, file_bytes: &[u8], store: &Store) -> 
 }
 
 /// One write, so a reader never sees half a token.
-fn write_out(bytes: &[u8]) -> Result<()> {
+pub fn write_out(bytes: &[u8]) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     let written = stdout.write_all(bytes);
     written.and_then(|()| stdout.flush()).context("cannot write to stdout")
 }
 
-/// The API base as a line without a trailing slash, ready for `$(…)/rest/api/2/…`.
-fn api_base(config: &Config) -> Result<String, Exit> {
+/// `export` lines for the access token, the cloud id (Cloud) and the API base, each value
+/// quoted so that `eval` yields it exactly.
+fn env_lines(
+    config: &Config,
+    args: &PrintArgs,
+    store: &Store,
+    token: &Token,
+    access: &str,
+) -> Result<String> {
+    let export = |name: &str, value: &str| format!("export {name}={}\n", shell::quote(value));
+    let mut out = export("ATL_ACCESS_TOKEN", access);
     match &config.provider.api_base {
-        Some(base) => Ok(format!("{}\n", base.as_str().trim_end_matches('/'))),
-        None => Err(Exit::usage(format!(
-            "on {} the API base holds the site's cloud id, which this version of atl-token does \
-             not look up: use https://api.atlassian.com/ex/jira/<cloud id>, with the id from \
-             https://<your-site>.atlassian.net/_edge/tenant_info",
-            config.provider.kind.title()
-        ))),
+        Some(base) => out += &export("ATL_API_BASE", trim_slash(base.as_str())),
+        None => {
+            let (_, id) = sites::cloud_site(config, store, token)?;
+            out += &export("ATL_CLOUD_ID", &id);
+            out += &export("ATL_API_BASE", &cloud_api_base(config, args, &id));
+        }
     }
+    Ok(out)
+}
+
+/// `{ATL_API_URL}/ex/{product}/{cloud id}`.
+fn cloud_api_base(config: &Config, args: &PrintArgs, id: &str) -> String {
+    format!("{}/ex/{}/{id}", trim_slash(config.api_url.as_str()), args.product.name())
+}
+
+/// A base URL ready for `$(…)/rest/api/2/…`.
+fn trim_slash(url: &str) -> &str {
+    url.trim_end_matches('/')
 }

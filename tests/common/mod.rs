@@ -20,6 +20,7 @@ pub struct Request {
     pub method: String,
     pub path: String,
     pub content_type: String,
+    pub authorization: String,
     pub body: Vec<u8>,
 }
 
@@ -129,7 +130,7 @@ fn serve<S: Read + Write>(stream: S, handler: &Handler, recorded: &Mutex<Vec<Req
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or_default().to_owned();
     let path = parts.next().unwrap_or_default().to_owned();
-    let (mut length, mut content_type) = (0usize, String::new());
+    let (mut length, mut content_type, mut authorization) = (0usize, String::new(), String::new());
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
@@ -139,6 +140,7 @@ fn serve<S: Read + Write>(stream: S, handler: &Handler, recorded: &Mutex<Vec<Req
             match name.trim().to_ascii_lowercase().as_str() {
                 "content-length" => length = value.trim().parse().unwrap_or(0),
                 "content-type" => content_type = value.trim().to_owned(),
+                "authorization" => authorization = value.trim().to_owned(),
                 _ => {}
             }
         }
@@ -147,7 +149,7 @@ fn serve<S: Read + Write>(stream: S, handler: &Handler, recorded: &Mutex<Vec<Req
     if reader.read_exact(&mut body).is_err() {
         return;
     }
-    let request = Request { method, path, content_type, body };
+    let request = Request { method, path, content_type, authorization, body };
     lock(recorded).push(request.clone());
     let mut stream = reader.into_inner();
     let head = |status: u16, headers: &[(&str, String)], length: usize| {
@@ -182,6 +184,12 @@ fn serve<S: Read + Write>(stream: S, handler: &Handler, recorded: &Mutex<Vec<Req
     };
     let _ = stream.write_all(bytes.as_bytes());
 }
+
+/// The one site the test server's token reaches, unless a test sets others.
+pub const SITE_ID: &str = "11111111-2222-3333-4444-555555555555";
+pub const SITE_URL: &str = "https://example.atlassian.net";
+/// Where the test server lists the sites a token reaches.
+pub const RESOURCES_PATH: &str = "/oauth/token/accessible-resources";
 
 /// The client the fixtures configure.
 pub const CLIENT_ID: &str = "client-1";
@@ -242,6 +250,10 @@ struct AuthState {
     lost_answers: usize,
     /// Refresh tokens revoked through the revoke endpoint.
     revoked: Vec<String>,
+    /// Cloud: what `/oauth/token/accessible-resources` lists.
+    sites: Value,
+    /// Requests to accessible-resources to answer with 401 whatever the token.
+    sites_refused: usize,
 }
 
 impl AuthServer {
@@ -274,6 +286,9 @@ impl AuthServer {
             code_ttl: Duration::from_secs(10),
             lost_answers: 0,
             revoked: Vec::new(),
+            sites: json!([{"id": SITE_ID, "url": SITE_URL, "name": "example",
+                           "scopes": ["read:jira-work", "offline_access"], "avatarUrl": "https://x/a.png"}]),
+            sites_refused: 0,
         }));
         let shared = state.clone();
         let server = Server::start_with(move |request| answer(&shared, mode, request), tls);
@@ -294,6 +309,21 @@ impl AuthServer {
     /// Data Center: how long an authorization code may wait before it is exchanged.
     pub fn set_code_ttl(&self, ttl: Duration) {
         lock(&self.state).code_ttl = ttl;
+    }
+
+    /// Sets what the accessible-resources endpoint lists.
+    pub fn set_sites(&self, sites: Value) {
+        lock(&self.state).sites = sites;
+    }
+
+    /// Makes the next `n` requests to accessible-resources get 401, as for a revoked token.
+    pub fn refuse_sites(&self, n: usize) {
+        lock(&self.state).sites_refused = n;
+    }
+
+    /// Requests that reached the accessible-resources endpoint.
+    pub fn site_calls(&self) -> Vec<Request> {
+        self.server.requests().into_iter().filter(|r| r.path == RESOURCES_PATH).collect()
     }
 
     /// Refresh tokens revoked through the revoke endpoint.
@@ -410,6 +440,16 @@ fn answer(state: &Mutex<AuthState>, mode: Mode, request: &Request) -> Reply {
     let path = request.path.split('?').next().unwrap_or_default();
     if mode == Mode::DataCenter && request.method == "GET" && path == format!("{DC_PATH}/authorize") {
         return serve_authorize(&mut state, request);
+    }
+    if mode == Mode::Cloud && request.method == "GET" && path == RESOURCES_PATH {
+        // Any access token this server issued is good; others get 401.
+        let token = request.authorization.strip_prefix("Bearer ").unwrap_or_default();
+        let n: Option<u64> = token.strip_prefix("at-").and_then(|n| n.parse().ok());
+        if !n.is_some_and(|n| (1..=state.issued).contains(&n)) || state.sites_refused > 0 {
+            state.sites_refused = state.sites_refused.saturating_sub(1);
+            return Reply::Json(401, json!({"code": 401, "message": "Unauthorized"}));
+        }
+        return Reply::Json(200, state.sites.clone());
     }
     if request.method != "POST" {
         return Reply::Json(404, json!({"error": "not_found"}));
@@ -549,9 +589,10 @@ impl TestEnv {
     pub fn write_env(&self, extra: &str) {
         let server = match self.auth.mode {
             Mode::Cloud => format!(
-                "ATL_SCOPE=\"read:jira-work\"\nATL_AUTHORIZE_URL={}\nATL_TOKEN_URL={}\n",
+                "ATL_SCOPE=\"read:jira-work\"\nATL_AUTHORIZE_URL={}\nATL_TOKEN_URL={}\nATL_API_URL={}\n",
                 self.auth.server.url("/authorize"),
-                self.auth.token_url()
+                self.auth.token_url(),
+                self.auth.server.url("")
             ),
             Mode::DataCenter => {
                 format!("ATL_SCOPE=READ\nATL_PROVIDER=datacenter\nATL_BASE_URL={}\n", self.auth.base_url())

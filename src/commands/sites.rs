@@ -1,0 +1,138 @@
+//! `atl-token sites`: the Atlassian Cloud sites the token reaches, and the cloud id that
+//! `print` caches in the token file.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use url::Url;
+
+use crate::cli::SitesArgs;
+use crate::commands::refresh::{self, When};
+use crate::config::{Config, SITE};
+use crate::exit::Exit;
+use crate::http;
+use crate::oauth::{clean, redact};
+use crate::provider::Kind;
+use crate::sites::{self, Choice, Site};
+use crate::store::Store;
+use crate::token::Token;
+
+/// An access token with less than this left is refreshed before an API call.
+const MIN_VALID: Duration = Duration::from_secs(60);
+
+pub fn run(config: &Config, args: &SitesArgs) -> Result<()> {
+    require_cloud(config, "sites")?;
+    let store = Store::new(&config.token_file)?;
+    let list = look_up(config, &store)?;
+    // Listing refreshes the cache, when the settings name one site.
+    if let Choice::One(site) = sites::choose(&list, config.site.as_ref()) {
+        store.update(|token| token.with_cloud(&site.url, &site.id))?;
+    }
+    let out = if args.json {
+        serde_json::to_string_pretty(&list).context("cannot write the sites as JSON")? + "\n"
+    } else if list.is_empty() {
+        "(no sites: the token reaches no site; check the app's permissions and consent again)\n".to_owned()
+    } else {
+        sites::table(&list)
+    };
+    super::print::write_out(out.as_bytes())
+}
+
+/// The command works on Atlassian Cloud only: on Data Center the site is the base URL.
+pub fn require_cloud(config: &Config, what: &str) -> Result<(), Exit> {
+    match config.provider.kind {
+        Kind::Cloud => Ok(()),
+        Kind::DataCenter => Err(Exit::usage(format!(
+            "{what} is for Atlassian Cloud's cloud ids; on Data Center, API calls go to ATL_BASE_URL \
+             (`atl-token print --api-base`)"
+        ))),
+    }
+}
+
+/// The cloud site for `ATL_SITE` (or the only one), from the cache in the token file when it
+/// is for that site, else looked up and cached: `(site URL, cloud id)`.
+pub fn cloud_site(config: &Config, store: &Store, token: &Token) -> Result<(String, String)> {
+    if let Some((site, id)) = token.cloud()
+        && config.site.as_ref().is_none_or(|wanted| sites::same_site(site, wanted))
+    {
+        return Ok((site.to_owned(), id.to_owned()));
+    }
+    let list = look_up(config, store)?;
+    let site = match sites::choose(&list, config.site.as_ref()) {
+        Choice::One(site) => site.clone(),
+        Choice::NotFound => {
+            let wanted = config.site.as_ref().map(Url::as_str).unwrap_or_default();
+            return Err(Exit::usage(format!(
+                "the token does not reach {wanted} ({} says so); it reaches: {}. Fix {}, or log in and \
+                 grant access to that site",
+                SITE.name,
+                list_sites(&list),
+                SITE.name
+            ))
+            .into());
+        }
+        Choice::Several => {
+            return Err(Exit::usage(format!(
+                "the token reaches several sites: {}. Set {} to the one to use",
+                list_sites(&list),
+                SITE.name
+            ))
+            .into());
+        }
+        Choice::None => {
+            return Err(anyhow!(
+                "the token reaches no site: check the app's permissions, then run `atl-token login` \
+                 and grant access to a site"
+            ));
+        }
+    };
+    store.update(|token| token.with_cloud(&site.url, &site.id))?;
+    Ok((site.url, site.id))
+}
+
+fn list_sites(list: &[Site]) -> String {
+    let mut seen: Vec<&str> = Vec::new();
+    for site in list {
+        if !seen.contains(&site.url.as_str()) {
+            seen.push(&site.url);
+        }
+    }
+    seen.join(", ")
+}
+
+/// The sites the token reaches, with an access token refreshed first when needed. A 401 gets
+/// one refresh and one more try.
+fn look_up(config: &Config, store: &Store) -> Result<Vec<Site>> {
+    let base = config.api_url.as_str().trim_end_matches('/');
+    let url = Url::parse(&format!("{base}/{}", sites::RESOURCES_PATH))
+        .with_context(|| format!("cannot build the sites URL from {}", config.api_url))?;
+    let client = http::client(config)?;
+    let runtime = super::runtime()?;
+    let get = |when: When| -> Result<(http::Answer, String)> {
+        let token = refresh::refresh(config, store, when)?.token().clone();
+        let access = token.access_token().ok_or_else(|| {
+            Exit::login_required(format!(
+                "{} holds no access token: run `atl-token login`",
+                store.path().display()
+            ))
+        })?;
+        let answer =
+            runtime.block_on(http::get(&client, &url, access)).map_err(|e| anyhow!("{url} failed: {e}"))?;
+        Ok((answer, access.to_owned()))
+    };
+    let (mut answer, mut access) = get(When::ExpiresWithin(MIN_VALID))?;
+    if answer.status == 401 {
+        (answer, access) = get(When::Always)?;
+        if answer.status == 401 {
+            return Err(Exit::login_required(format!(
+                "{url} rejected the access token, also after a refresh: run `atl-token login`"
+            ))
+            .into());
+        }
+    }
+    if !(200..300).contains(&answer.status) {
+        let text = clean(&redact(&String::from_utf8_lossy(&answer.body), &[&access]));
+        return Err(anyhow!("{url} answered HTTP {}: \"{text}\"", answer.status));
+    }
+    sites::parse(&answer.body).map_err(|e| anyhow!("{url}: {e}"))
+}
