@@ -10,6 +10,7 @@ Exit codes:
   0    success
   1    network, server or file-system failure (trying again later may work)
   2    usage or configuration error, found before any network call
+  3    status --check: the refresh token or the token family ends within --warn-days
   4    no usable token: run `atl-token login`
   130  interrupted (Ctrl-C)";
 
@@ -43,6 +44,9 @@ pub enum Command {
     /// Print the access token (refreshing it first when it is about to expire).
     #[command(after_help = EXIT_CODES)]
     Print(PrintArgs),
+    /// Show the token family's health: scopes, expiries, the limits ahead.
+    #[command(after_help = EXIT_CODES)]
+    Status(StatusArgs),
     /// List the Atlassian Cloud sites the token reaches, with their cloud ids.
     #[command(after_help = EXIT_CODES)]
     Sites(SitesArgs),
@@ -50,6 +54,19 @@ pub enum Command {
     /// token file.
     #[command(after_help = EXIT_CODES)]
     Logout(LogoutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The same, as JSON in a stable shape ("version": 1).
+    #[arg(long, conflicts_with = "check")]
+    pub json: bool,
+    /// For monitoring: one line, and exit 0 (healthy), 3 (ends within --warn-days) or 4 (log in).
+    #[arg(long)]
+    pub check: bool,
+    /// How many days ahead a limit counts as ending soon.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub warn_days: u64,
 }
 
 #[derive(Debug, Args)]

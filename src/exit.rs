@@ -13,6 +13,8 @@ pub enum Code {
     Failure = 1,
     /// Bad command line or configuration, found before any network call.
     Usage = 2,
+    /// `status --check`: the token family ends, or the refresh token expires, soon.
+    Warning = 3,
     /// No usable refresh token: a person must run `atl-token login`.
     LoginRequired = 4,
     /// Stopped by Ctrl-C.
@@ -43,6 +45,16 @@ impl Exit {
 
     pub fn interrupted(message: impl Into<String>) -> Self {
         Self { code: Code::Interrupted, message: message.into() }
+    }
+
+    /// An exit code whose reason the command has already printed.
+    pub fn silent(code: Code) -> Self {
+        Self { code, message: String::new() }
+    }
+
+    /// Whether the reason is still to be printed.
+    pub fn is_silent(err: &anyhow::Error) -> bool {
+        err.downcast_ref::<Self>().is_some_and(|e| e.message.is_empty())
     }
 }
 

@@ -7,6 +7,7 @@ mod config;
 mod duration;
 mod envfile;
 mod exit;
+mod health;
 mod http;
 mod oauth;
 mod provider;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if exit::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) if exit::Exit::is_silent(&err) => exit::code_for(&err).into(),
         Err(err) => {
             eprintln!("atl-token: error: {err:#}");
             exit::code_for(&err).into()
@@ -42,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Refresh(args) => commands::refresh::run(&config, &args),
         Command::Print(args) => commands::print::run(&config, &args),
         Command::Sites(args) => commands::sites::run(&config, &args),
+        Command::Status(args) => commands::status::run(&config, &args),
         Command::Logout(args) => commands::logout::run(&config, &args),
     }
 }

@@ -22,6 +22,7 @@ pub const CLOUD_SITE: &str = "cloud_site";
 /// The cloud id looked up for [`CLOUD_SITE`], so that printing it needs no network call.
 pub const CLOUD_ID: &str = "cloud_id";
 const ACCESS_TOKEN: &str = "access_token";
+const SCOPE: &str = "scope";
 const REFRESH_TOKEN: &str = "refresh_token";
 const EXPIRES_IN: &str = "expires_in";
 
@@ -130,6 +131,16 @@ impl Token {
     /// When this token set was issued (Unix seconds), as recorded.
     pub fn obtained_at(&self) -> Option<u64> {
         self.fields.get(OBTAINED_AT).and_then(as_seconds)
+    }
+
+    /// When the user consented, which started this token family (Unix seconds), as recorded.
+    pub fn family_started_at(&self) -> Option<u64> {
+        self.fields.get(FAMILY_STARTED_AT).and_then(as_seconds)
+    }
+
+    /// The scopes the server granted, as its answer listed them (space-separated).
+    pub fn granted_scope(&self) -> Option<&str> {
+        self.fields.get(SCOPE).and_then(Value::as_str)
     }
 
     /// The cached cloud id and the site it belongs to: `(site URL, cloud id)`.

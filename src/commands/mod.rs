@@ -5,6 +5,7 @@ pub mod logout;
 pub mod print;
 pub mod refresh;
 pub mod sites;
+pub mod status;
 
 use anyhow::{Context, Result};
 

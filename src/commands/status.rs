@@ -1,0 +1,184 @@
+//! `atl-token status`: the token family's health, read from the token file alone (no
+//! network), for a person, as JSON, or as one line and an exit code for monitoring.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+use crate::cli::StatusArgs;
+use crate::config::Config;
+use crate::duration::human;
+use crate::exit::{Code, Exit};
+use crate::health::{self, Health, Verdict};
+use crate::store::Store;
+use crate::token;
+
+pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
+    let store = Store::new(&config.token_file)?;
+    let path = store.path().display().to_string();
+    let Some(stored) = store.load()? else {
+        let why = format!("no token in {path}: run `atl-token login`");
+        if args.check {
+            println!("LOGIN REQUIRED: {why}");
+            return Err(Exit::silent(Code::LoginRequired).into());
+        }
+        return Err(Exit::login_required(why).into());
+    };
+    let mode =
+        std::fs::metadata(store.path()).with_context(|| format!("cannot read {path}"))?.permissions().mode()
+            & 0o777;
+    let kind = config.provider.kind;
+    let health = Health::of(&stored.token, kind, &config.scope.value, stored.written_at);
+    let now = token::now();
+    let verdict = health.verdict(now, args.warn_days);
+
+    if args.check {
+        let (code, line) = match &verdict {
+            Verdict::Healthy => (Code::Success, format!("OK: {}", summary(&health, now))),
+            Verdict::EndsSoon(why) => (Code::Warning, format!("WARNING: {why}")),
+            Verdict::LoginRequired(why) => {
+                (Code::LoginRequired, format!("LOGIN REQUIRED: {why}: run `atl-token login`"))
+            }
+        };
+        println!("{line}");
+        return if code == Code::Success { Ok(()) } else { Err(Exit::silent(code).into()) };
+    }
+
+    let site = stored.token.cloud();
+    let out = if args.json {
+        let (status, reason) = match &verdict {
+            Verdict::Healthy => ("healthy", None),
+            Verdict::EndsSoon(why) => ("ends_soon", Some(why)),
+            Verdict::LoginRequired(why) => ("login_required", Some(why)),
+        };
+        let document = json!({
+            "version": 1,
+            "provider": kind.name(),
+            "site": match (kind, site) {
+                (crate::provider::Kind::Cloud, Some((url, id))) => json!({"url": url, "cloud_id": id}),
+                _ => Value::Null,
+            },
+            "base_url": config.provider.api_base.as_ref().map(|u| u.as_str().trim_end_matches('/')),
+            "token_file": {"path": path, "mode": format!("{mode:04o}")},
+            "scopes": {
+                "configured": config.scope.value.split_whitespace().collect::<Vec<_>>(),
+                "granted": health.granted,
+                "not_granted": health.not_granted,
+            },
+            "access_token": {"expires_at": time(health.access_expires_at), "valid": health.access_expires_at.is_some_and(|t| t > now)},
+            "refresh_token": {
+                "present": health.has_refresh_token,
+                "issued_at": time(health.refresh_issued_at),
+                "expires_at": time(health.refresh_expires_at),
+            },
+            "family": {"started_at": time(health.family_started_at), "ends_at": time(health.family_ends_at)},
+            "check": {"status": status, "reason": reason, "warn_days": args.warn_days},
+        });
+        serde_json::to_string_pretty(&document).context("cannot write the status as JSON")? + "\n"
+    } else {
+        let mut lines = vec![("provider", kind.title().to_owned())];
+        match (&config.provider.api_base, site) {
+            (Some(base), _) => lines.push(("site", base.as_str().trim_end_matches('/').to_owned())),
+            (None, Some((url, id))) => lines.push(("site", format!("{url} (cloud id {id})"))),
+            (None, None) => {
+                lines.push(("site", "not looked up yet (`atl-token print --cloud-id`)".to_owned()))
+            }
+        }
+        lines.push(("scopes", scopes_line(&health, &config.scope.value)));
+        lines.push((
+            "access token",
+            match health.access_expires_at {
+                Some(at) if at > now => format!(
+                    "valid for {} (until {})",
+                    human(Duration::from_secs(at - now)),
+                    health::rfc3339(at)
+                ),
+                Some(at) => format!(
+                    "expired {} ago; the next `print` refreshes it",
+                    human(Duration::from_secs(now - at))
+                ),
+                None => "expiry unknown".to_owned(),
+            },
+        ));
+        lines.push((
+            "refresh token",
+            match (health.has_refresh_token, health.refresh_issued_at, health.refresh_expires_at) {
+                (false, ..) => "none: run `atl-token login`".to_owned(),
+                (true, Some(issued), Some(expires)) => format!(
+                    "last used {} ago; expires unused {}",
+                    health::days(now.saturating_sub(issued)),
+                    until(now, expires)
+                ),
+                _ => "present".to_owned(),
+            },
+        ));
+        lines.push((
+            "token family",
+            match (health.family_started_at, health.family_ends_at) {
+                (Some(started), Some(ends)) => {
+                    format!(
+                        "started {} ago; ends {}",
+                        health::days(now.saturating_sub(started)),
+                        until(now, ends)
+                    )
+                }
+                (Some(started), None) => {
+                    format!("started {} ago; no family limit", health::days(now.saturating_sub(started)))
+                }
+                (None, _) => "start unknown (a file from before atl-token)".to_owned(),
+            },
+        ));
+        lines.push(("token file", format!("{path} (mode {mode:04o})")));
+        lines.push((
+            "health",
+            match &verdict {
+                Verdict::Healthy => format!("ok; nothing ends within {} days", args.warn_days),
+                Verdict::EndsSoon(why) => format!("WARNING: {why}"),
+                Verdict::LoginRequired(why) => format!("LOGIN REQUIRED: {why}"),
+            },
+        ));
+        lines.iter().map(|(k, v)| format!("{k:<14} {v}\n")).collect()
+    };
+    super::print::write_out(out.as_bytes())
+}
+
+/// `{"unix": 1800000000, "utc": "2027-01-15T08:00:00Z"}`, or null.
+fn time(unix: Option<u64>) -> Value {
+    unix.map_or(Value::Null, |t| json!({"unix": t, "utc": health::rfc3339(t)}))
+}
+
+/// `in 80 days (2027-…)` or `on 2027-… (passed)`.
+fn until(now: u64, at: u64) -> String {
+    if at > now {
+        format!("in {} ({})", health::days(at - now), health::rfc3339(at))
+    } else {
+        format!("on {} (passed)", health::rfc3339(at))
+    }
+}
+
+/// The granted scopes, and the configured ones that were not granted.
+fn scopes_line(health: &Health, configured: &str) -> String {
+    match &health.granted {
+        None => format!("{configured} (configured; the server did not list what it granted)"),
+        Some(granted) if health.not_granted.is_empty() => granted.join(" "),
+        Some(granted) => format!(
+            "{}; NOT GRANTED though configured: {} (check the app's permissions, then log in again)",
+            granted.join(" "),
+            health.not_granted.join(" ")
+        ),
+    }
+}
+
+/// One line for a healthy family: the nearest limits.
+fn summary(health: &Health, now: u64) -> String {
+    let mut parts = Vec::new();
+    if let Some(at) = health.refresh_expires_at {
+        parts.push(format!("the refresh token expires unused in {}", health::days(at.saturating_sub(now))));
+    }
+    if let Some(at) = health.family_ends_at {
+        parts.push(format!("the family ends in {}", health::days(at.saturating_sub(now))));
+    }
+    if parts.is_empty() { "a refresh token is present".to_owned() } else { parts.join("; ") }
+}
