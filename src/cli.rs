@@ -47,6 +47,9 @@ pub enum Command {
     /// Show the token family's health: scopes, expiries, the limits ahead.
     #[command(after_help = EXIT_CODES)]
     Status(StatusArgs),
+    /// Make one authenticated API request (like `gh api`), or page through a listing.
+    #[command(after_help = EXIT_CODES)]
+    Api(ApiArgs),
     /// List the Atlassian Cloud sites the token reaches, with their cloud ids.
     #[command(after_help = EXIT_CODES)]
     Sites(SitesArgs),
@@ -54,6 +57,42 @@ pub enum Command {
     /// token file.
     #[command(after_help = EXIT_CODES)]
     Logout(LogoutArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApiArgs {
+    /// A path below the API base (e.g. /rest/api/3/myself), or a full URL on the API's host.
+    #[arg(value_name = "PATH")]
+    pub path: String,
+
+    /// The HTTP method: GET, or POST when there is a body.
+    #[arg(short = 'X', long = "method", value_name = "METHOD")]
+    pub method: Option<String>,
+
+    /// The request body: text, @FILE, or @- for stdin. Sent as JSON unless -H sets a
+    /// Content-Type.
+    #[arg(short = 'd', long = "data", value_name = "BODY")]
+    pub data: Option<String>,
+
+    /// An extra header, `Name: value`; repeatable.
+    #[arg(short = 'H', long = "header", value_name = "HEADER")]
+    pub headers: Vec<String>,
+
+    /// Follow Atlassian's paging to the last page and print one JSON array of the items.
+    #[arg(long)]
+    pub paginate: bool,
+
+    /// With --paginate: one JSON document per line instead of an array.
+    #[arg(long, requires = "paginate")]
+    pub ndjson: bool,
+
+    /// With --paginate: pages fetched at once when the total is known up front (Jira's startAt).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub parallel: u8,
+
+    /// The Cloud product whose API a relative path is below.
+    #[arg(long, value_enum, default_value_t = Product::Jira)]
+    pub product: Product,
 }
 
 #[derive(Debug, Args)]

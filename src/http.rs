@@ -118,6 +118,7 @@ pub async fn get(client: &reqwest::Client, url: &url::Url, access_token: &str) -
         url,
         content_type: None,
         bearer: Some(access_token),
+        headers: &[],
         body: Vec::new(),
         secrets: &secrets,
     };
@@ -134,12 +135,36 @@ pub async fn get(client: &reqwest::Client, url: &url::Url, access_token: &str) -
     .await
 }
 
+/// One API request with the access token, sent once: the caller decides what to retry.
+/// `headers` come from the user; `Authorization` is atl-token's.
+pub async fn call(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &url::Url,
+    headers: &[(String, String)],
+    body: Option<&[u8]>,
+    access_token: &str,
+) -> Result<Answer, TokenError> {
+    let secrets = [access_token];
+    let request = Request {
+        method,
+        url,
+        content_type: None,
+        bearer: Some(access_token),
+        headers,
+        body: body.map(<[u8]>::to_vec).unwrap_or_default(),
+        secrets: &secrets,
+    };
+    perform(client, &request).await
+}
+
 /// One request, ready to be sent (again), and the secrets it carries.
 struct Request<'a> {
     method: reqwest::Method,
     url: &'a url::Url,
     content_type: Option<&'static str>,
     bearer: Option<&'a str>,
+    headers: &'a [(String, String)],
     body: Vec<u8>,
     /// Removed from any error text.
     secrets: &'a [&'a str],
@@ -157,6 +182,7 @@ impl<'a> Request<'a> {
             url,
             content_type: Some(content_type),
             bearer: None,
+            headers: &[],
             body,
             secrets,
         }
@@ -198,7 +224,7 @@ async fn send<T>(
 /// What came back: status, `Retry-After`, and the body (at most [`MAX_ANSWER_BYTES`]).
 pub struct Answer {
     pub status: u16,
-    retry_after: Option<String>,
+    pub retry_after: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -221,6 +247,9 @@ async fn perform(client: &reqwest::Client, request: &Request<'_>) -> Result<Answ
         .body(request.body.clone());
     if let Some(content_type) = request.content_type {
         builder = builder.header(reqwest::header::CONTENT_TYPE, content_type);
+    }
+    for (name, value) in request.headers {
+        builder = builder.header(name.as_str(), value.as_str());
     }
     if let Some(token) = request.bearer {
         builder = builder.bearer_auth(token);

@@ -10,6 +10,7 @@ mod exit;
 mod health;
 mod http;
 mod oauth;
+mod paging;
 mod provider;
 mod safe_path;
 mod secret;
@@ -43,6 +44,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Login(args) => commands::login::run(&config, &args),
         Command::Refresh(args) => commands::refresh::run(&config, &args),
         Command::Print(args) => commands::print::run(&config, &args),
+        Command::Api(args) => commands::api::run(&config, &args),
         Command::Sites(args) => commands::sites::run(&config, &args),
         Command::Status(args) => commands::status::run(&config, &args),
         Command::Logout(args) => commands::logout::run(&config, &args),

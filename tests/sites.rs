@@ -102,7 +102,7 @@ fn several_sites_need_atl_site_and_a_new_atl_site_is_looked_up_again() {
 fn a_401_from_the_sites_endpoint_gets_one_refresh_and_one_retry() {
     let env = TestEnv::new();
     env.write_token(3600);
-    env.auth.refuse_sites(1);
+    env.auth.refuse_access_tokens(1);
     let out = env.run(&["print", "--cloud-id"]);
     assert_exit(&out, 0);
     assert_eq!(stdout(&out), format!("{SITE_ID}\n"));
@@ -111,7 +111,7 @@ fn a_401_from_the_sites_endpoint_gets_one_refresh_and_one_retry() {
 
     let env = TestEnv::new();
     let before = env.write_token(3600);
-    env.auth.refuse_sites(2);
+    env.auth.refuse_access_tokens(2);
     let out = env.run(&["sites"]);
     assert_exit(&out, 4);
     assert!(stderr(&out).contains("also after a refresh"), "{}", stderr(&out));

@@ -1,5 +1,6 @@
 //! One module per subcommand, and the refresh that `refresh` and `print` share.
 
+pub mod api;
 pub mod login;
 pub mod logout;
 pub mod print;

@@ -25,16 +25,19 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
     {
         return write_out(format!("{}\n", trim_slash(base.as_str())).as_bytes());
     }
-    if what.cloud_id || what.api_base {
+    if what.cloud_id {
         sites::require_cloud(config, "--cloud-id")?;
     }
     let store = Store::new(&config.token_file)?;
     let stored = store.load_existing()?;
-    if what.cloud_id || what.api_base {
+    if what.cloud_id {
         // From the cache in the token file; looked up (with a fresh access token) only once.
         let (_, id) = sites::cloud_site(config, &store, &stored.token)?;
-        let out = if what.cloud_id { id } else { cloud_api_base(config, args, &id) };
-        return write_out(format!("{out}\n").as_bytes());
+        return write_out(format!("{id}\n").as_bytes());
+    }
+    if what.api_base {
+        let base = sites::api_base(config, &store, &stored.token, args.product)?;
+        return write_out(format!("{base}\n").as_bytes());
     }
     let remaining = stored.remaining(token::now());
 
@@ -102,15 +105,10 @@ fn env_lines(
         None => {
             let (_, id) = sites::cloud_site(config, store, token)?;
             out += &export("ATL_CLOUD_ID", &id);
-            out += &export("ATL_API_BASE", &cloud_api_base(config, args, &id));
+            out += &export("ATL_API_BASE", &sites::cloud_api_base(config, args.product, &id));
         }
     }
     Ok(out)
-}
-
-/// `{ATL_API_URL}/ex/{product}/{cloud id}`.
-fn cloud_api_base(config: &Config, args: &PrintArgs, id: &str) -> String {
-    format!("{}/ex/{}/{id}", trim_slash(config.api_url.as_str()), args.product.name())
 }
 
 /// A base URL ready for `$(…)/rest/api/2/…`.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use url::Url;
 
-use crate::cli::SitesArgs;
+use crate::cli::{Product, SitesArgs};
 use crate::commands::refresh::{self, When};
 use crate::config::{Config, SITE};
 use crate::exit::Exit;
@@ -88,6 +88,21 @@ pub fn cloud_site(config: &Config, store: &Store, token: &Token) -> Result<(Stri
     };
     store.update(|token| token.with_cloud(&site.url, &site.id))?;
     Ok((site.url, site.id))
+}
+
+/// Where API calls for `product` go: `{ATL_API_URL}/ex/{product}/{cloud id}` on Cloud (the
+/// cloud id from the cache, or looked up), the base URL on Data Center. No trailing slash.
+pub fn api_base(config: &Config, store: &Store, token: &Token, product: Product) -> Result<String> {
+    if let Some(base) = &config.provider.api_base {
+        return Ok(base.as_str().trim_end_matches('/').to_owned());
+    }
+    let (_, id) = cloud_site(config, store, token)?;
+    Ok(cloud_api_base(config, product, &id))
+}
+
+/// `{ATL_API_URL}/ex/{product}/{cloud id}`.
+pub fn cloud_api_base(config: &Config, product: Product, id: &str) -> String {
+    format!("{}/ex/{}/{id}", config.api_url.as_str().trim_end_matches('/'), product.name())
 }
 
 fn list_sites(list: &[Site]) -> String {

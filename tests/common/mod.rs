@@ -252,8 +252,10 @@ struct AuthState {
     revoked: Vec<String>,
     /// Cloud: what `/oauth/token/accessible-resources` lists.
     sites: Value,
-    /// Requests to accessible-resources to answer with 401 whatever the token.
-    sites_refused: usize,
+    /// Requests with an access token (sites, API) to answer with 401 whatever the token.
+    bearer_refused: usize,
+    /// What API requests (below `/ex/` or `/rest/`) get, once their access token passed.
+    api: Option<Arc<Handler>>,
 }
 
 impl AuthServer {
@@ -288,7 +290,8 @@ impl AuthServer {
             revoked: Vec::new(),
             sites: json!([{"id": SITE_ID, "url": SITE_URL, "name": "example",
                            "scopes": ["read:jira-work", "offline_access"], "avatarUrl": "https://x/a.png"}]),
-            sites_refused: 0,
+            bearer_refused: 0,
+            api: None,
         }));
         let shared = state.clone();
         let server = Server::start_with(move |request| answer(&shared, mode, request), tls);
@@ -316,9 +319,20 @@ impl AuthServer {
         lock(&self.state).sites = sites;
     }
 
-    /// Makes the next `n` requests to accessible-resources get 401, as for a revoked token.
-    pub fn refuse_sites(&self, n: usize) {
-        lock(&self.state).sites_refused = n;
+    /// Serves API requests (paths below `/ex/` or `/rest/` other than OAuth's) with `handler`.
+    pub fn set_api(&self, handler: impl Fn(&Request) -> Reply + Send + Sync + 'static) {
+        lock(&self.state).api = Some(Arc::new(handler));
+    }
+
+    /// Requests that reached the API handler (or were refused on their way there).
+    pub fn api_calls(&self) -> Vec<Request> {
+        self.server.requests().into_iter().filter(|r| is_api(&r.path)).collect()
+    }
+
+    /// Makes the next `n` requests with an access token (sites, API) get 401, as for a
+    /// revoked token.
+    pub fn refuse_access_tokens(&self, n: usize) {
+        lock(&self.state).bearer_refused = n;
     }
 
     /// Requests that reached the accessible-resources endpoint.
@@ -407,6 +421,12 @@ fn issue(state: &mut AuthState) -> (String, String) {
     pair
 }
 
+/// Whether `path` is an API path rather than an OAuth endpoint.
+fn is_api(path: &str) -> bool {
+    let path = path.split('?').next().unwrap_or_default();
+    (path.starts_with("/ex/") || path.starts_with("/rest/")) && !path.starts_with(DC_PATH)
+}
+
 fn token_path(mode: Mode) -> String {
     match mode {
         Mode::Cloud => "/oauth/token".to_owned(),
@@ -441,15 +461,21 @@ fn answer(state: &Mutex<AuthState>, mode: Mode, request: &Request) -> Reply {
     if mode == Mode::DataCenter && request.method == "GET" && path == format!("{DC_PATH}/authorize") {
         return serve_authorize(&mut state, request);
     }
-    if mode == Mode::Cloud && request.method == "GET" && path == RESOURCES_PATH {
+    let sites = mode == Mode::Cloud && request.method == "GET" && path == RESOURCES_PATH;
+    if sites || is_api(path) {
         // Any access token this server issued is good; others get 401.
         let token = request.authorization.strip_prefix("Bearer ").unwrap_or_default();
         let n: Option<u64> = token.strip_prefix("at-").and_then(|n| n.parse().ok());
-        if !n.is_some_and(|n| (1..=state.issued).contains(&n)) || state.sites_refused > 0 {
-            state.sites_refused = state.sites_refused.saturating_sub(1);
+        if !n.is_some_and(|n| (1..=state.issued).contains(&n)) || state.bearer_refused > 0 {
+            state.bearer_refused = state.bearer_refused.saturating_sub(1);
             return Reply::Json(401, json!({"code": 401, "message": "Unauthorized"}));
         }
-        return Reply::Json(200, state.sites.clone());
+        if sites {
+            return Reply::Json(200, state.sites.clone());
+        }
+        let Some(api) = state.api.clone() else { return Reply::Json(404, json!({"error": "no API here"})) };
+        drop(state);
+        return api(request);
     }
     if request.method != "POST" {
         return Reply::Json(404, json!({"error": "not_found"}));

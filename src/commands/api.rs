@@ -1,0 +1,330 @@
+//! `atl-token api`: one authenticated request below the API base, or `--paginate` through a
+//! listing in any of Atlassian's paging styles.
+
+use std::cell::RefCell;
+use std::io::{IsTerminal, Read};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use futures_util::StreamExt;
+use reqwest::Method;
+use serde_json::Value;
+use url::Url;
+
+use crate::cli::ApiArgs;
+use crate::commands::refresh::{self, When};
+use crate::commands::{print, sites};
+use crate::config::Config;
+use crate::exit::Exit;
+use crate::http::{self, Answer};
+use crate::oauth;
+use crate::paging::{self, Next};
+use crate::store::Store;
+
+/// An access token with less than this left is refreshed before the request.
+const MIN_VALID: Duration = Duration::from_secs(60);
+/// 429 and 503 are tried again this often at most, within [`BUSY_BUDGET`] of waiting.
+const BUSY_TRIES: u32 = 4;
+const BUSY_BUDGET: Duration = Duration::from_secs(60);
+/// A listing longer than this many pages is taken to be a loop.
+const MAX_PAGES: usize = 100_000;
+
+pub fn run(config: &Config, args: &ApiArgs) -> Result<()> {
+    let store = Store::new(&config.token_file)?;
+    let token = refresh::refresh(config, &store, When::ExpiresWithin(MIN_VALID))?.token().clone();
+    let base = sites::api_base(config, &store, &token, args.product)?;
+    let url = target(&base, &args.path)?;
+    let mut headers = parse_headers(&args.headers)?;
+    let body = args.data.as_deref().map(read_body).transpose()?;
+    if body.is_some() && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
+        headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
+    }
+    let method = match &args.method {
+        Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+            .map_err(|_| Exit::usage(format!("-X {m}: not an HTTP method")))?,
+        None if body.is_some() => Method::POST,
+        None => Method::GET,
+    };
+    let access = token.access_token().ok_or_else(|| {
+        Exit::login_required(format!(
+            "{} holds no access token: run `atl-token login`",
+            store.path().display()
+        ))
+    })?;
+    let session = Session {
+        config,
+        store: &store,
+        client: http::client(config)?,
+        runtime: super::runtime()?,
+        access: RefCell::new(access.to_owned()),
+        method,
+        headers,
+        body,
+    };
+    if args.paginate {
+        return session.paginate(&base, url, args);
+    }
+    let answer = session.send(&url)?;
+    print::write_out(&shown(&answer.body))?;
+    check_status(&answer, &url)
+}
+
+/// The URL for `path`: below `base` when relative, or a full URL on the base's host (the
+/// token goes nowhere else).
+fn target(base: &str, path: &str) -> Result<Url, Exit> {
+    let base_url =
+        Url::parse(base).map_err(|e| Exit::usage(format!("the API base {base} is not a URL: {e}")))?;
+    if path.starts_with("http://") || path.starts_with("https://") {
+        let url = Url::parse(path).map_err(|e| Exit::usage(format!("{path} is not a URL: {e}")))?;
+        if url.origin() != base_url.origin() {
+            return Err(Exit::usage(format!(
+                "{path} is not on {}, where the API is: atl-token sends the token to the API's host only",
+                base_url.origin().ascii_serialization()
+            )));
+        }
+        return Ok(url);
+    }
+    let slash = if path.starts_with('/') { "" } else { "/" };
+    Url::parse(&format!("{base}{slash}{path}"))
+        .map_err(|e| Exit::usage(format!("{path}: not a valid path ({e})")))
+}
+
+/// `Name: value` headers. `Authorization` is atl-token's to set.
+fn parse_headers(raw: &[String]) -> Result<Vec<(String, String)>, Exit> {
+    raw.iter()
+        .map(|h| {
+            let (name, value) =
+                h.split_once(':').ok_or_else(|| Exit::usage(format!("-H '{h}': write Name: value")))?;
+            let (name, value) = (name.trim(), value.trim());
+            let valid = reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_ok()
+                && reqwest::header::HeaderValue::from_str(value).is_ok();
+            if !valid {
+                return Err(Exit::usage(format!("-H '{h}': not a valid header")));
+            }
+            if name.eq_ignore_ascii_case("authorization") {
+                return Err(Exit::usage("-H Authorization: atl-token sets it from the token file"));
+            }
+            Ok((name.to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+/// `-d`: the text itself, `@file`, or `@-` for stdin.
+fn read_body(data: &str) -> Result<Vec<u8>> {
+    match data.strip_prefix('@') {
+        Some("-") => {
+            let mut body = Vec::new();
+            std::io::stdin().read_to_end(&mut body).context("cannot read the body from stdin")?;
+            Ok(body)
+        }
+        Some(file) => std::fs::read(file)
+            .map_err(|e| Exit::usage(format!("-d @{file}: cannot read {file}: {e}")).into()),
+        None => Ok(data.as_bytes().to_vec()),
+    }
+}
+
+/// The body as shown: pretty JSON on a terminal, the bytes as they came otherwise.
+fn shown(body: &[u8]) -> Vec<u8> {
+    if std::io::stdout().is_terminal()
+        && let Ok(value) = serde_json::from_slice::<Value>(body)
+        && let Ok(pretty) = serde_json::to_string_pretty(&value)
+    {
+        return (pretty + "\n").into_bytes();
+    }
+    body.to_vec()
+}
+
+/// A non-2xx answer: said on stderr, exit 1.
+fn check_status(answer: &Answer, url: &Url) -> Result<()> {
+    if (200..300).contains(&answer.status) {
+        return Ok(());
+    }
+    Err(anyhow!("{url} answered HTTP {}", answer.status))
+}
+
+/// One request's settings, and the access token, which a 401 replaces.
+struct Session<'a> {
+    config: &'a Config,
+    store: &'a Store,
+    client: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+    access: RefCell<String>,
+    method: Method,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+}
+
+impl Session<'_> {
+    /// Sends the request to `url`. A 401 gets one refresh and one more try, then exit 4.
+    fn send(&self, url: &Url) -> Result<Answer> {
+        let mut answers = self.send_all(std::slice::from_ref(url), 1)?;
+        Ok(answers.remove(0))
+    }
+
+    /// Sends the request to each URL, at most `parallel` at once, answers in order. Any 401
+    /// gets one refresh, and those URLs one more try.
+    fn send_all(&self, urls: &[Url], parallel: usize) -> Result<Vec<Answer>> {
+        let mut answers = self.fetch(urls, parallel)?;
+        let refused: Vec<usize> = (0..answers.len()).filter(|&i| answers[i].status == 401).collect();
+        if refused.is_empty() {
+            return Ok(answers);
+        }
+        let token = refresh::refresh(self.config, self.store, When::Always)?.token().clone();
+        *self.access.borrow_mut() = token.access_token().unwrap_or_default().to_owned();
+        let again: Vec<Url> = refused.iter().map(|&i| urls[i].clone()).collect();
+        for (i, answer) in refused.into_iter().zip(self.fetch(&again, parallel)?) {
+            if answer.status == 401 {
+                return Err(Exit::login_required(format!(
+                    "{} rejected the access token, also after a refresh: run `atl-token login`",
+                    urls[i]
+                ))
+                .into());
+            }
+            answers[i] = answer;
+        }
+        Ok(answers)
+    }
+
+    fn fetch(&self, urls: &[Url], parallel: usize) -> Result<Vec<Answer>> {
+        let access = self.access.borrow().clone();
+        let requests = urls.iter().map(|url| self.fetch_one(url, &access));
+        let results: Vec<Result<Answer>> =
+            self.runtime.block_on(futures_util::stream::iter(requests).buffered(parallel).collect());
+        results.into_iter().collect()
+    }
+
+    /// One URL, sent again after 429 or 503 as `Retry-After` says, within a bounded wait.
+    async fn fetch_one(&self, url: &Url, access: &str) -> Result<Answer> {
+        let (mut waited, mut backoff, mut attempt) = (Duration::ZERO, Duration::from_secs(1), 1);
+        loop {
+            let headers = &self.headers;
+            let answer =
+                http::call(&self.client, self.method.clone(), url, headers, self.body.as_deref(), access)
+                    .await
+                    .map_err(|e| anyhow!("{url} failed: {e}"))?;
+            let busy = matches!(answer.status, 429 | 503);
+            let wait = answer.retry_after.as_deref().and_then(oauth::parse_retry_after).unwrap_or(backoff);
+            if !busy || attempt >= BUSY_TRIES || waited + wait > BUSY_BUDGET {
+                return Ok(answer);
+            }
+            tokio::time::sleep(wait).await;
+            waited += wait;
+            backoff *= 2;
+            attempt += 1;
+        }
+    }
+
+    /// Follows the pages from `first` and prints their items.
+    fn paginate(&self, base: &str, first: Url, args: &ApiArgs) -> Result<()> {
+        let mut items: Vec<Value> = Vec::new();
+        let mut emit = |page_items: Vec<Value>| -> Result<()> {
+            if args.ndjson {
+                let mut out = String::new();
+                for item in &page_items {
+                    out.push_str(&item.to_string());
+                    out.push('\n');
+                }
+                print::write_out(out.as_bytes())
+            } else {
+                items.extend(page_items);
+                Ok(())
+            }
+        };
+        let mut url = first.clone();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..MAX_PAGES {
+            let answer = self.send(&url)?;
+            let page = self.page(&answer, &url)?;
+            emit(page.items)?;
+            // Jira's offsets with a total: every remaining page is known, fetched side by side.
+            if let (Some(offsets), Next::Query(_)) = (page.offsets, &page.next) {
+                let urls: Vec<Url> = offsets
+                    .remaining()
+                    .iter()
+                    .map(|start| with_query(&first, &[("startAt".into(), start.to_string())]))
+                    .collect();
+                for (answer, url) in self.send_all(&urls, usize::from(args.parallel))?.iter().zip(&urls) {
+                    emit(self.page(answer, url)?.items)?;
+                }
+                break;
+            }
+            url = match page.next {
+                Next::Done => break,
+                Next::Query(params) => with_query(&first, &params),
+                Next::Path(path) => target(base, &path)?,
+            };
+            if !seen.insert(url.to_string()) {
+                return Err(anyhow!("the pages lead back to {url}: stopping"));
+            }
+        }
+        if !args.ndjson {
+            let value = Value::Array(items);
+            let text = if std::io::stdout().is_terminal() {
+                serde_json::to_string_pretty(&value)
+            } else {
+                serde_json::to_string(&value)
+            };
+            print::write_out((text.context("cannot write the items")? + "\n").as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// A page's items and what follows, or why it is not a page.
+    fn page(&self, answer: &Answer, url: &Url) -> Result<paging::Page> {
+        if !(200..300).contains(&answer.status) {
+            let text = oauth::clean(&String::from_utf8_lossy(&answer.body));
+            return Err(anyhow!("{url} answered HTTP {}: \"{text}\"", answer.status));
+        }
+        let value: Value = serde_json::from_slice(&answer.body)
+            .map_err(|e| anyhow!("{url}: the answer is not JSON ({e})"))?;
+        paging::read(value).map_err(|e| anyhow!("{url}: {e}"))
+    }
+}
+
+/// `url` with each of `params` set (replacing any of the same name).
+fn with_query(url: &Url, params: &[(String, String)]) -> Url {
+    let mut url = url.clone();
+    let kept: Vec<(String, String)> =
+        url.query_pairs().into_owned().filter(|(k, _)| !params.iter().any(|(p, _)| p == k)).collect();
+    url.query_pairs_mut().clear().extend_pairs(kept).extend_pairs(params);
+    url
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_go_below_the_base_and_full_urls_stay_on_its_host() {
+        let base = "https://api.example.com/ex/jira/c-1";
+        assert_eq!(
+            target(base, "/rest/api/3/myself").expect("url").as_str(),
+            "https://api.example.com/ex/jira/c-1/rest/api/3/myself"
+        );
+        assert_eq!(
+            target(base, "rest/x?a=1").expect("url").as_str(),
+            "https://api.example.com/ex/jira/c-1/rest/x?a=1"
+        );
+        assert!(target(base, "https://api.example.com/other").is_ok());
+        let err =
+            target(base, "https://evil.example.com/ex/jira/c-1/x").expect_err("another host").to_string();
+        assert!(err.contains("sends the token to the API's host only"), "{err}");
+        assert!(target(base, "http://api.example.com/x").is_err(), "another scheme is another origin");
+    }
+
+    #[test]
+    fn headers_are_checked_and_authorization_is_refused() {
+        let ok = parse_headers(&["Accept: text/plain".into(), "X-A:b".into()]).expect("headers");
+        assert_eq!(ok, [("Accept".to_owned(), "text/plain".to_owned()), ("X-A".to_owned(), "b".to_owned())]);
+        assert!(parse_headers(&["no colon".into()]).is_err());
+        assert!(parse_headers(&["Bad Name: x".into()]).is_err());
+        assert!(parse_headers(&["authorization: Bearer x".into()]).is_err());
+    }
+
+    #[test]
+    fn next_pages_replace_their_query_parameters() {
+        let url = Url::parse("https://x/s?jql=a%20b&startAt=0").expect("url");
+        let next = with_query(&url, &[("startAt".into(), "50".into())]);
+        assert_eq!(next.as_str(), "https://x/s?jql=a+b&startAt=50");
+    }
+}
