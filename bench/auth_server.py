@@ -5,13 +5,23 @@ POST /oauth/token with a JSON or form body. `grant_type=authorization_code` with
 code=bench-code, or `grant_type=refresh_token` with a live refresh token (each works once),
 returns a new pair whose sizes resemble Atlassian's. Writes its port to the file named by
 --port-file, and serves until killed.
+
+For the paging benchmark, with any bearer token: GET /oauth/token/accessible-resources lists
+one site, and GET /ex/jira/bench-cloud-id/rest/api/3/search?startAt=N answers, after 50 ms
+(a server's time to run a search), a page of 50 issues out of 2500, Jira's offset style.
 """
 import argparse
 import http.server
 import json
 import secrets
 import threading
+import time
 import urllib.parse
+
+PAGE_SIZE = 50
+TOTAL = 2500
+PAGE_DELAY = 0.05
+SEARCH = "/ex/jira/bench-cloud-id/rest/api/3/search"
 
 LIVE = set()
 LOCK = threading.Lock()
@@ -31,6 +41,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+    def do_GET(self):
+        url = urllib.parse.urlsplit(self.path)
+        if not self.headers.get("Authorization", "").startswith("Bearer "):
+            self.reply(401, {"code": 401, "message": "Unauthorized"})
+        elif url.path == "/oauth/token/accessible-resources":
+            self.reply(200, [{"id": "bench-cloud-id", "url": "https://bench.atlassian.net", "name": "bench",
+                              "scopes": ["read:jira-work"]}])
+        elif url.path == SEARCH:
+            start = int(dict(urllib.parse.parse_qsl(url.query)).get("startAt", 0))
+            time.sleep(PAGE_DELAY)
+            issues = [{"id": str(10000 + i), "key": f"BENCH-{i}", "fields": {"summary": f"Issue number {i}"}}
+                      for i in range(start, min(start + PAGE_SIZE, TOTAL))]
+            self.reply(200, {"startAt": start, "maxResults": PAGE_SIZE, "total": TOTAL, "issues": issues})
+        else:
+            self.reply(404, {"errorMessages": ["not found"]})
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))

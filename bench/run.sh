@@ -31,7 +31,8 @@ trap cleanup EXIT
 python3 bench/auth_server.py --port-file "$work/port" &
 server_pid=$!
 for _ in $(seq 100); do [ -s "$work/port" ] && break; sleep 0.05; done
-token_url="http://127.0.0.1:$(cat "$work/port")/oauth/token"
+api_url="http://127.0.0.1:$(cat "$work/port")"
+token_url="$api_url/oauth/token"
 
 # One folder for atl-token, one for the curl + jq baseline, each with its own token chain.
 mkdir -p "$work/atl" "$work/curl"
@@ -40,6 +41,7 @@ ATL_CLIENT_ID=bench-client
 ATL_CLIENT_SECRET=bench-secret
 ATL_SCOPE="read:jira-work offline_access"
 ATL_TOKEN_URL=$token_url
+ATL_API_URL=$api_url
 ENV
 cat >"$work/curl/.env" <<ENV
 JIRA_CLIENT_ID="bench-client"
@@ -74,6 +76,18 @@ hyperfine -N --warmup 5 --runs 200 --export-json "$work/refresh.json" \
 "$bin" --env-file "$work/atl/.env" refresh -q
 jq -e '.access_token' "$work/curl/token.json" >/dev/null
 
+echo "== paging: atl-token api --paginate vs a curl + jq loop, 50 pages of 50 ms" >&2
+search_url="$api_url/ex/jira/bench-cloud-id/rest/api/3/search"
+access=$("$bin" --env-file "$work/atl/.env" print --access)
+# Both must return the same 2500 issues, in order.
+"$bin" --env-file "$work/atl/.env" api --paginate /rest/api/3/search | jq -c '[.[].key]' >"$work/atl.keys"
+bash "$repo/bench/curl_paginate.sh" "$search_url" "$access" | jq -c '[.[].key]' >"$work/curl.keys"
+cmp -s "$work/atl.keys" "$work/curl.keys" && [ "$(jq length "$work/atl.keys")" = 2500 ] \
+  || { echo "the two listings differ" >&2; exit 1; }
+hyperfine -N --warmup 1 --runs 10 --export-json "$work/paging.json" \
+  -n "atl-token api --paginate" "$atl api --paginate /rest/api/3/search" \
+  -n "curl + jq loop" "bash $repo/bench/curl_paginate.sh $search_url $access" >&2
+
 peak() { # the largest max-RSS (KiB) of 30 runs
   for _ in $(seq 30); do /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n1; done | sort -n | tail -n1
 }
@@ -84,16 +98,17 @@ mem_jq=$(peak jq -r .access_token token.json)
 size=$(stat -c %s "$bin")
 
 cd "$repo"
-table=$(python3 - "$work/print.json" "$work/refresh.json" "$mem_print" "$mem_refresh" "$mem_cat" "$mem_jq" "$size" <<'PY'
+table=$(python3 - "$work/print.json" "$work/refresh.json" "$mem_print" "$mem_refresh" "$mem_cat" "$mem_jq" "$size" "$work/paging.json" <<'PY'
 import json, sys
 def medians(path):
     return {r["command"]: r["median"] for r in json.load(open(path))["results"]}
-p, r = medians(sys.argv[1]), medians(sys.argv[2])
+p, r, g = medians(sys.argv[1]), medians(sys.argv[2]), medians(sys.argv[8])
 mem_print, mem_refresh, mem_cat, mem_jq, size = map(int, sys.argv[3:8])
 ms = lambda s: f"{s * 1000:.2f} ms"
 def check(ok): return "met" if ok else "NOT MET"
 pa, jq, cat = p["atl-token print --access"], p["jq -r .access_token"], p["cat token.json"]
 ra, rc = r["atl-token refresh"], r["curl + jq (seed script)"]
+ga, gc = g["atl-token api --paginate"], g["curl + jq loop"]
 rows = [
     ("`print --access` median", ms(pa), f"{pa / cat:.2f}x `cat`", "at most 2x `cat`", check(pa <= 2 * cat)),
     ("", "", f"{pa / jq:.3f}x `jq`", "at most 0.1x `jq`", check(pa <= 0.1 * jq)),
@@ -101,6 +116,8 @@ rows = [
     ("`cat token.json` median", ms(cat), "", "", ""),
     ("`refresh` median", ms(ra), f"{ra / rc:.3f}x curl + jq", "at most 0.25x", check(ra <= 0.25 * rc)),
     ("curl + jq refresh median", ms(rc), "", "", ""),
+    ("`api --paginate`, 50 pages of 50 ms", ms(ga), f"{ga / gc:.3f}x curl + jq loop", "at most 0.5x", check(ga <= 0.5 * gc)),
+    ("curl + jq paging loop", ms(gc), "", "", ""),
     ("`print --access` peak RSS", f"{mem_print / 1024:.2f} MiB", f"`cat` {mem_cat / 1024:.2f} MiB, `jq` {mem_jq / 1024:.2f} MiB", "at most 4 MiB", check(mem_print <= 4096)),
     ("`refresh` peak RSS", f"{mem_refresh / 1024:.2f} MiB", "", "", ""),
     ("release binary", f"{size / 1e6:.2f} MB", "", "", ""),
@@ -123,9 +140,10 @@ if [ "${1:-}" = "--save" ]; then
     echo "Machine: $machine."
     echo "Tools: $(hyperfine --version), $(jq --version), $(curl --version | head -n1 | cut -d' ' -f1-2)."
     echo
-    echo "Medians of hyperfine runs (1000 for print, 200 for refresh, no shell); peak RSS is the"
-    echo "largest of 30 runs of \`/usr/bin/time -f %M\`. The refresh server is bench/auth_server.py"
-    echo "on loopback, the same for both sides."
+    echo "Medians of hyperfine runs (1000 for print, 200 for refresh, 10 for paging, no shell); peak"
+    echo "RSS is the largest of 30 runs of \`/usr/bin/time -f %M\`. The server is bench/auth_server.py"
+    echo "on loopback, the same for both sides; its search pages take 50 ms each. \`api --paginate\`"
+    echo "fetches 4 pages at once (the default \`--parallel\`) once the first page gives the total."
     echo
     echo "$table"
   } >bench/RESULTS.md
