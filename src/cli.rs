@@ -9,7 +9,7 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0    success
   1    network, server or file-system failure (trying again later may work)
-  2    usage or configuration error, found before any network call
+  2    usage or configuration error: fix the flag or setting the message names
   3    status --check: the refresh token or the token family ends within --warn-days
   4    no usable token: run `atl-token login`
   130  interrupted (Ctrl-C)";

@@ -11,7 +11,8 @@ pub enum Code {
     Success = 0,
     /// Network, server or file-system failure; trying again later may work.
     Failure = 1,
-    /// Bad command line or configuration, found before any network call.
+    /// Bad command line or configuration: fix what the message names. Found before any
+    /// refresh token is sent, except a site the token does not reach (`ATL_SITE`).
     Usage = 2,
     /// `status --check`: the token family ends, or the refresh token expires, soon.
     Warning = 3,
