@@ -219,3 +219,16 @@ fn a_page_that_fails_fails_the_listing() {
     assert!(stderr(&out).contains("HTTP 500"), "{}", stderr(&out));
     assert!(stdout(&out).is_empty(), "no partial array");
 }
+
+#[test]
+fn a_bad_header_or_body_file_is_exit_2_before_any_request() {
+    let env = TestEnv::new();
+    env.write_token(-5);
+    let out = env.run(&["api", "-H", "no colon", "/rest/api/3/myself"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("-H 'no colon'"), "{}", stderr(&out));
+    let out = env.run(&["api", "-d", "@missing.json", "/rest/api/3/issue"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("missing.json"), "{}", stderr(&out));
+    assert!(env.auth.server.requests().is_empty(), "no refresh, no lookup, no request");
+}

@@ -30,10 +30,7 @@ const BUSY_BUDGET: Duration = Duration::from_secs(60);
 const MAX_PAGES: usize = 100_000;
 
 pub fn run(config: &Config, args: &ApiArgs) -> Result<()> {
-    let store = Store::new(&config.token_file)?;
-    let token = refresh::refresh(config, &store, When::ExpiresWithin(MIN_VALID))?.token().clone();
-    let base = sites::api_base(config, &store, &token, args.product)?;
-    let url = target(&base, &args.path)?;
+    // The command line first: a mistake there costs no request.
     let mut headers = parse_headers(&args.headers)?;
     let body = args.data.as_deref().map(read_body).transpose()?;
     if body.is_some() && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
@@ -45,6 +42,10 @@ pub fn run(config: &Config, args: &ApiArgs) -> Result<()> {
         None if body.is_some() => Method::POST,
         None => Method::GET,
     };
+    let store = Store::new(&config.token_file)?;
+    let token = refresh::refresh(config, &store, When::ExpiresWithin(MIN_VALID))?.token().clone();
+    let base = sites::api_base(config, &store, &token, args.product)?;
+    let url = target(&base, &args.path)?;
     let access = token.access_token().ok_or_else(|| {
         Exit::login_required(format!(
             "{} holds no access token: run `atl-token login`",
