@@ -343,19 +343,17 @@ fn provider(sources: &Sources<'_>) -> Result<Provider, Exit> {
             _ => return Err(invalid(&s, "use on or off")),
         },
     };
-    let api_base = base.map(|(base, _)| base);
+    let api_base = base.map(|(base, _)| base.as_str().trim_end_matches('/').to_owned());
     Ok(Provider { kind, authorize_url, token_url, revoke_url, body, pkce, api_base })
 }
 
 /// A Data Center base URL: where the product answers, perhaps with a context path such as
-/// `/jira`. Kept without a trailing slash, so that `{base}/rest/...` is a path below it.
+/// `/jira`.
 fn base_url(setting: &Setting) -> Result<Url, Exit> {
-    let mut url = parse_url(setting)?;
+    let url = parse_url(setting)?;
     if url.query().is_some() || url.fragment().is_some() {
         return Err(invalid(setting, "give the base URL alone, without ?query or #fragment"));
     }
-    let path = url.path().trim_end_matches('/').to_owned();
-    url.set_path(&path);
     Ok(url)
 }
 
@@ -731,7 +729,7 @@ mod tests {
         let revoke = p.revoke_url.as_ref().expect("revoke endpoint");
         assert_eq!(revoke.url.as_str(), "https://example.com/jira/rest/oauth2/latest/revoke");
         assert_eq!(revoke.origin, "ATL_BASE_URL in /etc/atl/.env");
-        assert_eq!(p.api_base.as_ref().map(Url::as_str), Some("https://example.com/jira"));
+        assert_eq!(p.api_base.as_deref(), Some("https://example.com/jira"));
         assert_eq!((p.body, p.pkce), (BodyFormat::Form, true));
         assert!(c.custom_endpoints().is_empty());
         // Data Center issues a refresh token without it, and does not know the scope.

@@ -3,8 +3,6 @@
 //! [`config`](crate::config) resolves the settings into a [`Provider`]; the commands, the
 //! request bodies and the retry loop ask it, rather than asking which server this is.
 
-use url::Url;
-
 use crate::config::{BodyFormat, Endpoint};
 
 /// The kinds of Atlassian authorization server.
@@ -61,8 +59,9 @@ pub struct Provider {
     pub body: BodyFormat,
     /// Send a PKCE (RFC 7636, S256) challenge and verifier.
     pub pkce: bool,
-    /// Where API calls go, when it is known without asking a server.
-    pub api_base: Option<Url>,
+    /// Where API calls go, when it is known without asking a server (the Data Center base
+    /// URL), without a trailing slash: ready for `{api_base}/rest/...`.
+    pub api_base: Option<String>,
 }
 
 /// Atlassian Cloud's API audience, required on its authorize URL.

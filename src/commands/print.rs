@@ -23,7 +23,7 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
     if what.api_base
         && let Some(base) = &config.provider.api_base
     {
-        return write_out(format!("{}\n", trim_slash(base.as_str())).as_bytes());
+        return write_out(format!("{base}\n").as_bytes());
     }
     if what.cloud_id {
         sites::require_cloud(config, "--cloud-id")?;
@@ -101,7 +101,7 @@ fn env_lines(
     let export = |name: &str, value: &str| format!("export {name}={}\n", shell::quote(value));
     let mut out = export("ATL_ACCESS_TOKEN", access);
     match &config.provider.api_base {
-        Some(base) => out += &export("ATL_API_BASE", trim_slash(base.as_str())),
+        Some(base) => out += &export("ATL_API_BASE", base),
         None => {
             let (_, id) = sites::cloud_site(config, store, token)?;
             out += &export("ATL_CLOUD_ID", &id);
@@ -109,9 +109,4 @@ fn env_lines(
         }
     }
     Ok(out)
-}
-
-/// A base URL ready for `$(…)/rest/api/2/…`.
-fn trim_slash(url: &str) -> &str {
-    url.trim_end_matches('/')
 }

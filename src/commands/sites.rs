@@ -94,7 +94,7 @@ pub fn cloud_site(config: &Config, store: &Store, token: &Token) -> Result<(Stri
 /// cloud id from the cache, or looked up), the base URL on Data Center. No trailing slash.
 pub fn api_base(config: &Config, store: &Store, token: &Token, product: Product) -> Result<String> {
     if let Some(base) = &config.provider.api_base {
-        return Ok(base.as_str().trim_end_matches('/').to_owned());
+        return Ok(base.clone());
     }
     let (_, id) = cloud_site(config, store, token)?;
     Ok(cloud_api_base(config, product, &id))
@@ -102,7 +102,12 @@ pub fn api_base(config: &Config, store: &Store, token: &Token, product: Product)
 
 /// `{ATL_API_URL}/ex/{product}/{cloud id}`.
 pub fn cloud_api_base(config: &Config, product: Product, id: &str) -> String {
-    format!("{}/ex/{}/{id}", config.api_url.as_str().trim_end_matches('/'), product.name())
+    format!("{}/ex/{}/{id}", gateway(config), product.name())
+}
+
+/// `ATL_API_URL` without a trailing slash.
+fn gateway(config: &Config) -> &str {
+    config.api_url.as_str().trim_end_matches('/')
 }
 
 fn list_sites(list: &[Site]) -> String {
@@ -118,7 +123,7 @@ fn list_sites(list: &[Site]) -> String {
 /// The sites the token reaches, with an access token refreshed first when needed. A 401 gets
 /// one refresh and one more try.
 fn look_up(config: &Config, store: &Store) -> Result<Vec<Site>> {
-    let base = config.api_url.as_str().trim_end_matches('/');
+    let base = gateway(config);
     let url = Url::parse(&format!("{base}/{}", sites::RESOURCES_PATH))
         .with_context(|| format!("cannot build the sites URL from {}", config.api_url))?;
     let client = http::client(config)?;

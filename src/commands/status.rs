@@ -60,7 +60,7 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
                 (crate::provider::Kind::Cloud, Some((url, id))) => json!({"url": url, "cloud_id": id}),
                 _ => Value::Null,
             },
-            "base_url": config.provider.api_base.as_ref().map(|u| u.as_str().trim_end_matches('/')),
+            "base_url": config.provider.api_base,
             "token_file": {"path": path, "mode": format!("{mode:04o}")},
             "scopes": {
                 "configured": config.scope.value.split_whitespace().collect::<Vec<_>>(),
@@ -80,7 +80,7 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
     } else {
         let mut lines = vec![("provider", kind.title().to_owned())];
         match (&config.provider.api_base, site) {
-            (Some(base), _) => lines.push(("site", base.as_str().trim_end_matches('/').to_owned())),
+            (Some(base), _) => lines.push(("site", base.clone())),
             (None, Some((url, id))) => lines.push(("site", format!("{url} (cloud id {id})"))),
             (None, None) => {
                 lines.push(("site", "not looked up yet (`atl-token print --cloud-id`)".to_owned()))
