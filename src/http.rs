@@ -109,32 +109,6 @@ pub async fn revoke(
     .await
 }
 
-/// A GET of an API endpoint with the access token: the status and body, after retrying
-/// 429 and 5xx (a GET changes nothing, so every transient failure may be sent again).
-pub async fn get(client: &reqwest::Client, url: &url::Url, access_token: &str) -> Result<Answer, TokenError> {
-    let secrets = [access_token];
-    let request = Request {
-        method: reqwest::Method::GET,
-        url,
-        content_type: None,
-        bearer: Some(access_token),
-        headers: &[],
-        body: Vec::new(),
-        secrets: &secrets,
-    };
-    send(client, &request, REFRESH, Rotation::Grace, |status, retry_after, body| {
-        if status == 429 || status >= 500 {
-            let text = oauth::clean(&oauth::redact(&String::from_utf8_lossy(body), &secrets));
-            let detail =
-                if text.is_empty() { format!("HTTP {status}") } else { format!("HTTP {status}: \"{text}\"") };
-            let retry_after = retry_after.and_then(oauth::parse_retry_after);
-            return Err(TokenError::Transient { detail, retry_after, delivery: Delivery::Unknown });
-        }
-        Ok(Answer { status, retry_after: None, body: body.to_vec() })
-    })
-    .await
-}
-
 /// One API request with the access token, sent once: the caller decides what to retry.
 /// `headers` come from the user; `Authorization` is atl-token's.
 pub async fn call(

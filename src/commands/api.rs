@@ -1,31 +1,22 @@
 //! `atl-token api`: one authenticated request below the API base, or `--paginate` through a
 //! listing in any of Atlassian's paging styles.
 
-use std::cell::RefCell;
 use std::io::{IsTerminal, Read};
-use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::Value;
 use url::Url;
 
 use crate::cli::ApiArgs;
-use crate::commands::refresh::{self, When};
+use crate::commands::session::{Call, Session};
 use crate::commands::{print, sites};
 use crate::config::Config;
 use crate::exit::Exit;
-use crate::http::{self, Answer};
-use crate::oauth;
+use crate::http::Answer;
 use crate::paging::{self, Next};
 use crate::store::Store;
 
-/// An access token with less than this left is refreshed before the request.
-const MIN_VALID: Duration = Duration::from_secs(60);
-/// 429 and 503 are tried again this often at most, within [`BUSY_BUDGET`] of waiting.
-const BUSY_TRIES: u32 = 4;
-const BUSY_BUDGET: Duration = Duration::from_secs(60);
 /// A listing longer than this many pages is taken to be a loop.
 const MAX_PAGES: usize = 100_000;
 
@@ -43,27 +34,11 @@ pub fn run(config: &Config, args: &ApiArgs) -> Result<()> {
         None => Method::GET,
     };
     let store = Store::new(&config.token_file)?;
-    let token = refresh::refresh(config, &store, When::ExpiresWithin(MIN_VALID))?.token().clone();
+    let (session, token) = Session::open(config, &store, Call { method, headers, body })?;
     let base = sites::api_base(config, &store, &token, args.product)?;
     let url = target(&base, &args.path)?;
-    let access = token.access_token().ok_or_else(|| {
-        Exit::login_required(format!(
-            "{} holds no access token: run `atl-token login`",
-            store.path().display()
-        ))
-    })?;
-    let session = Session {
-        config,
-        store: &store,
-        client: http::client(config)?,
-        runtime: super::runtime()?,
-        access: RefCell::new(access.to_owned()),
-        method,
-        headers,
-        body,
-    };
     if args.paginate {
-        return session.paginate(&base, url, args);
+        return paginate(&session, &base, url, args);
     }
     let answer = session.send(&url)?;
     print::write_out(&shown(&answer.body))?;
@@ -143,143 +118,70 @@ fn check_status(answer: &Answer, url: &Url) -> Result<()> {
     Err(anyhow!("{url} answered HTTP {}", answer.status))
 }
 
-/// One request's settings, and the access token, which a 401 replaces.
-struct Session<'a> {
-    config: &'a Config,
-    store: &'a Store,
-    client: reqwest::Client,
-    runtime: tokio::runtime::Runtime,
-    access: RefCell<String>,
-    method: Method,
-    headers: Vec<(String, String)>,
-    body: Option<Vec<u8>>,
+/// Follows the pages from `first` and prints their items.
+fn paginate(session: &Session<'_>, base: &str, first: Url, args: &ApiArgs) -> Result<()> {
+    let mut items: Vec<Value> = Vec::new();
+    let mut emit = |page_items: Vec<Value>| -> Result<()> {
+        if args.ndjson {
+            let mut out = String::new();
+            for item in &page_items {
+                out.push_str(&item.to_string());
+                out.push('\n');
+            }
+            print::write_out(out.as_bytes())
+        } else {
+            items.extend(page_items);
+            Ok(())
+        }
+    };
+    let mut url = first.clone();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..MAX_PAGES {
+        let answer = session.send(&url)?;
+        let page = read_page(session, &answer, &url)?;
+        emit(page.items)?;
+        // Jira's offsets with a total: every remaining page is known, fetched side by side.
+        if let (Some(offsets), Next::Query(_)) = (page.offsets, &page.next) {
+            let urls: Vec<Url> = offsets
+                .remaining()
+                .iter()
+                .map(|start| with_query(&first, &[("startAt".into(), start.to_string())]))
+                .collect();
+            for (answer, url) in session.send_all(&urls, usize::from(args.parallel))?.iter().zip(&urls) {
+                emit(read_page(session, answer, url)?.items)?;
+            }
+            break;
+        }
+        url = match page.next {
+            Next::Done => break,
+            Next::Query(params) => with_query(&first, &params),
+            Next::Path(path) => target(base, &path)?,
+        };
+        if !seen.insert(url.to_string()) {
+            return Err(anyhow!("the pages lead back to {url}: stopping"));
+        }
+    }
+    if !args.ndjson {
+        let value = Value::Array(items);
+        let text = if std::io::stdout().is_terminal() {
+            serde_json::to_string_pretty(&value)
+        } else {
+            serde_json::to_string(&value)
+        };
+        print::write_out((text.context("cannot write the items")? + "\n").as_bytes())?;
+    }
+    Ok(())
 }
 
-impl Session<'_> {
-    /// Sends the request to `url`. A 401 gets one refresh and one more try, then exit 4.
-    fn send(&self, url: &Url) -> Result<Answer> {
-        let mut answers = self.send_all(std::slice::from_ref(url), 1)?;
-        Ok(answers.remove(0))
+/// A page's items and what follows, or why it is not a page.
+fn read_page(session: &Session<'_>, answer: &Answer, url: &Url) -> Result<paging::Page> {
+    if !(200..300).contains(&answer.status) {
+        let text = session.excerpt(&answer.body);
+        return Err(anyhow!("{url} answered HTTP {}: \"{text}\"", answer.status));
     }
-
-    /// Sends the request to each URL, at most `parallel` at once, answers in order. Any 401
-    /// gets one refresh, and those URLs one more try.
-    fn send_all(&self, urls: &[Url], parallel: usize) -> Result<Vec<Answer>> {
-        let mut answers = self.fetch(urls, parallel)?;
-        let refused: Vec<usize> = (0..answers.len()).filter(|&i| answers[i].status == 401).collect();
-        if refused.is_empty() {
-            return Ok(answers);
-        }
-        let token = refresh::refresh(self.config, self.store, When::Always)?.token().clone();
-        *self.access.borrow_mut() = token.access_token().unwrap_or_default().to_owned();
-        let again: Vec<Url> = refused.iter().map(|&i| urls[i].clone()).collect();
-        for (i, answer) in refused.into_iter().zip(self.fetch(&again, parallel)?) {
-            if answer.status == 401 {
-                return Err(Exit::login_required(format!(
-                    "{} rejected the access token, also after a refresh: run `atl-token login`",
-                    urls[i]
-                ))
-                .into());
-            }
-            answers[i] = answer;
-        }
-        Ok(answers)
-    }
-
-    fn fetch(&self, urls: &[Url], parallel: usize) -> Result<Vec<Answer>> {
-        let access = self.access.borrow().clone();
-        let requests = urls.iter().map(|url| self.fetch_one(url, &access));
-        let results: Vec<Result<Answer>> =
-            self.runtime.block_on(futures_util::stream::iter(requests).buffered(parallel).collect());
-        results.into_iter().collect()
-    }
-
-    /// One URL, sent again after 429 or 503 as `Retry-After` says, within a bounded wait.
-    async fn fetch_one(&self, url: &Url, access: &str) -> Result<Answer> {
-        let (mut waited, mut backoff, mut attempt) = (Duration::ZERO, Duration::from_secs(1), 1);
-        loop {
-            let headers = &self.headers;
-            let answer =
-                http::call(&self.client, self.method.clone(), url, headers, self.body.as_deref(), access)
-                    .await
-                    .map_err(|e| anyhow!("{url} failed: {e}"))?;
-            let busy = matches!(answer.status, 429 | 503);
-            let wait = answer.retry_after.as_deref().and_then(oauth::parse_retry_after).unwrap_or(backoff);
-            if !busy || attempt >= BUSY_TRIES || waited + wait > BUSY_BUDGET {
-                return Ok(answer);
-            }
-            tokio::time::sleep(wait).await;
-            waited += wait;
-            backoff *= 2;
-            attempt += 1;
-        }
-    }
-
-    /// Follows the pages from `first` and prints their items.
-    fn paginate(&self, base: &str, first: Url, args: &ApiArgs) -> Result<()> {
-        let mut items: Vec<Value> = Vec::new();
-        let mut emit = |page_items: Vec<Value>| -> Result<()> {
-            if args.ndjson {
-                let mut out = String::new();
-                for item in &page_items {
-                    out.push_str(&item.to_string());
-                    out.push('\n');
-                }
-                print::write_out(out.as_bytes())
-            } else {
-                items.extend(page_items);
-                Ok(())
-            }
-        };
-        let mut url = first.clone();
-        let mut seen = std::collections::HashSet::new();
-        for _ in 0..MAX_PAGES {
-            let answer = self.send(&url)?;
-            let page = self.page(&answer, &url)?;
-            emit(page.items)?;
-            // Jira's offsets with a total: every remaining page is known, fetched side by side.
-            if let (Some(offsets), Next::Query(_)) = (page.offsets, &page.next) {
-                let urls: Vec<Url> = offsets
-                    .remaining()
-                    .iter()
-                    .map(|start| with_query(&first, &[("startAt".into(), start.to_string())]))
-                    .collect();
-                for (answer, url) in self.send_all(&urls, usize::from(args.parallel))?.iter().zip(&urls) {
-                    emit(self.page(answer, url)?.items)?;
-                }
-                break;
-            }
-            url = match page.next {
-                Next::Done => break,
-                Next::Query(params) => with_query(&first, &params),
-                Next::Path(path) => target(base, &path)?,
-            };
-            if !seen.insert(url.to_string()) {
-                return Err(anyhow!("the pages lead back to {url}: stopping"));
-            }
-        }
-        if !args.ndjson {
-            let value = Value::Array(items);
-            let text = if std::io::stdout().is_terminal() {
-                serde_json::to_string_pretty(&value)
-            } else {
-                serde_json::to_string(&value)
-            };
-            print::write_out((text.context("cannot write the items")? + "\n").as_bytes())?;
-        }
-        Ok(())
-    }
-
-    /// A page's items and what follows, or why it is not a page.
-    fn page(&self, answer: &Answer, url: &Url) -> Result<paging::Page> {
-        if !(200..300).contains(&answer.status) {
-            let text = oauth::clean(&String::from_utf8_lossy(&answer.body));
-            return Err(anyhow!("{url} answered HTTP {}: \"{text}\"", answer.status));
-        }
-        let value: Value = serde_json::from_slice(&answer.body)
-            .map_err(|e| anyhow!("{url}: the answer is not JSON ({e})"))?;
-        paging::read(value).map_err(|e| anyhow!("{url}: {e}"))
-    }
+    let value: Value =
+        serde_json::from_slice(&answer.body).map_err(|e| anyhow!("{url}: the answer is not JSON ({e})"))?;
+    paging::read(value).map_err(|e| anyhow!("{url}: {e}"))
 }
 
 /// `url` with each of `params` set (replacing any of the same name).

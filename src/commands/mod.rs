@@ -5,6 +5,7 @@ pub mod login;
 pub mod logout;
 pub mod print;
 pub mod refresh;
+mod session;
 pub mod sites;
 pub mod status;
 

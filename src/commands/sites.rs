@@ -1,24 +1,17 @@
 //! `atl-token sites`: the Atlassian Cloud sites the token reaches, and the cloud id that
 //! `print` caches in the token file.
 
-use std::time::Duration;
-
 use anyhow::{Context, Result, anyhow};
 use url::Url;
 
 use crate::cli::{Product, SitesArgs};
-use crate::commands::refresh::{self, When};
+use crate::commands::session::{Call, Session};
 use crate::config::{Config, SITE};
 use crate::exit::Exit;
-use crate::http;
-use crate::oauth::{clean, redact};
 use crate::provider::Kind;
 use crate::sites::{self, Choice, Site};
 use crate::store::Store;
 use crate::token::Token;
-
-/// An access token with less than this left is refreshed before an API call.
-const MIN_VALID: Duration = Duration::from_secs(60);
 
 pub fn run(config: &Config, args: &SitesArgs) -> Result<()> {
     require_cloud(config, "sites")?;
@@ -120,39 +113,15 @@ fn list_sites(list: &[Site]) -> String {
     seen.join(", ")
 }
 
-/// The sites the token reaches, with an access token refreshed first when needed. A 401 gets
-/// one refresh and one more try.
+/// The sites the token reaches, with an access token refreshed first when needed, and the
+/// session's rules for a 401 and for 429 and 503.
 fn look_up(config: &Config, store: &Store) -> Result<Vec<Site>> {
-    let base = gateway(config);
-    let url = Url::parse(&format!("{base}/{}", sites::RESOURCES_PATH))
+    let url = Url::parse(&format!("{}/{}", gateway(config), sites::RESOURCES_PATH))
         .with_context(|| format!("cannot build the sites URL from {}", config.api_url))?;
-    let client = http::client(config)?;
-    let runtime = super::runtime()?;
-    let get = |when: When| -> Result<(http::Answer, String)> {
-        let token = refresh::refresh(config, store, when)?.token().clone();
-        let access = token.access_token().ok_or_else(|| {
-            Exit::login_required(format!(
-                "{} holds no access token: run `atl-token login`",
-                store.path().display()
-            ))
-        })?;
-        let answer =
-            runtime.block_on(http::get(&client, &url, access)).map_err(|e| anyhow!("{url} failed: {e}"))?;
-        Ok((answer, access.to_owned()))
-    };
-    let (mut answer, mut access) = get(When::ExpiresWithin(MIN_VALID))?;
-    if answer.status == 401 {
-        (answer, access) = get(When::Always)?;
-        if answer.status == 401 {
-            return Err(Exit::login_required(format!(
-                "{url} rejected the access token, also after a refresh: run `atl-token login`"
-            ))
-            .into());
-        }
-    }
+    let (session, _) = Session::open(config, store, Call::get())?;
+    let answer = session.send(&url)?;
     if !(200..300).contains(&answer.status) {
-        let text = clean(&redact(&String::from_utf8_lossy(&answer.body), &[&access]));
-        return Err(anyhow!("{url} answered HTTP {}: \"{text}\"", answer.status));
+        return Err(anyhow!("{url} answered HTTP {}: \"{}\"", answer.status, session.excerpt(&answer.body)));
     }
     sites::parse(&answer.body).map_err(|e| anyhow!("{url}: {e}"))
 }
