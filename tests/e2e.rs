@@ -139,8 +139,8 @@ impl E2e {
         atl_command(self.dir.path(), args)
     }
 
-    /// `atl-token login`, with the test as the user in the browser.
-    fn login(&self) {
+    /// Starts `atl-token login`; returns it, its stderr, and the authorize URL it printed.
+    fn start_login(&self) -> (Child, StderrLines, String) {
         let mut child = self
             .command(&["login", "--no-browser", "--timeout", "60s"])
             .stdout(Stdio::null())
@@ -149,6 +149,12 @@ impl E2e {
             .expect("spawn login");
         let stderr = StderrLines::take(&mut child);
         let url = stderr.wait_line(|l| l.trim_start().starts_with("http://")).trim().to_owned();
+        (child, stderr, url)
+    }
+
+    /// `atl-token login`, with the test as the user in the browser.
+    fn login(&self) {
+        let (mut child, stderr, url) = self.start_login();
         let challenged =
             url::Url::parse(&url).expect("URL").query_pairs().any(|(k, _)| k == "code_challenge");
         assert_eq!(challenged, self.pkce == Pkce::Required, "{url}");
@@ -318,14 +324,7 @@ fn a_provider_that_requires_pkce_refuses_a_login_without_it() {
     let text = std::fs::read_to_string(env.dir.path().join(".env")).expect(".env");
     std::fs::write(env.dir.path().join(".env"), text.replace("ATL_PKCE=on\n", "ATL_PKCE=off\n"))
         .expect("write");
-    let mut child = env
-        .command(&["login", "--no-browser", "--timeout", "60s"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn login");
-    let stderr = StderrLines::take(&mut child);
-    let url = stderr.wait_line(|l| l.trim_start().starts_with("http://")).trim().to_owned();
+    let (mut child, stderr, url) = env.start_login();
     let page = consent(&url);
     assert!(page.contains("Access was not granted"), "{page}");
     let status = wait_exit(&mut child, Duration::from_secs(30));
