@@ -380,9 +380,7 @@ impl AuthServer {
 
     /// Whether this server ever issued `refresh_token`.
     pub fn issued(&self, refresh_token: &str) -> bool {
-        let state = lock(&self.state);
-        let n: Option<u64> = refresh_token.strip_prefix("rt-").and_then(|n| n.parse().ok());
-        n.is_some_and(|n| (1..=state.issued).contains(&n))
+        was_issued(&lock(&self.state), refresh_token, "rt-")
     }
 
     fn token_path(&self) -> String {
@@ -412,6 +410,12 @@ pub fn next_random(state: &mut u64) -> u64 {
     *state ^= *state >> 7;
     *state ^= *state << 17;
     *state
+}
+
+/// Whether `token` (`at-N` or `rt-N`, by `prefix`) is one this server handed out.
+fn was_issued(state: &AuthState, token: &str, prefix: &str) -> bool {
+    let n: Option<u64> = token.strip_prefix(prefix).and_then(|n| n.parse().ok());
+    n.is_some_and(|n| (1..=state.issued).contains(&n))
 }
 
 fn issue(state: &mut AuthState) -> (String, String) {
@@ -465,8 +469,7 @@ fn answer(state: &Mutex<AuthState>, mode: Mode, request: &Request) -> Reply {
     if sites || is_api(path) {
         // Any access token this server issued is good; others get 401.
         let token = request.authorization.strip_prefix("Bearer ").unwrap_or_default();
-        let n: Option<u64> = token.strip_prefix("at-").and_then(|n| n.parse().ok());
-        if !n.is_some_and(|n| (1..=state.issued).contains(&n)) || state.bearer_refused > 0 {
+        if !was_issued(&state, token, "at-") || state.bearer_refused > 0 {
             state.bearer_refused = state.bearer_refused.saturating_sub(1);
             return Reply::Json(401, json!({"code": 401, "message": "Unauthorized"}));
         }
