@@ -10,6 +10,7 @@ mod exit;
 mod health;
 mod http;
 mod oauth;
+mod oauth1;
 mod paging;
 mod provider;
 mod safe_path;
