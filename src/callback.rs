@@ -35,10 +35,25 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections served at once; a new one beyond this closes the oldest. Each costs a few KiB.
 const MAX_CONNECTIONS: usize = 256;
 
+/// The query parameters that carry a login's state and its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Params {
+    /// Must equal the login's own value: OAuth 2.0's `state`; OAuth 1.0a's request token.
+    pub state: &'static str,
+    /// The result: OAuth 2.0's `code`; OAuth 1.0a's `oauth_verifier`.
+    pub code: &'static str,
+}
+
+/// OAuth 2.0 (RFC 6749 section 4.1.2).
+pub const OAUTH2: Params = Params { state: "state", code: "code" };
+/// OAuth 1.0a (RFC 5849 section 2.2): the request token is the state.
+pub const OAUTH1: Params = Params { state: "oauth_token", code: "oauth_verifier" };
+
 /// What the redirect must look like.
 #[derive(Debug, Clone)]
 pub struct Expected {
     pub path: String,
+    pub params: Params,
     pub state: String,
     pub port: u16,
     /// Where the start page sends the browser.
@@ -105,8 +120,8 @@ pub fn route(head: &Head<'_>, expected: &Expected) -> Route {
     let (mut code, mut error, mut description) = (None, None, None);
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
         match &*key {
-            "state" => state = Some(value),
-            "code" => code = Some(value),
+            k if k == expected.params.state => state = Some(value),
+            k if k == expected.params.code => code = Some(value),
             "error" => error = Some(value),
             "error_description" => description = Some(value),
             _ => {}
@@ -227,7 +242,12 @@ impl Drop for Listener {
 impl Listener {
     /// Binds the redirect URI's port on loopback: 127.0.0.1 and/or ::1, with TLS when the
     /// redirect URI is `https://`.
-    pub async fn bind(redirect: &Redirect, state: String, authorize_url: String) -> Result<Self> {
+    pub async fn bind(
+        redirect: &Redirect,
+        params: Params,
+        state: String,
+        authorize_url: String,
+    ) -> Result<Self> {
         let port = redirect.port;
         let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
@@ -264,7 +284,7 @@ impl Listener {
         } else {
             (None, None)
         };
-        let expected = Expected { path: redirect.path.clone(), state, port, authorize_url };
+        let expected = Expected { path: redirect.path.clone(), params, state, port, authorize_url };
         let slots = Arc::new(Mutex::new(Slots::default()));
         let (sender, arrivals) = mpsc::channel(1);
         let serving = Arc::new(Serving { expected, tls, sender });
@@ -430,7 +450,13 @@ mod tests {
     use super::*;
 
     fn expected() -> Expected {
-        Expected { path: "/".into(), state: "s1".into(), port: 8014, authorize_url: "https://a/".into() }
+        Expected {
+            path: "/".into(),
+            params: OAUTH2,
+            state: "s1".into(),
+            port: 8014,
+            authorize_url: "https://a/".into(),
+        }
     }
 
     fn route_of(request: &str) -> Route {
@@ -445,9 +471,34 @@ mod tests {
         assert_eq!(r, Route::Callback(Callback::Code("abc/1".into())));
         let r = route(
             &parse_head("GET /cb?state=s1&code=x HTTP/1.1\nhost: 127.0.0.1:9\n").expect("parses"),
-            &Expected { path: "/cb".into(), state: "s1".into(), port: 9, authorize_url: String::new() },
+            &Expected {
+                path: "/cb".into(),
+                params: OAUTH2,
+                state: "s1".into(),
+                port: 9,
+                authorize_url: String::new(),
+            },
         );
         assert_eq!(r, Route::Callback(Callback::Code("x".into())));
+    }
+
+    #[test]
+    fn oauth1_callbacks_are_checked_by_their_request_token() {
+        let expected = Expected { params: OAUTH1, state: "reqtok".into(), ..expected() };
+        let route_of = |target: &str| {
+            route(&parse_head(&format!("GET {target} HTTP/1.1{HOST}")).expect("parses"), &expected)
+        };
+        assert_eq!(
+            route_of("/?oauth_token=reqtok&oauth_verifier=v%2F1"),
+            Route::Callback(Callback::Code("v/1".into()))
+        );
+        let Route::Reject { status: 400, message } = route_of("/?oauth_token=other&oauth_verifier=v") else {
+            panic!("another request token is refused");
+        };
+        assert!(message.contains("does not belong"), "{message}");
+        // `state` means nothing to OAuth 1.0a.
+        assert!(matches!(route_of("/?state=reqtok&oauth_verifier=v"), Route::Reject { status: 400, .. }));
+        assert_eq!(route_of("/?oauth_token=reqtok"), Route::Start);
     }
 
     #[test]

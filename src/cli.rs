@@ -57,6 +57,27 @@ pub enum Command {
     /// token file.
     #[command(after_help = EXIT_CODES)]
     Logout(LogoutArgs),
+    /// Make an RSA key pair for an OAuth 1.0a application link, and print what to paste into it.
+    #[command(after_help = EXIT_CODES)]
+    Keygen(KeygenArgs),
+}
+
+/// The key size `keygen` makes unless told otherwise.
+pub const DEFAULT_KEY_BITS: usize = 3072;
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// The folder for atl-token-private.pem and atl-token-public.pem.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+
+    /// The key size in bits (2048 to 8192).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_KEY_BITS)]
+    pub bits: usize,
+
+    /// Replace existing key files.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +149,10 @@ pub struct LoginArgs {
     #[arg(long)]
     pub no_browser: bool,
 
+    /// OAuth 1.0a: no listener; the page shows a verification code to type or paste here.
+    #[arg(long)]
+    pub oob: bool,
+
     /// Give up when the browser has not come back after this long (e.g. 90s, 10m).
     #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
     pub timeout: Duration,
@@ -164,6 +189,15 @@ pub struct PrintArgs {
     /// The product whose API base --api-base and --env give on Atlassian Cloud.
     #[arg(long, value_enum, default_value_t = Product::Jira)]
     pub product: Product,
+
+    /// With --header: the request the header is for, a full URL or a path below ATL_BASE_URL.
+    /// OAuth 1.0a signs each request, query string included; a Bearer header ignores it.
+    #[arg(long, value_name = "URL", requires = "header")]
+    pub url: Option<String>,
+
+    /// With --url: the request's HTTP method.
+    #[arg(long, value_name = "METHOD", default_value = "GET", requires = "url")]
+    pub method: String,
 }
 
 /// An Atlassian Cloud product, as the API gateway names it: `/ex/{product}/{cloud id}`.
@@ -192,7 +226,8 @@ pub struct What {
     /// The refresh token.
     #[arg(long)]
     pub refresh: bool,
-    /// An HTTP header line: `Authorization: Bearer <access token>`.
+    /// An HTTP header line: `Authorization: Bearer <access token>`, or with OAuth 1.0a
+    /// `Authorization: OAuth ...`, signed for the request --url and --method give.
     #[arg(long)]
     pub header: bool,
     /// The token file's JSON.

@@ -41,6 +41,8 @@ pub const CA_FILE: Key = key("ATL_CA_FILE", None);
 pub const PROVIDER: Key = key("ATL_PROVIDER", None);
 pub const BASE_URL: Key = key("ATL_BASE_URL", None);
 pub const PKCE: Key = key("ATL_PKCE", None);
+pub const CONSUMER_KEY: Key = key("ATL_CONSUMER_KEY", None);
+pub const PRIVATE_KEY_FILE: Key = key("ATL_PRIVATE_KEY_FILE", None);
 
 /// The environment variable that names the env file when `--env-file` is not given.
 pub const ENV_FILE_VAR: &str = "ATL_ENV_FILE";
@@ -58,15 +60,12 @@ pub const OFFLINE_ACCESS: &str = "offline_access";
 /// Everything the commands need, validated. Nothing past [`load`] reads the environment.
 #[derive(Debug)]
 pub struct Config {
-    pub client_id: String,
-    pub client_secret: Secret,
-    pub scope: Scope,
+    /// How atl-token authenticates: the protocol, the server and the client's credentials.
+    pub auth: Auth,
     /// The Atlassian Cloud site, e.g. `https://your-site.atlassian.net`: whose cloud id to use.
     pub site: Option<Url>,
     pub redirect: Redirect,
     pub token_file: PathBuf,
-    /// The authorization server: its endpoints and its rules.
-    pub provider: Provider,
     /// Atlassian Cloud's API gateway.
     pub api_url: Url,
     pub http_timeout: Duration,
@@ -98,11 +97,80 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
-impl Config {
+/// The two protocols: OAuth 2.0 (Cloud and Data Center), and OAuth 1.0a (application links).
+#[derive(Debug)]
+pub enum Auth {
+    OAuth2(OAuth2),
+    OAuth1(Consumer),
+}
+
+/// An OAuth 2.0 client and the authorization server it is registered with.
+#[derive(Debug)]
+pub struct OAuth2 {
+    pub client_id: String,
+    pub client_secret: Secret,
+    pub scope: Scope,
+    /// The authorization server: its endpoints and its rules.
+    pub provider: Provider,
+}
+
+impl OAuth2 {
     /// The endpoints set by their own keys rather than by the provider.
     pub fn custom_endpoints(&self) -> Vec<&Endpoint> {
         let p = &self.provider;
         [&p.authorize_url, &p.token_url].into_iter().filter(|e| e.custom).collect()
+    }
+}
+
+/// An OAuth 1.0a consumer registered in a Server or Data Center application link.
+#[derive(Debug)]
+pub struct Consumer {
+    pub consumer_key: String,
+    pub private_key_file: KeyFile,
+    /// The product's base URL without a trailing slash: `{base}/rest/...`.
+    pub base_url: String,
+    pub request_token_url: Endpoint,
+    pub authorize_url: Endpoint,
+    pub access_token_url: Endpoint,
+}
+
+/// The consumer's private key file, read only when a request is signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFile {
+    pub path: PathBuf,
+    /// E.g. "ATL_PRIVATE_KEY_FILE in /home/me/jira/.env".
+    pub origin: String,
+}
+
+impl Config {
+    /// The OAuth 2.0 client, or a usage error saying that `what` needs OAuth 2.0.
+    pub fn oauth2(&self, what: &str) -> Result<&OAuth2, Exit> {
+        match &self.auth {
+            Auth::OAuth2(oauth2) => Ok(oauth2),
+            Auth::OAuth1(_) => Err(Exit::usage(format!(
+                "{what} needs OAuth 2.0, but {} is {} (OAuth 1.0a through an application link)",
+                PROVIDER.name,
+                provider::OAUTH1
+            ))),
+        }
+    }
+
+    /// The endpoint that issues the tokens in the token file, and the only one a token set
+    /// is used with: the OAuth 2.0 token endpoint, or the OAuth 1.0a access-token endpoint.
+    pub fn issuer(&self) -> &Endpoint {
+        match &self.auth {
+            Auth::OAuth2(oauth2) => &oauth2.provider.token_url,
+            Auth::OAuth1(consumer) => &consumer.access_token_url,
+        }
+    }
+
+    /// Where API calls go when that is known without asking a server: the Data Center or
+    /// Server base URL, without a trailing slash.
+    pub fn api_base(&self) -> Option<&str> {
+        match &self.auth {
+            Auth::OAuth2(oauth2) => oauth2.provider.api_base.as_deref(),
+            Auth::OAuth1(consumer) => Some(&consumer.base_url),
+        }
     }
 }
 
@@ -217,21 +285,17 @@ fn display_paths(paths: &[PathBuf]) -> String {
 
 /// Turns raw settings into a [`Config`], or a usage error naming the key and where it was set.
 pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
-    let client_id = sources.require(CLIENT_ID)?.value;
-    let client_secret = Secret::new(sources.require(CLIENT_SECRET)?.value);
-    let raw_scope = sources.require(SCOPE)?.value;
-    let site = sources.get(SITE).map(|s| parse_url(&s)).transpose()?;
-    let redirect = redirect(sources)?;
-    let provider = provider(sources)?;
-    if provider.kind == Kind::DataCenter
-        && let Some(site) = sources.get(SITE)
-    {
+    let chosen = sources.get(PROVIDER);
+    let oauth1 = chosen.as_ref().is_some_and(|s| s.value.eq_ignore_ascii_case(provider::OAUTH1));
+    let auth = if oauth1 { Auth::OAuth1(consumer(sources)?) } else { Auth::OAuth2(oauth2(sources, chosen)?) };
+    if let (Some(site), Some(base)) = (sources.get(SITE), sources.get(BASE_URL)) {
         return Err(Exit::usage(format!(
-            "{} names an Atlassian Cloud site, but {} is datacenter: remove it; {} is the Data Center site",
-            site.origin, PROVIDER.name, BASE_URL.name
+            "{} names an Atlassian Cloud site, but {} sets a Server or Data Center site: remove {}",
+            site.origin, base.origin, SITE.name
         )));
     }
-    let scope = normalize_scope(&raw_scope, provider.kind.needs_offline_access());
+    let site = sources.get(SITE).map(|s| parse_url(&s)).transpose()?;
+    let redirect = redirect(sources)?;
 
     let base = sources.file.and_then(|f| f.path.parent()).unwrap_or(sources.cwd);
     let token_file = match sources.token_file_flag {
@@ -255,27 +319,65 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
         },
     };
 
-    Ok(Config {
-        client_id,
-        client_secret,
-        scope,
-        site,
-        redirect,
-        token_file,
-        provider,
-        api_url,
-        http_timeout,
-        ca_file,
+    Ok(Config { auth, site, redirect, token_file, api_url, http_timeout, ca_file })
+}
+
+/// The OAuth 2.0 client and its provider.
+fn oauth2(sources: &Sources<'_>, chosen: Option<Setting>) -> Result<OAuth2, Exit> {
+    let client_id = sources.require(CLIENT_ID)?.value;
+    let client_secret = Secret::new(sources.require(CLIENT_SECRET)?.value);
+    let raw_scope = sources.require(SCOPE)?.value;
+    let provider = provider(sources, chosen)?;
+    let scope = normalize_scope(&raw_scope, provider.kind.needs_offline_access());
+    Ok(OAuth2 { client_id, client_secret, scope, provider })
+}
+
+/// The OAuth 1.0a consumer: `ATL_BASE_URL`, `ATL_CONSUMER_KEY` and `ATL_PRIVATE_KEY_FILE`.
+/// The OAuth 2.0 keys that would change where requests go are refused rather than ignored.
+fn consumer(sources: &Sources<'_>) -> Result<Consumer, Exit> {
+    for key in [AUTHORIZE_URL, TOKEN_URL, TOKEN_BODY, PKCE] {
+        if let Some(setting) = sources.get(key) {
+            return Err(Exit::usage(format!(
+                "{} applies to OAuth 2.0 only, but {} is {}: remove it",
+                setting.origin,
+                PROVIDER.name,
+                provider::OAUTH1
+            )));
+        }
+    }
+    let base = sources.get(BASE_URL).ok_or_else(|| {
+        Exit::usage(format!(
+            "{} is {} but {} is not set: set it to the product's base URL, e.g. https://jira.example.com",
+            PROVIDER.name,
+            provider::OAUTH1,
+            BASE_URL.name
+        ))
+    })?;
+    let url = base_url(&base)?;
+    let consumer_key = sources.require(CONSUMER_KEY)?.value;
+    let key = sources.require(PRIVATE_KEY_FILE)?;
+    let folder = sources.file.and_then(|f| f.path.parent()).unwrap_or(sources.cwd);
+    let endpoint = |name: &str| Endpoint {
+        url: below_path(&url, provider::OAUTH1_PATH, name),
+        origin: base.origin.clone(),
+        custom: false,
+    };
+    Ok(Consumer {
+        consumer_key,
+        private_key_file: KeyFile { path: folder.join(key.value), origin: key.origin },
+        base_url: url.as_str().trim_end_matches('/').to_owned(),
+        request_token_url: endpoint("request-token"),
+        authorize_url: endpoint("authorize"),
+        access_token_url: endpoint("access-token"),
     })
 }
 
 /// The provider: `ATL_PROVIDER` and `ATL_BASE_URL` choose the endpoints and the rules, and
 /// `ATL_AUTHORIZE_URL`, `ATL_TOKEN_URL`, `ATL_TOKEN_BODY` and `ATL_PKCE` adjust them.
-fn provider(sources: &Sources<'_>) -> Result<Provider, Exit> {
-    let chosen = sources.get(PROVIDER);
+fn provider(sources: &Sources<'_>, chosen: Option<Setting>) -> Result<Provider, Exit> {
     let kind = match &chosen {
         None => Kind::Cloud,
-        Some(s) => Kind::from_name(&s.value).ok_or_else(|| invalid(s, "use cloud or datacenter"))?,
+        Some(s) => Kind::from_name(&s.value).ok_or_else(|| invalid(s, "use cloud, datacenter or oauth1"))?,
     };
     let provider_origin = chosen.as_ref().map_or("the default", |s| s.origin.as_str());
     let base = match (kind, sources.get(BASE_URL)) {
@@ -359,7 +461,12 @@ fn base_url(setting: &Setting) -> Result<Url, Exit> {
 
 /// `{base}/rest/oauth2/latest/{name}`.
 fn below(base: &Url, name: &str) -> Url {
-    let text = format!("{}/{}/{name}", base.as_str().trim_end_matches('/'), provider::DATACENTER_PATH);
+    below_path(base, provider::DATACENTER_PATH, name)
+}
+
+/// `{base}/{path}/{name}`.
+fn below_path(base: &Url, path: &str, name: &str) -> Url {
+    let text = format!("{}/{path}/{name}", base.as_str().trim_end_matches('/'));
     Url::parse(&text).expect("a path below a valid URL is valid")
 }
 

@@ -26,6 +26,9 @@ pub struct Health {
     pub granted: Option<Vec<String>>,
     /// Configured scopes that were not granted: a common silent mistake.
     pub not_granted: Vec<String>,
+    /// OAuth 2.0: a refresh token renews the access token, and the refresh token's and the
+    /// family's limits end it. OAuth 1.0a: nothing renews it, and its own expiry ends it.
+    pub renewable: bool,
 }
 
 /// What `status --check` concludes.
@@ -66,11 +69,42 @@ impl Health {
             },
             granted,
             not_granted,
+            renewable: true,
+        }
+    }
+
+    /// An OAuth 1.0a token: one access token, used until it expires (about 5 years).
+    pub fn oauth1(token: &Token) -> Self {
+        Self {
+            access_expires_at: token.expires_at(),
+            has_refresh_token: false,
+            refresh_issued_at: None,
+            refresh_expires_at: None,
+            family_started_at: token.obtained_at(),
+            family_ends_at: token.expires_at(),
+            granted: None,
+            not_granted: Vec::new(),
+            renewable: false,
         }
     }
 
     /// Healthy, ending within `warn_days`, or over.
     pub fn verdict(&self, now: u64, warn_days: u64) -> Verdict {
+        if !self.renewable {
+            let Some(expires_at) = self.access_expires_at else {
+                return Verdict::Healthy;
+            };
+            return limit_verdict(
+                now,
+                warn_days,
+                [(
+                    Some(expires_at),
+                    "the OAuth 1.0a access token expires",
+                    "the OAuth 1.0a access token has expired",
+                    "run `atl-token login` before then",
+                )],
+            );
+        }
         if !self.has_refresh_token {
             return Verdict::LoginRequired("the token file holds no refresh token".to_owned());
         }
@@ -89,22 +123,32 @@ impl Health {
                 "run `atl-token login` before then",
             ),
         ];
-        let mut soonest: Option<(u64, &str, &str)> = None;
-        for (at, what, over, fix) in limits {
-            let Some(at) = at else { continue };
-            if at <= now {
-                return Verdict::LoginRequired(format!("{over} ({})", rfc3339(at)));
-            }
-            if soonest.is_none_or(|(s, ..)| at < s) {
-                soonest = Some((at, what, fix));
-            }
+        limit_verdict(now, warn_days, limits)
+    }
+}
+
+/// The verdict from limits `(when, what ends then, what it is called once over, what keeps it
+/// from ending)`: over if one has passed, ending soon if the nearest is within `warn_days`.
+fn limit_verdict<const N: usize>(
+    now: u64,
+    warn_days: u64,
+    limits: [(Option<u64>, &str, &str, &str); N],
+) -> Verdict {
+    let mut soonest: Option<(u64, &str, &str)> = None;
+    for (at, what, over, fix) in limits {
+        let Some(at) = at else { continue };
+        if at <= now {
+            return Verdict::LoginRequired(format!("{over} ({})", rfc3339(at)));
         }
-        match soonest {
-            Some((at, what, fix)) if at - now <= warn_days.saturating_mul(DAY) => {
-                Verdict::EndsSoon(format!("{what} in {} ({}): {fix}", days(at - now), rfc3339(at)))
-            }
-            _ => Verdict::Healthy,
+        if soonest.is_none_or(|(s, ..)| at < s) {
+            soonest = Some((at, what, fix));
         }
+    }
+    match soonest {
+        Some((at, what, fix)) if at - now <= warn_days.saturating_mul(DAY) => {
+            Verdict::EndsSoon(format!("{what} in {} ({}): {fix}", days(at - now), rfc3339(at)))
+        }
+        _ => Verdict::Healthy,
     }
 }
 

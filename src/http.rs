@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::config::{CaFile, Config};
+use crate::config::{CaFile, Config, OAuth2};
 use crate::exit::Exit;
 use crate::oauth::{self, Grant, TokenError};
 use crate::provider::{Delivery, Rotation};
@@ -46,7 +46,7 @@ pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
         // Never resend the client secret to wherever a redirect points.
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("atl-token/", env!("CARGO_PKG_VERSION")));
-    if crate::config::loopback_host(&config.provider.token_url.url).is_some() {
+    if crate::config::loopback_host(&config.issuer().url).is_some() {
         // A proxy would see a loopback request, client secret included, in plain text, and
         // could not reach this machine's loopback anyway.
         client = client.no_proxy();
@@ -78,14 +78,15 @@ fn read_roots(ca: &CaFile) -> Result<Vec<reqwest::Certificate>, Exit> {
 pub async fn request_token(
     client: &reqwest::Client,
     config: &Config,
+    oauth2: &OAuth2,
     grant: Grant<'_>,
     retry: Retry,
 ) -> Result<Map<String, Value>, TokenError> {
     let [first, second] = grant.secrets();
-    let secrets = [config.client_secret.expose(), first, second];
-    let body = oauth::token_request_body(config, grant);
-    let request = Request::post(&config.provider.token_url.url, body, &secrets);
-    let rotation = config.provider.kind.rotation();
+    let secrets = [oauth2.client_secret.expose(), first, second];
+    let body = oauth::token_request_body(oauth2, &config.redirect.uri, grant);
+    let request = Request::post(&oauth2.provider.token_url.url, body, &secrets);
+    let rotation = oauth2.provider.kind.rotation();
     send(client, &request, retry, rotation, |status, retry_after, body| {
         oauth::read_answer(status, retry_after, body, &secrets)
     })
@@ -96,12 +97,12 @@ pub async fn request_token(
 /// does no harm, so every transient failure is worth another try.
 pub async fn revoke(
     client: &reqwest::Client,
-    config: &Config,
+    oauth2: &OAuth2,
     revoke_url: &url::Url,
     refresh_token: &str,
 ) -> Result<(), TokenError> {
-    let secrets = [config.client_secret.expose(), refresh_token];
-    let body = oauth::revoke_request_body(config, refresh_token);
+    let secrets = [oauth2.client_secret.expose(), refresh_token];
+    let body = oauth::revoke_request_body(oauth2, refresh_token);
     let request = Request::post(revoke_url, body, &secrets);
     send(client, &request, REFRESH, Rotation::Grace, |status, retry_after, body| {
         oauth::read_revoke_answer(status, retry_after, body, &secrets)
@@ -109,25 +110,26 @@ pub async fn revoke(
     .await
 }
 
-/// One API request with the access token, sent once: the caller decides what to retry.
-/// `headers` come from the user; `Authorization` is atl-token's.
+/// One authorized request, sent once: the caller decides what to retry. `headers` come from
+/// the user; `Authorization` is atl-token's (`Bearer ...` or `OAuth ...`), and `secrets`, the
+/// tokens in it, never appear in an error.
 pub async fn call(
     client: &reqwest::Client,
     method: reqwest::Method,
     url: &url::Url,
     headers: &[(String, String)],
     body: Option<&[u8]>,
-    access_token: &str,
+    authorization: &str,
+    secrets: &[&str],
 ) -> Result<Answer, TokenError> {
-    let secrets = [access_token];
     let request = Request {
         method,
         url,
         content_type: None,
-        bearer: Some(access_token),
+        authorization: Some(authorization),
         headers,
         body: body.map(<[u8]>::to_vec).unwrap_or_default(),
-        secrets: &secrets,
+        secrets,
     };
     perform(client, &request).await
 }
@@ -137,7 +139,8 @@ struct Request<'a> {
     method: reqwest::Method,
     url: &'a url::Url,
     content_type: Option<&'static str>,
-    bearer: Option<&'a str>,
+    /// The `Authorization` header's value.
+    authorization: Option<&'a str>,
     headers: &'a [(String, String)],
     body: Vec<u8>,
     /// Removed from any error text.
@@ -155,7 +158,7 @@ impl<'a> Request<'a> {
             method: reqwest::Method::POST,
             url,
             content_type: Some(content_type),
-            bearer: None,
+            authorization: None,
             headers: &[],
             body,
             secrets,
@@ -225,8 +228,8 @@ async fn perform(client: &reqwest::Client, request: &Request<'_>) -> Result<Answ
     for (name, value) in request.headers {
         builder = builder.header(name.as_str(), value.as_str());
     }
-    if let Some(token) = request.bearer {
-        builder = builder.bearer_auth(token);
+    if let Some(authorization) = request.authorization {
+        builder = builder.header(reqwest::header::AUTHORIZATION, authorization);
     }
     let mut response = builder.send().await.map_err(failed)?;
     let status = response.status().as_u16();

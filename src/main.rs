@@ -40,14 +40,16 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = config::load(cli.env_file.as_deref(), cli.token_file.as_deref())?;
-    match cli.command {
-        Command::Login(args) => commands::login::run(&config, &args),
-        Command::Refresh(args) => commands::refresh::run(&config, &args),
-        Command::Print(args) => commands::print::run(&config, &args),
-        Command::Api(args) => commands::api::run(&config, &args),
-        Command::Sites(args) => commands::sites::run(&config, &args),
-        Command::Status(args) => commands::status::run(&config, &args),
-        Command::Logout(args) => commands::logout::run(&config, &args),
+    let config = || config::load(cli.env_file.as_deref(), cli.token_file.as_deref());
+    match &cli.command {
+        Command::Login(args) => commands::login::run(&config()?, args),
+        Command::Refresh(args) => commands::refresh::run(&config()?, args),
+        Command::Print(args) => commands::print::run(&config()?, args),
+        Command::Api(args) => commands::api::run(&config()?, args),
+        Command::Sites(args) => commands::sites::run(&config()?, args),
+        Command::Status(args) => commands::status::run(&config()?, args),
+        Command::Logout(args) => commands::logout::run(&config()?, args),
+        // Needs no settings: it makes what the settings will name.
+        Command::Keygen(args) => commands::keygen::run(args),
     }
 }

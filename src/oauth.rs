@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::config::{BodyFormat, Config};
+use crate::config::{BodyFormat, OAuth2};
 use crate::provider::Delivery;
 
 /// An error excerpt longer than this is cut.
@@ -49,13 +49,13 @@ pub fn challenge_of(verifier: &str) -> String {
 ///
 /// Spaces (between scopes) are sent as `%20`, as Atlassian's documentation writes them,
 /// rather than the `+` of form encoding.
-pub fn authorize_url(config: &Config, state: &str, pkce: Option<&Pkce>) -> Url {
-    let provider = &config.provider;
+pub fn authorize_url(oauth2: &OAuth2, redirect_uri: &str, state: &str, pkce: Option<&Pkce>) -> Url {
+    let provider = &oauth2.provider;
     let mut query = url::form_urlencoded::Serializer::new(String::new());
     query
-        .append_pair("client_id", &config.client_id)
-        .append_pair("scope", &config.scope.value)
-        .append_pair("redirect_uri", &config.redirect.uri)
+        .append_pair("client_id", &oauth2.client_id)
+        .append_pair("scope", &oauth2.scope.value)
+        .append_pair("redirect_uri", redirect_uri)
         .append_pair("state", state)
         .append_pair("response_type", "code")
         .extend_pairs(provider.kind.authorize_extras());
@@ -109,10 +109,10 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
 }
 
 /// The token request's `Content-Type` and body.
-pub fn token_request_body(config: &Config, grant: Grant<'_>) -> (&'static str, Vec<u8>) {
-    let mut params = vec![("grant_type", ""), ("client_id", config.client_id.as_str())];
-    params.push(("client_secret", config.client_secret.expose()));
-    let redirect_uri = ("redirect_uri", config.redirect.uri.as_str());
+pub fn token_request_body(oauth2: &OAuth2, redirect_uri: &str, grant: Grant<'_>) -> (&'static str, Vec<u8>) {
+    let mut params = vec![("grant_type", ""), ("client_id", oauth2.client_id.as_str())];
+    params.push(("client_secret", oauth2.client_secret.expose()));
+    let redirect_uri = ("redirect_uri", redirect_uri);
     match grant {
         Grant::AuthorizationCode { code, verifier } => {
             params[0].1 = "authorization_code";
@@ -122,21 +122,21 @@ pub fn token_request_body(config: &Config, grant: Grant<'_>) -> (&'static str, V
         Grant::RefreshToken(token) => {
             params[0].1 = "refresh_token";
             params.push(("refresh_token", token));
-            if config.provider.kind.refresh_sends_redirect_uri() {
+            if oauth2.provider.kind.refresh_sends_redirect_uri() {
                 params.push(redirect_uri);
             }
         }
     }
-    form_or_json(config.provider.body, params)
+    form_or_json(oauth2.provider.body, params)
 }
 
 /// A revoke request (RFC 7009) for a refresh token: always a form, as the RFC says.
-pub fn revoke_request_body(config: &Config, refresh_token: &str) -> (&'static str, Vec<u8>) {
+pub fn revoke_request_body(oauth2: &OAuth2, refresh_token: &str) -> (&'static str, Vec<u8>) {
     let params = vec![
         ("token", refresh_token),
         ("token_type_hint", "refresh_token"),
-        ("client_id", config.client_id.as_str()),
-        ("client_secret", config.client_secret.expose()),
+        ("client_id", oauth2.client_id.as_str()),
+        ("client_secret", oauth2.client_secret.expose()),
     ];
     form_or_json(BodyFormat::Form, params)
 }
@@ -303,7 +303,7 @@ pub fn clean(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{self, EnvFile, Sources};
+    use crate::config::{self, Auth, EnvFile, Sources};
     use std::path::{Path, PathBuf};
 
     /// An answer to a request that sent no secret worth redacting.
@@ -311,24 +311,30 @@ mod tests {
         read_answer(status, retry_after, body, &[])
     }
 
-    fn config(extra: &str) -> Config {
+    /// The default redirect URI.
+    const REDIRECT: &str = "http://localhost:8014";
+
+    fn oauth2(extra: &str) -> OAuth2 {
         let text =
             format!("ATL_CLIENT_ID=\"my id\"\nATL_CLIENT_SECRET=s&cret\nATL_SCOPE=read:jira-work\n{extra}");
         let file =
             EnvFile { path: PathBuf::from("/x/.env"), vars: crate::envfile::parse(&text).expect("parses") };
-        config::resolve(&Sources {
+        let config = config::resolve(&Sources {
             token_file_flag: None,
             env: &|_| None,
             file: Some(&file),
             searched: &[],
             cwd: Path::new("/"),
-        })
-        .expect("config")
+        });
+        match config.expect("config").auth {
+            Auth::OAuth2(oauth2) => oauth2,
+            Auth::OAuth1(_) => panic!("an OAuth 2.0 config"),
+        }
     }
 
     #[test]
     fn authorize_url_has_every_parameter_encoded() {
-        let url = authorize_url(&config(""), "st-1", None);
+        let url = authorize_url(&oauth2(""), REDIRECT, "st-1", None);
         assert!(url.as_str().starts_with("https://auth.atlassian.com/authorize?client_id="));
         let expected = [
             ("client_id", "my id"),
@@ -354,7 +360,7 @@ mod tests {
     #[test]
     fn datacenter_authorize_url_has_pkce_and_no_cloud_parameters() {
         let pkce = Pkce::new();
-        let url = authorize_url(&config(DC), "st-1", Some(&pkce));
+        let url = authorize_url(&oauth2(DC), REDIRECT, "st-1", Some(&pkce));
         assert!(url.as_str().starts_with("https://example.com/jira/rest/oauth2/latest/authorize?"), "{url}");
         let challenge = pkce.challenge();
         let expected = [
@@ -385,10 +391,10 @@ mod tests {
 
     #[test]
     fn datacenter_bodies_are_forms_with_the_verifier_and_the_redirect_uri() {
-        let config = config(DC);
+        let oauth2 = oauth2(DC);
         let verifier = "v".repeat(43);
         let grant = Grant::AuthorizationCode { code: "c1", verifier: Some(&verifier) };
-        let (kind, body) = token_request_body(&config, grant);
+        let (kind, body) = token_request_body(&oauth2, REDIRECT, grant);
         assert_eq!(kind, "application/x-www-form-urlencoded");
         let text = String::from_utf8(body).expect("utf8");
         assert_eq!(
@@ -399,13 +405,13 @@ mod tests {
                 "v".repeat(43)
             )
         );
-        let (_, body) = token_request_body(&config, Grant::RefreshToken("r1"));
+        let (_, body) = token_request_body(&oauth2, REDIRECT, Grant::RefreshToken("r1"));
         assert_eq!(
             String::from_utf8(body).expect("utf8"),
             "grant_type=refresh_token&client_id=my+id&client_secret=s%26cret&refresh_token=r1&\
              redirect_uri=http%3A%2F%2Flocalhost%3A8014"
         );
-        let (kind, body) = revoke_request_body(&config, "r/1");
+        let (kind, body) = revoke_request_body(&oauth2, "r/1");
         assert_eq!(kind, "application/x-www-form-urlencoded");
         assert_eq!(
             String::from_utf8(body).expect("utf8"),
@@ -429,7 +435,7 @@ mod tests {
 
     #[test]
     fn refresh_body_as_json_and_as_form() {
-        let (kind, body) = token_request_body(&config(""), Grant::RefreshToken("r/1"));
+        let (kind, body) = token_request_body(&oauth2(""), REDIRECT, Grant::RefreshToken("r/1"));
         assert_eq!(kind, "application/json");
         let v: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(
@@ -437,7 +443,8 @@ mod tests {
             serde_json::json!({"grant_type": "refresh_token", "client_id": "my id",
                                "client_secret": "s&cret", "refresh_token": "r/1"})
         );
-        let (kind, body) = token_request_body(&config("ATL_TOKEN_BODY=form\n"), Grant::RefreshToken("r/1"));
+        let (kind, body) =
+            token_request_body(&oauth2("ATL_TOKEN_BODY=form\n"), REDIRECT, Grant::RefreshToken("r/1"));
         assert_eq!(kind, "application/x-www-form-urlencoded");
         assert_eq!(
             String::from_utf8(body).expect("utf8"),
@@ -448,7 +455,7 @@ mod tests {
     #[test]
     fn code_body_carries_code_and_redirect_uri() {
         let grant = Grant::AuthorizationCode { code: "c1", verifier: None };
-        let (_, body) = token_request_body(&config(""), grant);
+        let (_, body) = token_request_body(&oauth2(""), REDIRECT, grant);
         let v: Value = serde_json::from_slice(&body).expect("json");
         assert_eq!(v["grant_type"], "authorization_code");
         assert_eq!(v["code"], "c1");

@@ -209,7 +209,9 @@ pub fn load_key(path: &Path, origin: &str) -> anyhow::Result<PrivateKey> {
             .into());
         }
         Err(e) => {
-            return Err(Exit::usage(format!("cannot read the private key file {name} ({origin}): {e}")).into());
+            return Err(
+                Exit::usage(format!("cannot read the private key file {name} ({origin}): {e}")).into()
+            );
         }
     };
     let meta = file.metadata().map_err(|e| Exit::usage(format!("cannot read {name}: {e}")))?;
@@ -335,6 +337,21 @@ impl Problem {
     /// The token is revoked or has expired: the user must log in again.
     pub fn needs_login(&self) -> bool {
         matches!(self.name.as_str(), "token_rejected" | "token_expired" | "token_revoked")
+    }
+
+    /// The error for this problem, reported by `place` (a URL), with its exit code: 4 where
+    /// only a new login helps, 2 where a setting is wrong, 1 otherwise.
+    pub fn error(&self, place: &str) -> anyhow::Error {
+        let message = format!("{place} refused the request: {self}");
+        match self.name.as_str() {
+            _ if self.needs_login() || self.name == "permission_denied" => {
+                Exit::login_required(message).into()
+            }
+            "signature_invalid" | "consumer_key_unknown" | "signature_method_rejected" => {
+                Exit::usage(message).into()
+            }
+            _ => anyhow::anyhow!(message),
+        }
     }
 
     /// The likely cause and what to do, for the problems net.oauth's table lists.

@@ -70,6 +70,10 @@ const CLOUD_AUDIENCE: &str = "api.atlassian.com";
 pub const CLOUD_APPS_PAGE: &str = "https://id.atlassian.com/manage-profile/apps";
 /// The Data Center provider's endpoints, below the product's base URL.
 pub const DATACENTER_PATH: &str = "rest/oauth2/latest";
+/// The value of `ATL_PROVIDER` that selects OAuth 1.0a through an application link.
+pub const OAUTH1: &str = "oauth1";
+/// The OAuth 1.0a endpoints (`request-token`, `authorize`, `access-token`), below the base URL.
+pub const OAUTH1_PATH: &str = "plugins/servlet/oauth";
 
 impl Kind {
     /// The value of `ATL_PROVIDER` that selects it.

@@ -25,6 +25,8 @@ const ACCESS_TOKEN: &str = "access_token";
 const SCOPE: &str = "scope";
 const REFRESH_TOKEN: &str = "refresh_token";
 const EXPIRES_IN: &str = "expires_in";
+const OAUTH_TOKEN: &str = "oauth_token";
+const OAUTH_EXPIRES_IN: &str = "oauth_expires_in";
 
 /// Unix seconds now.
 pub fn now() -> u64 {
@@ -112,6 +114,28 @@ impl Token {
         fields.insert(OBTAINED_AT.to_owned(), now.into());
         fields.insert(TOKEN_URL.to_owned(), token_url.into());
         Self { fields }
+    }
+
+    /// A token set from an OAuth 1.0a access-token answer (`oauth_token`, `oauth_token_secret`,
+    /// `oauth_expires_in`, ...), with `expires_at`, `obtained_at` and the endpoint added.
+    pub fn from_oauth1(answer: &[(String, String)], now: u64, access_token_url: &str) -> Self {
+        let mut fields = Map::new();
+        for (name, value) in answer {
+            fields.insert(name.clone(), value.clone().into());
+        }
+        let expires_in = fields.get(OAUTH_EXPIRES_IN).and_then(as_seconds);
+        if let Some(secs) = expires_in {
+            fields.insert(EXPIRES_AT.to_owned(), now.saturating_add(secs).into());
+        }
+        fields.insert(OBTAINED_AT.to_owned(), now.into());
+        fields.insert(FAMILY_STARTED_AT.to_owned(), now.into());
+        fields.insert(TOKEN_URL.to_owned(), access_token_url.into());
+        Self { fields }
+    }
+
+    /// The OAuth 1.0a access token (`oauth_token`), which signed requests carry.
+    pub fn oauth1_token(&self) -> Option<&str> {
+        self.string(OAUTH_TOKEN)
     }
 
     pub fn access_token(&self) -> Option<&str> {

@@ -47,7 +47,7 @@ pub fn run(config: &Config, args: &ApiArgs) -> Result<()> {
 
 /// The URL for `path`: below `base` when relative, or a full URL on the base's host (the
 /// token goes nowhere else).
-fn target(base: &str, path: &str) -> Result<Url, Exit> {
+pub(super) fn target(base: &str, path: &str) -> Result<Url, Exit> {
     let base_url =
         Url::parse(base).map_err(|e| Exit::usage(format!("the API base {base} is not a URL: {e}")))?;
     if path.starts_with("http://") || path.starts_with("https://") {

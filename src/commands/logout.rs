@@ -3,7 +3,7 @@
 use anyhow::{Result, anyhow};
 
 use crate::cli::LogoutArgs;
-use crate::config::Config;
+use crate::config::{Auth, Config};
 use crate::http;
 use crate::provider::CLOUD_APPS_PAGE;
 use crate::store::{LOCK_WAIT, Store};
@@ -20,13 +20,32 @@ pub fn run(config: &Config, args: &LogoutArgs) -> Result<()> {
         return Ok(());
     };
 
-    let provider = &config.provider;
-    match (&provider.revoke_url, stored.token.refresh_token()) {
-        (Some(revoke_url), Some(refresh_token)) => {
+    // Where the token can be revoked from here (Data Center's OAuth 2.0), and otherwise where
+    // a person revokes it.
+    let (revoke_url, by_hand) = match &config.auth {
+        Auth::OAuth2(oauth2) => {
+            let by_hand = format!(
+                "{} has no endpoint to revoke a token from a script: remove the app's access at {CLOUD_APPS_PAGE}",
+                oauth2.provider.kind.title()
+            );
+            (oauth2.provider.revoke_url.as_ref().map(|url| (oauth2, url)), by_hand)
+        }
+        Auth::OAuth1(consumer) => (
+            None,
+            format!(
+                "OAuth 1.0a has no endpoint to revoke a token from a script: the access token stays \
+                 valid until it expires or is revoked in {} (your profile's OAuth access tokens, or \
+                 an administrator)",
+                consumer.base_url
+            ),
+        ),
+    };
+    match (revoke_url, stored.token.refresh_token()) {
+        (Some((oauth2, revoke_url)), Some(refresh_token)) => {
             super::refresh::check_issuer(&stored.token, config, &path)?;
             let client = http::client(config)?;
             let revoked =
-                super::runtime()?.block_on(http::revoke(&client, config, &revoke_url.url, refresh_token));
+                super::runtime()?.block_on(http::revoke(&client, oauth2, &revoke_url.url, refresh_token));
             match revoked {
                 Ok(()) => eprintln!("revoked the refresh token at {revoke_url}"),
                 Err(e) if args.force => eprintln!(
@@ -49,11 +68,8 @@ pub fn run(config: &Config, args: &LogoutArgs) -> Result<()> {
     for removed in store.remove(&lock)? {
         eprintln!("deleted {}", removed.display());
     }
-    if provider.revoke_url.is_none() {
-        eprintln!(
-            "{} has no endpoint to revoke a token from a script: remove the app's access at {CLOUD_APPS_PAGE}",
-            provider.kind.title()
-        );
+    if revoke_url.is_none() {
+        eprintln!("{by_hand}");
     }
     Ok(())
 }

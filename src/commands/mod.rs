@@ -1,6 +1,7 @@
 //! One module per subcommand, and the refresh that `refresh` and `print` share.
 
 pub mod api;
+pub mod keygen;
 pub mod login;
 pub mod logout;
 pub mod print;

@@ -10,9 +10,10 @@ use anyhow::{Context, Result, anyhow};
 use crate::cli::PrintArgs;
 use crate::commands::refresh::{self, When};
 use crate::commands::sites;
-use crate::config::Config;
+use crate::config::{Auth, Config, Consumer, PROVIDER};
 use crate::duration::human;
 use crate::exit::Exit;
+use crate::oauth1;
 use crate::shell;
 use crate::store::Store;
 use crate::token::{self, Token};
@@ -21,7 +22,7 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
     let what = &args.what;
     // Data Center's API base is in the settings: no token is read.
     if what.api_base
-        && let Some(base) = &config.provider.api_base
+        && let Some(base) = config.api_base()
     {
         return write_out(format!("{base}\n").as_bytes());
     }
@@ -29,6 +30,9 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
         sites::require_cloud(config, "--cloud-id")?;
     }
     let store = Store::new(&config.token_file)?;
+    if let Auth::OAuth1(consumer) = &config.auth {
+        return oauth1(config, consumer, args, &store);
+    }
     let stored = store.load_existing()?;
     if what.cloud_id {
         // From the cache in the token file; looked up (with a fresh access token) only once.
@@ -82,6 +86,33 @@ fn output(config: &Config, args: &PrintArgs, token: &Token, file_bytes: &[u8], s
     write_out(&out)
 }
 
+/// OAuth 1.0a has no bearer token: `--header --url` signs one request; `--json` shows the file.
+fn oauth1(config: &Config, consumer: &Consumer, args: &PrintArgs, store: &Store) -> Result<()> {
+    let what = &args.what;
+    if what.json {
+        let stored = store.load_existing()?;
+        return write_out(&stored.bytes);
+    }
+    let Some(target) = args.url.as_deref().filter(|_| what.header) else {
+        let asked = if what.header { "--header without --url" } else { "a bearer token" };
+        return Err(Exit::usage(format!(
+            "{} is oauth1, which has no bearer token to print ({asked}): OAuth 1.0a needs a signature \
+             per request. Use `atl-token print --header --url URL [--method M]` for one request's \
+             Authorization header, or `atl-token api PATH` to make the request",
+            PROVIDER.name
+        ))
+        .into());
+    };
+    let method = reqwest::Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| Exit::usage(format!("--method {}: not an HTTP method", args.method)))?;
+    let url = super::api::target(&consumer.base_url, target)?;
+    let (_, access) = super::session::oauth1_token(config, store)?;
+    let key = oauth1::load_key(&consumer.private_key_file.path, &consumer.private_key_file.origin)?;
+    let signer = oauth1::Signer { consumer_key: &consumer.consumer_key, key: &key, token: Some(&access) };
+    let header = signer.header(method.as_str(), &url, &[], &oauth1::Extra::default())?;
+    write_out(format!("Authorization: {header}\n").as_bytes())
+}
+
 /// One write, so a reader never sees half a token.
 pub fn write_out(bytes: &[u8]) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
@@ -100,7 +131,7 @@ fn env_lines(
 ) -> Result<String> {
     let export = |name: &str, value: &str| format!("export {name}={}\n", shell::quote(value));
     let mut out = export("ATL_ACCESS_TOKEN", access);
-    match &config.provider.api_base {
+    match config.api_base() {
         Some(base) => out += &export("ATL_API_BASE", base),
         None => {
             let (_, id) = sites::cloud_site(config, store, token)?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::{Result, anyhow};
 
 use crate::cli::RefreshArgs;
-use crate::config::{CLIENT_ID, CLIENT_SECRET, Config};
+use crate::config::{Auth, CLIENT_ID, CLIENT_SECRET, Config, OAuth2};
 use crate::duration::human;
 use crate::exit::Exit;
 use crate::http;
@@ -15,6 +15,9 @@ use crate::token::{self, Token};
 
 pub fn run(config: &Config, args: &RefreshArgs) -> Result<()> {
     let store = Store::new(&config.token_file)?;
+    if let Auth::OAuth1(_) = config.auth {
+        return oauth1_expiry(config, &store, args.quiet);
+    }
     let when = if args.if_needed { When::ExpiresWithin(args.min_valid) } else { When::Always };
     let outcome = refresh(config, &store, when)?;
     if !args.quiet {
@@ -31,6 +34,29 @@ pub fn run(config: &Config, args: &RefreshArgs) -> Result<()> {
                 None => eprintln!("refreshed {path}"),
             },
         }
+    }
+    Ok(())
+}
+
+/// OAuth 1.0a access tokens are not refreshed: they last years, and renewing one takes a new
+/// consent. Reads the token file, touches nothing, and says when the token expires.
+fn oauth1_expiry(config: &Config, store: &Store, quiet: bool) -> Result<()> {
+    let stored = store.load_existing()?;
+    let path = store.path().display().to_string();
+    check_issuer(&stored.token, config, &path)?;
+    let remaining = stored.remaining(token::now());
+    if stored.token.expires_at().is_some() && remaining.is_zero() {
+        return Err(Exit::login_required(format!(
+            "the OAuth 1.0a access token in {path} has expired: run `atl-token login`"
+        ))
+        .into());
+    }
+    if !quiet {
+        let until = match stored.token.expires_at() {
+            Some(at) => format!("expires in {} ({})", human(remaining), crate::health::rfc3339(at)),
+            None => "has no recorded expiry".to_owned(),
+        };
+        eprintln!("OAuth 1.0a access tokens are not refreshed: the token in {path} {until}; nothing to do");
     }
     Ok(())
 }
@@ -68,6 +94,7 @@ impl Outcome {
 /// full disk fails the run before the refresh token is spent. An error answer never touches
 /// the file.
 pub fn refresh(config: &Config, store: &Store, when: When) -> Result<Outcome> {
+    let oauth2 = config.oauth2("a refresh")?;
     let lock = store.lock(LOCK_WAIT)?;
     store.adopt_rescue(&lock)?;
     let stored = store.load_existing()?;
@@ -89,27 +116,33 @@ pub fn refresh(config: &Config, store: &Store, when: When) -> Result<Outcome> {
     let client = http::client(config)?;
     let reservation = store.reserve()?;
     let answer = super::runtime()?
-        .block_on(http::request_token(&client, config, Grant::RefreshToken(refresh_token), http::REFRESH))
-        .map_err(|e| explain(e, config, &path.to_string()))?;
+        .block_on(http::request_token(
+            &client,
+            config,
+            oauth2,
+            Grant::RefreshToken(refresh_token),
+            http::REFRESH,
+        ))
+        .map_err(|e| explain(e, oauth2, &path.to_string()))?;
     let token = Token::from_response(
         answer,
         Some(&stored.token),
         token::now(),
-        config.provider.token_url.url.as_str(),
+        oauth2.provider.token_url.url.as_str(),
     );
     reservation.commit(&token, &lock)?;
     Ok(Outcome::Refreshed(token))
 }
 
-/// A refresh token is sent only to the token endpoint that issued it, so that a settings
-/// file (a cloned repository's `.env`, say) cannot send it, and the client secret, elsewhere.
-/// A file without a recorded endpoint (the seed script's) is bound to it by this refresh.
+/// A token is sent only to the server that issued it, so that a settings file (a cloned
+/// repository's `.env`, say) cannot send it, and the client secret, elsewhere. A file
+/// without a recorded endpoint (the seed script's) is bound to it by this refresh.
 pub(super) fn check_issuer(token: &Token, config: &Config, token_file: &str) -> Result<(), Exit> {
-    let configured = &config.provider.token_url;
+    let configured = config.issuer();
     match token.token_url() {
         Some(issuer) if issuer != configured.url.as_str() => Err(Exit::usage(format!(
-            "the refresh token in {token_file} was issued by {issuer}, but the token endpoint is now \
-             {configured} ({}): atl-token sends a refresh token only to the endpoint that issued it. \
+            "the token in {token_file} was issued by {issuer}, but the token endpoint is now \
+             {configured} ({}): atl-token sends a token only to the server that issued it. \
              Remove that setting, or run `atl-token login` to start a new token family at {configured}",
             configured.origin
         ))),
@@ -118,8 +151,8 @@ pub(super) fn check_issuer(token: &Token, config: &Config, token_file: &str) -> 
 }
 
 /// Turns a failed token request into an error a person can act on, with its exit code.
-pub fn explain(error: TokenError, config: &Config, token_file: &str) -> anyhow::Error {
-    let url = &config.provider.token_url;
+pub fn explain(error: TokenError, oauth2: &OAuth2, token_file: &str) -> anyhow::Error {
+    let url = &oauth2.provider.token_url;
     match error {
         TokenError::GrantRejected(e) => Exit::login_required(format!(
             "the server rejected the refresh token in {token_file} ({e}); it has expired, been revoked \
@@ -131,14 +164,14 @@ pub fn explain(error: TokenError, config: &Config, token_file: &str) -> anyhow::
             anyhow!("token endpoint {url}: {e}. Nothing was sent; the token file was not changed")
         }
         TokenError::Transient { detail, delivery, .. }
-            if !config.provider.kind.rotation().may_resend(delivery) =>
+            if !oauth2.provider.kind.rotation().may_resend(delivery) =>
         {
             anyhow!(
                 "token endpoint {url} failed after the request may have reached it: {detail}. \
                  {} rotates refresh tokens with no grace period, so it was not sent again: the \
                  server may have rotated the token. {token_file} was not changed; run `atl-token \
                  refresh` again, and if that is rejected, `atl-token login`",
-                config.provider.kind.title()
+                oauth2.provider.kind.title()
             )
         }
         TokenError::Transient { detail, .. } => {

@@ -1,6 +1,8 @@
-//! An authenticated session for API calls, shared by `api` and `sites`: one HTTP client, an
-//! access token refreshed when needed, and the rules every API call follows. A 401 gets one
-//! refresh and one more try, then exit 4; 429 and 503 wait as `Retry-After` says.
+//! An authenticated session for API calls, shared by `api` and `sites`: one HTTP client, the
+//! credential, and the rules every API call follows. With OAuth 2.0, the access token is
+//! refreshed when needed, and a 401 gets one refresh and one more try, then exit 4. With
+//! OAuth 1.0a, each request (each try, too) gets its own signature, and a 401 is explained
+//! from its `oauth_problem`. 429 and 503 wait as `Retry-After` says.
 
 use std::cell::RefCell;
 use std::time::Duration;
@@ -11,12 +13,13 @@ use reqwest::Method;
 use url::Url;
 
 use crate::commands::refresh::{self, When};
-use crate::config::Config;
+use crate::config::{Auth, Config, Consumer};
 use crate::exit::Exit;
 use crate::http::{self, Answer};
 use crate::oauth;
+use crate::oauth1::{self, Extra, PrivateKey, Signer};
 use crate::store::Store;
-use crate::token::Token;
+use crate::token::{self, Token};
 
 /// An access token with less than this left is refreshed before the request.
 const MIN_VALID: Duration = Duration::from_secs(60);
@@ -24,14 +27,24 @@ const MIN_VALID: Duration = Duration::from_secs(60);
 const BUSY_TRIES: u32 = 4;
 const BUSY_BUDGET: Duration = Duration::from_secs(60);
 
-/// One request's settings, and the access token, which a 401 replaces.
+/// One request's settings, and the credential that authorizes it.
 pub struct Session<'a> {
     config: &'a Config,
     store: &'a Store,
     client: reqwest::Client,
     runtime: tokio::runtime::Runtime,
-    access: RefCell<String>,
+    credential: Credential<'a>,
     call: Call,
+    /// The parameters of a form-encoded body, which an OAuth 1.0a signature covers.
+    form: Vec<(String, String)>,
+}
+
+/// What authorizes the requests.
+enum Credential<'a> {
+    /// An OAuth 2.0 access token, which a 401 replaces.
+    Bearer(RefCell<String>),
+    /// An OAuth 1.0a access token and the consumer's key, which sign each request.
+    OAuth1 { consumer: &'a Consumer, key: PrivateKey, token: String },
 }
 
 /// What every request of a session sends: the method, extra headers and a body.
@@ -51,27 +64,57 @@ impl<'a> Session<'a> {
     /// A session for `call`, with the access token refreshed first when it has less than a
     /// minute left. Returns the token set it read, too.
     pub fn open(config: &'a Config, store: &'a Store, call: Call) -> Result<(Self, Token)> {
-        let token = refresh::refresh(config, store, When::ExpiresWithin(MIN_VALID))?.token().clone();
-        let access = token.access_token().ok_or_else(|| {
-            Exit::login_required(format!(
-                "{} holds no access token: run `atl-token login`",
-                store.path().display()
-            ))
-        })?;
+        let (credential, token) = match &config.auth {
+            Auth::OAuth2(_) => {
+                let token = refresh::refresh(config, store, When::ExpiresWithin(MIN_VALID))?.token().clone();
+                let access = token.access_token().ok_or_else(|| no_token(store, "access token"))?;
+                (Credential::Bearer(RefCell::new(access.to_owned())), token)
+            }
+            Auth::OAuth1(consumer) => {
+                let (token, access) = oauth1_token(config, store)?;
+                let key =
+                    oauth1::load_key(&consumer.private_key_file.path, &consumer.private_key_file.origin)?;
+                (Credential::OAuth1 { consumer, key, token: access }, token)
+            }
+        };
+        let form = match &call.body {
+            Some(body) if is_form(&call.headers) => oauth1::parse_form(body),
+            _ => Vec::new(),
+        };
         let session = Self {
             config,
             store,
             client: http::client(config)?,
             runtime: super::runtime()?,
-            access: RefCell::new(access.to_owned()),
+            credential,
             call,
+            form,
         };
         Ok((session, token))
     }
 
+    /// The token the requests carry, which never appears in a message.
+    fn secret(&self) -> String {
+        match &self.credential {
+            Credential::Bearer(access) => access.borrow().clone(),
+            Credential::OAuth1 { token, .. } => token.clone(),
+        }
+    }
+
     /// Server text for an error message: cleaned, with the access token removed.
     pub fn excerpt(&self, body: &[u8]) -> String {
-        oauth::clean(&oauth::redact(&String::from_utf8_lossy(body), &[self.access.borrow().as_str()]))
+        oauth::clean(&oauth::redact(&String::from_utf8_lossy(body), &[self.secret().as_str()]))
+    }
+
+    /// The `Authorization` header for one try of a request to `url`.
+    fn authorization(&self, url: &Url) -> Result<String> {
+        match &self.credential {
+            Credential::Bearer(access) => Ok(format!("Bearer {}", access.borrow())),
+            Credential::OAuth1 { consumer, key, token } => {
+                let signer = Signer { consumer_key: &consumer.consumer_key, key, token: Some(token) };
+                signer.header(self.call.method.as_str(), url, &self.form, &Extra::default())
+            }
+        }
     }
 
     /// Sends the request to `url`. A 401 gets one refresh and one more try, then exit 4.
@@ -85,11 +128,16 @@ impl<'a> Session<'a> {
     pub fn send_all(&self, urls: &[Url], parallel: usize) -> Result<Vec<Answer>> {
         let mut answers = self.fetch(urls, parallel)?;
         let refused: Vec<usize> = (0..answers.len()).filter(|&i| answers[i].status == 401).collect();
-        if refused.is_empty() {
+        let Some(&first) = refused.first() else {
             return Ok(answers);
-        }
+        };
+        let access = match &self.credential {
+            Credential::Bearer(access) => access,
+            // Nothing renews an OAuth 1.0a token: say what the server's problem was.
+            Credential::OAuth1 { .. } => return Err(oauth1_refused(&urls[first], &answers[first].body)),
+        };
         let token = refresh::refresh(self.config, self.store, When::Always)?.token().clone();
-        *self.access.borrow_mut() = token.access_token().unwrap_or_default().to_owned();
+        *access.borrow_mut() = token.access_token().unwrap_or_default().to_owned();
         let again: Vec<Url> = refused.iter().map(|&i| urls[i].clone()).collect();
         for (i, answer) in refused.into_iter().zip(self.fetch(&again, parallel)?) {
             if answer.status == 401 {
@@ -105,21 +153,31 @@ impl<'a> Session<'a> {
     }
 
     fn fetch(&self, urls: &[Url], parallel: usize) -> Result<Vec<Answer>> {
-        let access = self.access.borrow().clone();
-        let requests = urls.iter().map(|url| self.fetch_one(url, &access));
+        let secret = self.secret();
+        let requests = urls.iter().map(|url| self.fetch_one(url, &secret));
         let results: Vec<Result<Answer>> =
             self.runtime.block_on(futures_util::stream::iter(requests).buffered(parallel).collect());
         results.into_iter().collect()
     }
 
     /// One URL, sent again after 429 or 503 as `Retry-After` says, within a bounded wait.
-    async fn fetch_one(&self, url: &Url, access: &str) -> Result<Answer> {
+    async fn fetch_one(&self, url: &Url, secret: &str) -> Result<Answer> {
         let (mut waited, mut backoff, mut attempt) = (Duration::ZERO, Duration::from_secs(1), 1);
         loop {
             let Call { method, headers, body } = &self.call;
-            let answer = http::call(&self.client, method.clone(), url, headers, body.as_deref(), access)
-                .await
-                .map_err(|e| anyhow!("{url} failed: {e}"))?;
+            let authorization = self.authorization(url)?;
+            let secrets = [secret];
+            let answer = http::call(
+                &self.client,
+                method.clone(),
+                url,
+                headers,
+                body.as_deref(),
+                &authorization,
+                &secrets,
+            )
+            .await
+            .map_err(|e| anyhow!("{url} failed: {e}"))?;
             let busy = matches!(answer.status, 429 | 503);
             let wait = answer.retry_after.as_deref().and_then(oauth::parse_retry_after).unwrap_or(backoff);
             if !busy || attempt >= BUSY_TRIES || waited + wait > BUSY_BUDGET {
@@ -130,5 +188,47 @@ impl<'a> Session<'a> {
             backoff *= 2;
             attempt += 1;
         }
+    }
+}
+
+/// "FILE holds no WHAT: run `atl-token login`".
+fn no_token(store: &Store, what: &str) -> Exit {
+    Exit::login_required(format!("{} holds no {what}: run `atl-token login`", store.path().display()))
+}
+
+/// The stored OAuth 1.0a token set and its access token, checked: issued by the configured
+/// server, and not expired.
+pub fn oauth1_token(config: &Config, store: &Store) -> Result<(Token, String)> {
+    let stored = store.load_existing()?;
+    let path = store.path().display().to_string();
+    refresh::check_issuer(&stored.token, config, &path)?;
+    let access =
+        stored.token.oauth1_token().ok_or_else(|| no_token(store, "OAuth 1.0a access token"))?.to_owned();
+    if stored.token.expires_at().is_some_and(|at| at <= token::now()) {
+        return Err(Exit::login_required(format!(
+            "the OAuth 1.0a access token in {path} has expired: run `atl-token login`"
+        ))
+        .into());
+    }
+    Ok((stored.token, access))
+}
+
+/// Whether the request's headers make its body a form.
+fn is_form(headers: &[(String, String)]) -> bool {
+    headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("content-type")
+            && value.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded")
+    })
+}
+
+/// The error for a 401 to a signed request, from its `oauth_problem` when there is one.
+fn oauth1_refused(url: &Url, body: &[u8]) -> anyhow::Error {
+    match oauth1::Problem::of(body) {
+        Some(problem) => problem.error(&url.to_string()),
+        None => Exit::login_required(format!(
+            "{url} refused the OAuth 1.0a signature (HTTP 401, no oauth_problem): the token may have \
+             been revoked; run `atl-token login`"
+        ))
+        .into(),
     }
 }

@@ -8,7 +8,6 @@ use crate::cli::{Product, SitesArgs};
 use crate::commands::session::{Call, Session};
 use crate::config::{Config, SITE};
 use crate::exit::Exit;
-use crate::provider::Kind;
 use crate::sites::{self, Choice, Site};
 use crate::store::Store;
 use crate::token::Token;
@@ -33,11 +32,11 @@ pub fn run(config: &Config, args: &SitesArgs) -> Result<()> {
 
 /// The command works on Atlassian Cloud only: on Data Center the site is the base URL.
 pub fn require_cloud(config: &Config, what: &str) -> Result<(), Exit> {
-    match config.provider.kind {
-        Kind::Cloud => Ok(()),
-        Kind::DataCenter => Err(Exit::usage(format!(
-            "{what} is for Atlassian Cloud's cloud ids; on Data Center, API calls go to ATL_BASE_URL \
-             (`atl-token print --api-base`)"
+    match config.api_base() {
+        None => Ok(()),
+        Some(_) => Err(Exit::usage(format!(
+            "{what} is for Atlassian Cloud's cloud ids; on Server and Data Center, API calls go to \
+             ATL_BASE_URL (`atl-token print --api-base`)"
         ))),
     }
 }
@@ -86,8 +85,8 @@ pub fn cloud_site(config: &Config, store: &Store, token: &Token) -> Result<(Stri
 /// Where API calls for `product` go: `{ATL_API_URL}/ex/{product}/{cloud id}` on Cloud (the
 /// cloud id from the cache, or looked up), the base URL on Data Center. No trailing slash.
 pub fn api_base(config: &Config, store: &Store, token: &Token, product: Product) -> Result<String> {
-    if let Some(base) = &config.provider.api_base {
-        return Ok(base.clone());
+    if let Some(base) = config.api_base() {
+        return Ok(base.to_owned());
     }
     let (_, id) = cloud_site(config, store, token)?;
     Ok(cloud_api_base(config, product, &id))

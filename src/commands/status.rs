@@ -8,10 +8,11 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use crate::cli::StatusArgs;
-use crate::config::Config;
+use crate::config::{Auth, Config};
 use crate::duration::human;
 use crate::exit::{Code, Exit};
 use crate::health::{self, Health, Verdict};
+use crate::provider::OAUTH1;
 use crate::store::Store;
 use crate::token;
 
@@ -29,8 +30,19 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
     let mode =
         std::fs::metadata(store.path()).with_context(|| format!("cannot read {path}"))?.permissions().mode()
             & 0o777;
-    let kind = config.provider.kind;
-    let health = Health::of(&stored.token, kind, &config.scope.value, stored.written_at);
+    let (provider, title, scope, health) = match &config.auth {
+        Auth::OAuth2(oauth2) => {
+            let kind = oauth2.provider.kind;
+            let scope = oauth2.scope.value.as_str();
+            (
+                kind.name(),
+                kind.title(),
+                Some(scope),
+                Health::of(&stored.token, kind, scope, stored.written_at),
+            )
+        }
+        Auth::OAuth1(_) => (OAUTH1, "Server/Data Center, OAuth 1.0a", None, Health::oauth1(&stored.token)),
+    };
     let now = token::now();
     let verdict = health.verdict(now, args.warn_days);
 
@@ -55,15 +67,15 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
         };
         let document = json!({
             "version": 1,
-            "provider": kind.name(),
-            "site": match (kind, site) {
-                (crate::provider::Kind::Cloud, Some((url, id))) => json!({"url": url, "cloud_id": id}),
+            "provider": provider,
+            "site": match (config.api_base(), site) {
+                (None, Some((url, id))) => json!({"url": url, "cloud_id": id}),
                 _ => Value::Null,
             },
-            "base_url": config.provider.api_base,
+            "base_url": config.api_base(),
             "token_file": {"path": path, "mode": format!("{mode:04o}")},
             "scopes": {
-                "configured": config.scope.value.split_whitespace().collect::<Vec<_>>(),
+                "configured": scope.unwrap_or_default().split_whitespace().collect::<Vec<_>>(),
                 "granted": health.granted,
                 "not_granted": health.not_granted,
             },
@@ -78,15 +90,17 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
         });
         serde_json::to_string_pretty(&document).context("cannot write the status as JSON")? + "\n"
     } else {
-        let mut lines = vec![("provider", kind.title().to_owned())];
-        match (&config.provider.api_base, site) {
-            (Some(base), _) => lines.push(("site", base.clone())),
+        let mut lines = vec![("provider", title.to_owned())];
+        match (config.api_base(), site) {
+            (Some(base), _) => lines.push(("site", base.to_owned())),
             (None, Some((url, id))) => lines.push(("site", format!("{url} (cloud id {id})"))),
             (None, None) => {
                 lines.push(("site", "not looked up yet (`atl-token print --cloud-id`)".to_owned()))
             }
         }
-        lines.push(("scopes", scopes_line(&health, &config.scope.value)));
+        if let Some(scope) = scope {
+            lines.push(("scopes", scopes_line(&health, scope)));
+        }
         lines.push((
             "access token",
             match health.access_expires_at {
@@ -95,6 +109,9 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
                     human(Duration::from_secs(at - now)),
                     health::rfc3339(at)
                 ),
+                Some(at) if !health.renewable => {
+                    format!("expired {} ago: run `atl-token login`", human(Duration::from_secs(now - at)))
+                }
                 Some(at) => format!(
                     "expired {} ago; the next `print` refreshes it",
                     human(Duration::from_secs(now - at))
@@ -105,6 +122,9 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
         lines.push((
             "refresh token",
             match (health.has_refresh_token, health.refresh_issued_at, health.refresh_expires_at) {
+                _ if !health.renewable => {
+                    "none: OAuth 1.0a signs each request; the access token lasts until it expires".to_owned()
+                }
                 (false, ..) => "none: run `atl-token login`".to_owned(),
                 (true, Some(issued), Some(expires)) => format!(
                     "last used {} ago; expires unused {}",
@@ -173,6 +193,14 @@ fn scopes_line(health: &Health, configured: &str) -> String {
 
 /// One line for a healthy family: the nearest limits.
 fn summary(health: &Health, now: u64) -> String {
+    if !health.renewable {
+        return match health.access_expires_at {
+            Some(at) => {
+                format!("the OAuth 1.0a access token expires in {}", health::days(at.saturating_sub(now)))
+            }
+            None => "an OAuth 1.0a access token with no recorded expiry".to_owned(),
+        };
+    }
     let mut parts = Vec::new();
     if let Some(at) = health.refresh_expires_at {
         parts.push(format!("the refresh token expires unused in {}", health::days(at.saturating_sub(now))));
