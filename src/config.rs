@@ -679,23 +679,30 @@ mod tests {
         }
     }
 
+    impl Config {
+        /// The OAuth 2.0 client of a config that has one.
+        fn o(&self) -> &OAuth2 {
+            self.oauth2("the test").expect("an OAuth 2.0 config")
+        }
+    }
+
     const MINIMAL: &str = "ATL_CLIENT_ID=id\nATL_CLIENT_SECRET=secret\nATL_SCOPE=read:jira-work\n";
 
     #[test]
     fn defaults_fill_everything_optional() {
         let c = Fixture::new().file(MINIMAL).config();
-        assert_eq!(c.client_id, "id");
-        assert_eq!(c.client_secret.expose(), "secret");
+        assert_eq!(c.o().client_id, "id");
+        assert_eq!(c.o().client_secret.expose(), "secret");
         assert_eq!(c.redirect.uri, "http://localhost:8014");
         assert_eq!(c.redirect.port, 8014);
         assert_eq!(c.redirect.path, "/");
         assert_eq!(c.redirect.host, LoopbackHost::Localhost);
         assert_eq!(c.token_file, PathBuf::from("/etc/atl/token.json"));
-        let p = &c.provider;
+        let p = &c.o().provider;
         assert_eq!(p.kind, Kind::Cloud);
         assert_eq!(p.authorize_url.url.as_str(), DEFAULT_AUTHORIZE_URL);
         assert_eq!(p.token_url.url.as_str(), DEFAULT_TOKEN_URL);
-        assert!(c.custom_endpoints().is_empty());
+        assert!(c.o().custom_endpoints().is_empty());
         assert_eq!(p.token_url.origin, "the default");
         assert_eq!(p.body, BodyFormat::Json);
         assert_eq!((p.pkce, &p.revoke_url, &p.api_base), (false, &None, &None));
@@ -720,15 +727,15 @@ mod tests {
                     JIRA_SCOPE=\"offline_access offline_access read:jira-work\"\n\
                     REFRESH_PORT=9001\nTOKEN_FILE_NAME=\"tok.json\"\n";
         let c = Fixture::new().file(seed).config();
-        assert_eq!(c.client_id, "old");
-        assert_eq!(c.site.expect("site").as_str(), "https://my-url.atlassian.net/");
+        assert_eq!(c.o().client_id, "old");
+        assert_eq!(c.site.as_ref().expect("site").as_str(), "https://my-url.atlassian.net/");
         assert_eq!(c.redirect.uri, "http://localhost:9001");
         assert_eq!(c.token_file, PathBuf::from("/etc/atl/tok.json"));
-        assert_eq!(c.scope.value, "offline_access read:jira-work");
-        assert!(!c.scope.added_offline_access);
+        assert_eq!(c.o().scope.value, "offline_access read:jira-work");
+        assert!(!c.o().scope.added_offline_access);
 
         let both = format!("{seed}ATL_CLIENT_ID=new\n");
-        assert_eq!(Fixture::new().file(&both).config().client_id, "new");
+        assert_eq!(Fixture::new().file(&both).config().o().client_id, "new");
     }
 
     #[test]
@@ -739,7 +746,7 @@ mod tests {
             .env("ATL_PORT", "9100")
             .env("ATL_TOKEN_FILE", "from-env.json");
         let c = f.config();
-        assert_eq!(c.client_id, "from-env");
+        assert_eq!(c.o().client_id, "from-env");
         assert_eq!(c.redirect.port, 9100);
         assert_eq!(c.redirect.port_origin, "ATL_PORT in the environment");
         assert_eq!(c.token_file, PathBuf::from("/etc/atl/from-env.json"));
@@ -769,8 +776,8 @@ mod tests {
     #[test]
     fn offline_access_is_added_when_missing() {
         let c = Fixture::new().file(MINIMAL).config();
-        assert_eq!(c.scope.value, "read:jira-work offline_access");
-        assert!(c.scope.added_offline_access);
+        assert_eq!(c.o().scope.value, "read:jira-work offline_access");
+        assert!(c.o().scope.added_offline_access);
     }
 
     #[test]
@@ -795,11 +802,11 @@ mod tests {
     fn loopback_http_urls_and_timeouts_with_units_are_accepted() {
         let extra = "ATL_TOKEN_URL=http://127.0.0.1:5000/token\nATL_HTTP_TIMEOUT=2m\nATL_TOKEN_BODY=FORM\n";
         let c = Fixture::new().file(&format!("{MINIMAL}{extra}")).config();
-        assert_eq!(c.provider.token_url.url.as_str(), "http://127.0.0.1:5000/token");
-        assert_eq!(c.provider.token_url.origin, "ATL_TOKEN_URL in /etc/atl/.env");
-        assert_eq!(c.custom_endpoints(), [&c.provider.token_url]);
+        assert_eq!(c.o().provider.token_url.url.as_str(), "http://127.0.0.1:5000/token");
+        assert_eq!(c.o().provider.token_url.origin, "ATL_TOKEN_URL in /etc/atl/.env");
+        assert_eq!(c.o().custom_endpoints(), [&c.o().provider.token_url]);
         assert_eq!(c.http_timeout, Duration::from_secs(120));
-        assert_eq!(c.provider.body, BodyFormat::Form);
+        assert_eq!(c.o().provider.body, BodyFormat::Form);
     }
 
     #[test]
@@ -829,7 +836,7 @@ mod tests {
     #[test]
     fn datacenter_endpoints_sit_below_the_base_url() {
         let c = Fixture::new().file(&format!("{MINIMAL}{DC}")).config();
-        let p = &c.provider;
+        let p = &c.o().provider;
         assert_eq!(p.kind, Kind::DataCenter);
         assert_eq!(p.authorize_url.url.as_str(), "https://example.com/jira/rest/oauth2/latest/authorize");
         assert_eq!(p.token_url.url.as_str(), "https://example.com/jira/rest/oauth2/latest/token");
@@ -838,28 +845,31 @@ mod tests {
         assert_eq!(revoke.origin, "ATL_BASE_URL in /etc/atl/.env");
         assert_eq!(p.api_base.as_deref(), Some("https://example.com/jira"));
         assert_eq!((p.body, p.pkce), (BodyFormat::Form, true));
-        assert!(c.custom_endpoints().is_empty());
+        assert!(c.o().custom_endpoints().is_empty());
         // Data Center issues a refresh token without it, and does not know the scope.
-        assert_eq!(c.scope.value, "read:jira-work");
-        assert!(!c.scope.added_offline_access);
+        assert_eq!(c.o().scope.value, "read:jira-work");
+        assert!(!c.o().scope.added_offline_access);
 
         let root = Fixture::new()
             .file(&format!("{MINIMAL}ATL_PROVIDER=DataCenter\nATL_BASE_URL=https://jira.example.com\n"))
             .config();
-        assert_eq!(root.provider.token_url.url.as_str(), "https://jira.example.com/rest/oauth2/latest/token");
+        assert_eq!(
+            root.o().provider.token_url.url.as_str(),
+            "https://jira.example.com/rest/oauth2/latest/token"
+        );
     }
 
     #[test]
     fn explicit_keys_override_the_provider() {
         let extra = "ATL_TOKEN_URL=https://proxy.example.com/t\nATL_TOKEN_BODY=json\n";
         let c = Fixture::new().file(&format!("{MINIMAL}{DC}{extra}")).config();
-        assert_eq!(c.provider.token_url.url.as_str(), "https://proxy.example.com/t");
-        assert_eq!(c.custom_endpoints(), [&c.provider.token_url]);
-        assert_eq!(c.provider.body, BodyFormat::Json);
+        assert_eq!(c.o().provider.token_url.url.as_str(), "https://proxy.example.com/t");
+        assert_eq!(c.o().custom_endpoints(), [&c.o().provider.token_url]);
+        assert_eq!(c.o().provider.body, BodyFormat::Json);
         let cloud = Fixture::new().file(&format!("{MINIMAL}ATL_PKCE=on\n")).config();
-        assert!(cloud.provider.pkce);
+        assert!(cloud.o().provider.pkce);
         let cloud = Fixture::new().file(&format!("{MINIMAL}ATL_PKCE=off\n")).config();
-        assert!(!cloud.provider.pkce);
+        assert!(!cloud.o().provider.pkce);
     }
 
     #[test]
@@ -875,7 +885,9 @@ mod tests {
         );
         let err = bad("ATL_PROVIDER=server");
         assert!(
-            err.starts_with("ATL_PROVIDER in /etc/atl/.env: 'server' is not valid: use cloud or datacenter"),
+            err.starts_with(
+                "ATL_PROVIDER in /etc/atl/.env: 'server' is not valid: use cloud, datacenter or oauth1"
+            ),
             "{err}"
         );
         let err = bad(&format!("{DC}ATL_PKCE=off"));
@@ -892,6 +904,60 @@ mod tests {
             bad("ATL_PROVIDER=datacenter\nATL_BASE_URL=https://x.example.com/?a=1")
                 .contains("without ?query")
         );
+    }
+
+    const OAUTH1: &str = "ATL_PROVIDER=oauth1\nATL_BASE_URL=https://jira.example.com/jira/\n\
+                          ATL_CONSUMER_KEY=atl-token-host\nATL_PRIVATE_KEY_FILE=keys/private.pem\n";
+
+    #[test]
+    fn oauth1_needs_no_client_and_puts_its_endpoints_below_the_base_url() {
+        let c = Fixture::new().file(OAUTH1).config();
+        let Auth::OAuth1(consumer) = &c.auth else { panic!("OAuth 1.0a: {c:?}") };
+        assert_eq!(consumer.consumer_key, "atl-token-host");
+        assert_eq!(consumer.private_key_file.path, PathBuf::from("/etc/atl/keys/private.pem"));
+        assert_eq!(consumer.private_key_file.origin, "ATL_PRIVATE_KEY_FILE in /etc/atl/.env");
+        assert_eq!(consumer.base_url, "https://jira.example.com/jira");
+        let url = |e: &Endpoint| e.url.as_str().to_owned();
+        assert_eq!(
+            url(&consumer.request_token_url),
+            "https://jira.example.com/jira/plugins/servlet/oauth/request-token"
+        );
+        assert_eq!(
+            url(&consumer.authorize_url),
+            "https://jira.example.com/jira/plugins/servlet/oauth/authorize"
+        );
+        assert_eq!(
+            url(&consumer.access_token_url),
+            "https://jira.example.com/jira/plugins/servlet/oauth/access-token"
+        );
+        assert_eq!(c.issuer(), &consumer.access_token_url);
+        assert_eq!(c.api_base(), Some("https://jira.example.com/jira"));
+        let err = c.oauth2("`sites`").expect_err("no OAuth 2.0 client");
+        assert!(err.to_string().starts_with("`sites` needs OAuth 2.0, but ATL_PROVIDER is oauth1"), "{err}");
+    }
+
+    #[test]
+    fn oauth1_settings_that_cannot_apply_or_are_missing_name_the_key() {
+        let bad = |text: &str| Fixture::new().file(text).error();
+        for key in ["ATL_TOKEN_URL=https://x.example.com/t", "ATL_PKCE=on", "ATL_TOKEN_BODY=form"] {
+            let err = bad(&format!("{OAUTH1}{key}\n"));
+            assert!(
+                err.ends_with("applies to OAuth 2.0 only, but ATL_PROVIDER is oauth1: remove it"),
+                "{err}"
+            );
+        }
+        let err = bad("ATL_PROVIDER=OAuth1\nATL_CONSUMER_KEY=k\nATL_PRIVATE_KEY_FILE=k.pem\n");
+        assert!(err.contains("ATL_BASE_URL is not set"), "{err}");
+        let err =
+            bad("ATL_PROVIDER=oauth1\nATL_BASE_URL=https://j.example.com\nATL_PRIVATE_KEY_FILE=k.pem\n");
+        assert!(err.starts_with("ATL_CONSUMER_KEY is not set"), "{err}");
+        let err = bad("ATL_PROVIDER=oauth1\nATL_BASE_URL=https://j.example.com\nATL_CONSUMER_KEY=k\n");
+        assert!(err.starts_with("ATL_PRIVATE_KEY_FILE is not set"), "{err}");
+        assert!(
+            bad(&format!("{OAUTH1}ATL_SITE=https://x.atlassian.net\n"))
+                .contains("names an Atlassian Cloud site")
+        );
+        assert!(bad("ATL_PROVIDER=oauth1\nATL_BASE_URL=http://jira.example.com\n").contains("use https"));
     }
 
     #[test]
