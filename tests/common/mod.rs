@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub mod oauth1;
+
 /// A request as the test server received it.
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -21,6 +23,7 @@ pub struct Request {
     pub path: String,
     pub content_type: String,
     pub authorization: String,
+    pub host: String,
     pub body: Vec<u8>,
 }
 
@@ -131,6 +134,7 @@ fn serve<S: Read + Write>(stream: S, handler: &Handler, recorded: &Mutex<Vec<Req
     let method = parts.next().unwrap_or_default().to_owned();
     let path = parts.next().unwrap_or_default().to_owned();
     let (mut length, mut content_type, mut authorization) = (0usize, String::new(), String::new());
+    let mut host = String::new();
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
@@ -141,6 +145,7 @@ fn serve<S: Read + Write>(stream: S, handler: &Handler, recorded: &Mutex<Vec<Req
                 "content-length" => length = value.trim().parse().unwrap_or(0),
                 "content-type" => content_type = value.trim().to_owned(),
                 "authorization" => authorization = value.trim().to_owned(),
+                "host" => host = value.trim().to_owned(),
                 _ => {}
             }
         }
@@ -149,7 +154,7 @@ fn serve<S: Read + Write>(stream: S, handler: &Handler, recorded: &Mutex<Vec<Req
     if reader.read_exact(&mut body).is_err() {
         return;
     }
-    let request = Request { method, path, content_type, authorization, body };
+    let request = Request { method, path, content_type, authorization, host, body };
     lock(recorded).push(request.clone());
     let mut stream = reader.into_inner();
     let head = |status: u16, headers: &[(&str, String)], length: usize| {

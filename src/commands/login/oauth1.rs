@@ -149,7 +149,7 @@ fn excerpt(text: &str) -> String {
 
 /// With `oob`: the verification code the page shows, read from stdin (a terminal or a pipe).
 async fn read_verifier(args: &LoginArgs) -> Result<String> {
-    eprint!("Paste the verification code the page shows, then press Enter: ");
+    eprintln!("Paste the verification code the page shows, then press Enter:");
     // A detached thread: a read that never returns must not hold up the end of the process
     // (a runtime waits for its blocking tasks).
     let (sender, read) = tokio::sync::oneshot::channel();
