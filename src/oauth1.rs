@@ -330,7 +330,7 @@ impl Problem {
         if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') || name.len() > 64 {
             return None;
         }
-        let advice = field(&fields, "oauth_problem_advice").map(|a| crate::oauth::clean(a));
+        let advice = field(&fields, "oauth_problem_advice").map(crate::oauth::clean);
         Some(Self { name: name.to_owned(), advice })
     }
 

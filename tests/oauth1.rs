@@ -431,3 +431,40 @@ fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
+
+/// oauthlib, an independent implementation, checks what atl-token signs: the headers
+/// `print --header` prints, as a server would, and the known answers the unit tests use.
+/// Needs `pip install -r tests/oauth1/requirements.txt`; `.ci/run` runs it.
+#[cfg(feature = "e2e")]
+#[test]
+fn oauthlib_accepts_the_headers_atl_token_signs() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oauth1");
+    let python = |args: &[&str]| {
+        std::process::Command::new("python3").args(args).current_dir(&here).output().expect("run python3")
+    };
+    let known = python(&["known_answers.py", "--check"]);
+    assert!(known.status.success(), "{}{}", stdout(&known), stderr(&known));
+
+    let jira = Jira::new();
+    jira.login();
+    let public = jira.path("atl-token-public.pem");
+    let verify = |method: &str, url: &str, header: &str| {
+        let out = python(&["verify.py", method, url, header, public.to_str().expect("utf-8"), CONSUMER_KEY]);
+        (out.status.success(), stdout(&out))
+    };
+    let base = jira.server.base_url();
+    for (method, target) in [
+        ("GET", "/rest/api/2/search?jql=project%20%3D%20%22A%20B%22&fields=summary,status&maxResults=5"),
+        ("POST", "/rest/api/2/issue"),
+        ("DELETE", "/rest/api/2/issue/ABC-1?deleteSubtasks=true"),
+    ] {
+        let out = jira.run(&["print", "--header", "--method", method, "--url", target]);
+        assert_exit(&out, 0);
+        let header = stdout(&out);
+        let url = format!("{base}{target}");
+        assert_eq!(verify(method, &url, &header), (true, "valid\n".to_owned()), "{method} {url}");
+        // The checker can say no: the same header for another request fails.
+        let (valid, said) = verify(method, &format!("{url}&extra=1"), &header);
+        assert!(!valid, "{said}");
+    }
+}

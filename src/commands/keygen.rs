@@ -20,7 +20,7 @@ pub const PUBLIC_FILE: &str = "atl-token-public.pem";
 const MAX_BITS: usize = 8192;
 
 pub fn run(args: &KeygenArgs) -> Result<()> {
-    if !(MIN_BITS..=MAX_BITS).contains(&args.bits) || args.bits % 8 != 0 {
+    if !(MIN_BITS..=MAX_BITS).contains(&args.bits) || !args.bits.is_multiple_of(8) {
         return Err(Exit::usage(format!(
             "--bits {}: use a multiple of 8 from {MIN_BITS} to {MAX_BITS} (the default, {}, suits application links)",
             args.bits,

@@ -44,7 +44,7 @@ enum Credential<'a> {
     /// An OAuth 2.0 access token, which a 401 replaces.
     Bearer(RefCell<String>),
     /// An OAuth 1.0a access token and the consumer's key, which sign each request.
-    OAuth1 { consumer: &'a Consumer, key: PrivateKey, token: String },
+    OAuth1 { consumer: &'a Consumer, key: Box<PrivateKey>, token: String },
 }
 
 /// What every request of a session sends: the method, extra headers and a body.
@@ -74,7 +74,7 @@ impl<'a> Session<'a> {
                 let (token, access) = oauth1_token(config, store)?;
                 let key =
                     oauth1::load_key(&consumer.private_key_file.path, &consumer.private_key_file.origin)?;
-                (Credential::OAuth1 { consumer, key, token: access }, token)
+                (Credential::OAuth1 { consumer, key: Box::new(key), token: access }, token)
             }
         };
         let form = match &call.body {
@@ -224,7 +224,7 @@ fn is_form(headers: &[(String, String)]) -> bool {
 /// The error for a 401 to a signed request, from its `oauth_problem` when there is one.
 fn oauth1_refused(url: &Url, body: &[u8]) -> anyhow::Error {
     match oauth1::Problem::of(body) {
-        Some(problem) => problem.error(&url.to_string()),
+        Some(problem) => problem.error(url.as_str()),
         None => Exit::login_required(format!(
             "{url} refused the OAuth 1.0a signature (HTTP 401, no oauth_problem): the token may have \
              been revoked; run `atl-token login`"
