@@ -19,6 +19,10 @@ fn prints_each_kind_of_output() {
     assert_eq!(stdout(&env.run(&["print", "--access"])), format!("{access}\n"));
     assert_eq!(stdout(&env.run(&["print", "--refresh"])), format!("{refresh}\n"));
     assert_eq!(stdout(&env.run(&["print", "--header"])), format!("Authorization: Bearer {access}\n"));
+    // A bearer header is the same for every request, so scripts can name the request either way.
+    let for_url = env.run(&["print", "--header", "--method", "POST", "--url", "/rest/api/3/issue"]);
+    assert_eq!(stdout(&for_url), format!("Authorization: Bearer {access}\n"));
+    assert_exit(&env.run(&["print", "--url", "/rest/api/3/issue"]), 2);
     let json = env.run(&["print", "--json"]);
     assert_eq!(json.stdout, std::fs::read(env.token_file()).expect("read"), "the file, byte for byte");
     assert!(env.auth.token_calls().is_empty(), "a valid token needs no network");
