@@ -8,7 +8,6 @@
 use std::fmt;
 use std::io::Read;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
 
 use base64::Engine;
 use rsa::pkcs1::DecodeRsaPrivateKey;
@@ -18,6 +17,7 @@ use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha1::Sha1;
 use url::Url;
 
+use crate::config::KeyFile;
 use crate::exit::Exit;
 
 /// The only signature method Atlassian's application links accept.
@@ -189,10 +189,10 @@ impl fmt::Display for KeyError {
     }
 }
 
-/// Reads and checks the private key file. `origin` names the setting, e.g.
-/// "ATL_PRIVATE_KEY_FILE in /home/me/jira/.env". A key that others can read is used, with a
-/// warning; anything else wrong is a usage error naming the file.
-pub fn load_key(path: &Path, origin: &str) -> anyhow::Result<PrivateKey> {
+/// Reads and checks the private key file, named with the setting that chose it. A key that
+/// others can read is used, with a warning; anything else wrong is a usage error naming the file.
+pub fn load_key(file: &KeyFile) -> anyhow::Result<PrivateKey> {
+    let (path, origin) = (file.path.as_path(), file.origin.as_str());
     let name = path.display();
     let file = std::fs::File::options()
         .read(true)

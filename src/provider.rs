@@ -72,6 +72,8 @@ pub const CLOUD_APPS_PAGE: &str = "https://id.atlassian.com/manage-profile/apps"
 pub const DATACENTER_PATH: &str = "rest/oauth2/latest";
 /// The value of `ATL_PROVIDER` that selects OAuth 1.0a through an application link.
 pub const OAUTH1: &str = "oauth1";
+/// What to call OAuth 1.0a application links in messages.
+pub const OAUTH1_TITLE: &str = "Server/Data Center, OAuth 1.0a";
 /// The OAuth 1.0a endpoints (`request-token`, `authorize`, `access-token`), below the base URL.
 pub const OAUTH1_PATH: &str = "plugins/servlet/oauth";
 

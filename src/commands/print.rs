@@ -107,7 +107,7 @@ fn oauth1(config: &Config, consumer: &Consumer, args: &PrintArgs, store: &Store)
         .map_err(|_| Exit::usage(format!("--method {}: not an HTTP method", args.method)))?;
     let url = super::api::target(&consumer.base_url, target)?;
     let (_, access) = super::session::oauth1_token(config, store)?;
-    let key = oauth1::load_key(&consumer.private_key_file.path, &consumer.private_key_file.origin)?;
+    let key = oauth1::load_key(&consumer.private_key_file)?;
     let signer = oauth1::Signer { consumer_key: &consumer.consumer_key, key: &key, token: Some(&access) };
     let header = signer.header(method.as_str(), &url, &[], &oauth1::Extra::default())?;
     write_out(format!("Authorization: {header}\n").as_bytes())

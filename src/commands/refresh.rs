@@ -10,7 +10,7 @@ use crate::duration::human;
 use crate::exit::Exit;
 use crate::http;
 use crate::oauth::{Grant, TokenError};
-use crate::store::{LOCK_WAIT, Store};
+use crate::store::{LOCK_WAIT, Store, Stored};
 use crate::token::{self, Token};
 
 pub fn run(config: &Config, args: &RefreshArgs) -> Result<()> {
@@ -41,16 +41,9 @@ pub fn run(config: &Config, args: &RefreshArgs) -> Result<()> {
 /// OAuth 1.0a access tokens are not refreshed: they last years, and renewing one takes a new
 /// consent. Reads the token file, touches nothing, and says when the token expires.
 fn oauth1_expiry(config: &Config, store: &Store, quiet: bool) -> Result<()> {
-    let stored = store.load_existing()?;
-    let path = store.path().display().to_string();
-    check_issuer(&stored.token, config, &path)?;
+    let stored = oauth1_stored(config, store)?;
+    let path = store.path().display();
     let remaining = stored.remaining(token::now());
-    if stored.token.expires_at().is_some() && remaining.is_zero() {
-        return Err(Exit::login_required(format!(
-            "the OAuth 1.0a access token in {path} has expired: run `atl-token login`"
-        ))
-        .into());
-    }
     if !quiet {
         let until = match stored.token.expires_at() {
             Some(at) => format!("expires in {} ({})", human(remaining), crate::health::rfc3339(at)),
@@ -59,6 +52,20 @@ fn oauth1_expiry(config: &Config, store: &Store, quiet: bool) -> Result<()> {
         eprintln!("OAuth 1.0a access tokens are not refreshed: the token in {path} {until}; nothing to do");
     }
     Ok(())
+}
+
+/// The stored OAuth 1.0a token set, checked: issued by the configured server, and not expired.
+pub(super) fn oauth1_stored(config: &Config, store: &Store) -> Result<Stored> {
+    let stored = store.load_existing()?;
+    let path = store.path().display().to_string();
+    check_issuer(&stored.token, config, &path)?;
+    if stored.token.expires_at().is_some_and(|at| at <= token::now()) {
+        return Err(Exit::login_required(format!(
+            "the OAuth 1.0a access token in {path} has expired: run `atl-token login`"
+        ))
+        .into());
+    }
+    Ok(stored)
 }
 
 /// When a refresh is due.

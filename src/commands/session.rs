@@ -19,7 +19,7 @@ use crate::http::{self, Answer};
 use crate::oauth;
 use crate::oauth1::{self, Extra, PrivateKey, Signer};
 use crate::store::Store;
-use crate::token::{self, Token};
+use crate::token::Token;
 
 /// An access token with less than this left is refreshed before the request.
 const MIN_VALID: Duration = Duration::from_secs(60);
@@ -72,8 +72,7 @@ impl<'a> Session<'a> {
             }
             Auth::OAuth1(consumer) => {
                 let (token, access) = oauth1_token(config, store)?;
-                let key =
-                    oauth1::load_key(&consumer.private_key_file.path, &consumer.private_key_file.origin)?;
+                let key = oauth1::load_key(&consumer.private_key_file)?;
                 (Credential::OAuth1 { consumer, key: Box::new(key), token: access }, token)
             }
         };
@@ -199,17 +198,9 @@ fn no_token(store: &Store, what: &str) -> Exit {
 /// The stored OAuth 1.0a token set and its access token, checked: issued by the configured
 /// server, and not expired.
 pub fn oauth1_token(config: &Config, store: &Store) -> Result<(Token, String)> {
-    let stored = store.load_existing()?;
-    let path = store.path().display().to_string();
-    refresh::check_issuer(&stored.token, config, &path)?;
+    let stored = refresh::oauth1_stored(config, store)?;
     let access =
         stored.token.oauth1_token().ok_or_else(|| no_token(store, "OAuth 1.0a access token"))?.to_owned();
-    if stored.token.expires_at().is_some_and(|at| at <= token::now()) {
-        return Err(Exit::login_required(format!(
-            "the OAuth 1.0a access token in {path} has expired: run `atl-token login`"
-        ))
-        .into());
-    }
     Ok((stored.token, access))
 }
 

@@ -12,7 +12,7 @@ use crate::config::{Auth, Config};
 use crate::duration::human;
 use crate::exit::{Code, Exit};
 use crate::health::{self, Health, Verdict};
-use crate::provider::OAUTH1;
+use crate::provider::{OAUTH1, OAUTH1_TITLE};
 use crate::store::Store;
 use crate::token;
 
@@ -41,7 +41,7 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
                 Health::of(&stored.token, kind, scope, stored.written_at),
             )
         }
-        Auth::OAuth1(_) => (OAUTH1, "Server/Data Center, OAuth 1.0a", None, Health::oauth1(&stored.token)),
+        Auth::OAuth1(_) => (OAUTH1, OAUTH1_TITLE, None, Health::oauth1(&stored.token)),
     };
     let now = token::now();
     let verdict = health.verdict(now, args.warn_days);

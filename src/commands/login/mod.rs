@@ -112,22 +112,31 @@ fn timed_out(args: &LoginArgs) -> anyhow::Error {
     )
 }
 
-/// Saves the token under the lock, and only then tells the browser it worked.
-async fn save(store: &Store, reservation: Reservation, token: &Token, arrival: Arrival) -> Result<()> {
+/// Saves the token under the lock, and only then tells the browser (if it came back to the
+/// listener) that it worked.
+async fn save(
+    store: &Store,
+    reservation: Reservation,
+    token: &Token,
+    arrival: Option<Arrival>,
+) -> Result<()> {
     let path = store.path().display();
-    match store.lock(LOCK_WAIT).and_then(|lock| reservation.commit(token, &lock)) {
-        Ok(()) => {
-            let message = format!("atl-token saved its token to {path}. You can close this tab.");
-            arrival.answer(200, "Signed in", &message).await;
-            eprintln!("Logged in. Token saved to {path}");
-            Ok(())
-        }
-        Err(e) => {
-            let message = "atl-token got a token but could not save it. See the terminal for what to do.";
-            arrival.answer(500, "Sign-in not saved", message).await;
-            Err(e)
+    let saved = store.lock(LOCK_WAIT).and_then(|lock| reservation.commit(token, &lock));
+    if let Some(arrival) = arrival {
+        match &saved {
+            Ok(()) => {
+                let message = format!("atl-token saved its token to {path}. You can close this tab.");
+                arrival.answer(200, "Signed in", &message).await;
+            }
+            Err(_) => {
+                let message = "atl-token got a token but could not save it. See the terminal for what to do.";
+                arrival.answer(500, "Sign-in not saved", message).await;
+            }
         }
     }
+    saved?;
+    eprintln!("Logged in. Token saved to {path}");
+    Ok(())
 }
 
 /// Says, before the browser opens, where the code and the client secret will go when that is
@@ -176,7 +185,7 @@ async fn finish(
         }
     };
     let token = Token::from_response(answer, None, token::now(), oauth2.provider.token_url.url.as_str());
-    save(store, reservation, &token, arrival).await
+    save(store, reservation, &token, Some(arrival)).await
 }
 
 fn explain(error: &TokenError, config: &Config, oauth2: &OAuth2) -> anyhow::Error {

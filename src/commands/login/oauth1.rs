@@ -22,7 +22,7 @@ const OUT_OF_BAND: &str = "oob";
 
 pub fn run(config: &Config, consumer: &Consumer, args: &LoginArgs) -> Result<()> {
     // A bad key is a setting to fix: find out before anything is asked of the server.
-    let key = oauth1::load_key(&consumer.private_key_file.path, &consumer.private_key_file.origin)?;
+    let key = oauth1::load_key(&consumer.private_key_file)?;
     let (store, reservation) = prepare(config)?;
     let client = http::client(config)?;
     eprintln!(
@@ -41,10 +41,7 @@ pub fn run(config: &Config, consumer: &Consumer, args: &LoginArgs) -> Result<()>
             show_url(&url, args);
             let verifier = read_verifier(args).await?;
             let token = access_token(&client, consumer, &key, &request_token, &verifier).await?;
-            let lock = store.lock(crate::store::LOCK_WAIT)?;
-            reservation.commit(&token, &lock)?;
-            eprintln!("Logged in. Token saved to {}", store.path().display());
-            return Ok(());
+            return save(&store, reservation, &token, None).await;
         }
 
         let listener =
@@ -69,7 +66,7 @@ pub fn run(config: &Config, consumer: &Consumer, args: &LoginArgs) -> Result<()>
             }
         };
         match access_token(&client, consumer, &key, &request_token, &verifier).await {
-            Ok(token) => save(&store, reservation, &token, arrival).await,
+            Ok(token) => save(&store, reservation, &token, Some(arrival)).await,
             Err(e) => {
                 arrival
                     .answer(400, "Sign-in failed", "The access token request failed. See the terminal.")
@@ -136,15 +133,7 @@ async fn post(
         return Err(problem.error(url.as_str()));
     }
     let body = crate::oauth::redact(&String::from_utf8_lossy(&answer.body), secrets);
-    Err(anyhow!("{url} answered HTTP {}: \"{}\"", answer.status, excerpt(&clean(&body))))
-}
-
-/// At most 200 characters of server text.
-fn excerpt(text: &str) -> String {
-    match text.char_indices().nth(200) {
-        Some((i, _)) => format!("{}...", &text[..i]),
-        None => text.to_owned(),
-    }
+    Err(anyhow!("{url} answered HTTP {}: \"{}\"", answer.status, clean(&body)))
 }
 
 /// With `oob`: the verification code the page shows, read from stdin (a terminal or a pipe).
