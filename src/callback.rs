@@ -116,32 +116,78 @@ pub fn route(head: &Head<'_>, expected: &Expected) -> Route {
     if head.method != "GET" {
         return reject(405, "Only GET is answered here.");
     }
+    match outcome(query, expected.params, &expected.state) {
+        Outcome::Callback(callback) => Route::Callback(callback),
+        Outcome::Start => Route::Start,
+        Outcome::WrongState => reject(
+            400,
+            "This request does not belong to the login atl-token started (state does not match). \
+             atl-token is still waiting: use the link it printed.",
+        ),
+        Outcome::Empty => reject(400, "The redirect holds neither a code nor an error."),
+    }
+}
+
+/// What a redirect's query string says, checked against the login's state.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome {
+    Callback(Callback),
+    /// The right state and nothing else.
+    Start,
+    WrongState,
+    /// The right state, and an empty code.
+    Empty,
+}
+
+fn outcome(query: &str, params: Params, expected_state: &str) -> Outcome {
     let mut state = None;
     let (mut code, mut error, mut description) = (None, None, None);
     for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
         match &*key {
-            k if k == expected.params.state => state = Some(value),
-            k if k == expected.params.code => code = Some(value),
+            k if k == params.state => state = Some(value),
+            k if k == params.code => code = Some(value),
             "error" => error = Some(value),
             "error_description" => description = Some(value),
             _ => {}
         }
     }
-    if state.as_deref() != Some(expected.state.as_str()) {
-        return reject(
-            400,
-            "This request does not belong to the login atl-token started (state does not match). \
-             atl-token is still waiting: use the link it printed.",
-        );
+    if state.as_deref() != Some(expected_state) {
+        return Outcome::WrongState;
     }
     match (code, error) {
-        (_, Some(error)) => Route::Callback(Callback::Denied {
+        (_, Some(error)) => Outcome::Callback(Callback::Denied {
             error: error.into_owned(),
             description: description.map(|d| d.into_owned()),
         }),
-        (Some(code), None) if !code.is_empty() => Route::Callback(Callback::Code(code.into_owned())),
-        (None, None) => Route::Start,
-        _ => reject(400, "The redirect holds neither a code nor an error."),
+        (Some(code), None) if !code.is_empty() => Outcome::Callback(Callback::Code(code.into_owned())),
+        (None, None) => Outcome::Start,
+        _ => Outcome::Empty,
+    }
+}
+
+/// Reads the address the browser was sent to after consent, pasted by the user (`login
+/// --paste`), with the same checks as the listener: the login's own state, and a code or an
+/// error. Errors say what to paste instead.
+pub fn pasted(text: &str, params: Params, state: &str) -> Result<Callback, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("nothing was pasted".to_owned());
+    }
+    let url = url::Url::parse(text).map_err(|_| {
+        "that is not a URL: copy the whole address from the browser's address bar, starting with http"
+            .to_owned()
+    })?;
+    match outcome(url.query().unwrap_or_default(), params, state) {
+        Outcome::Callback(callback) => Ok(callback),
+        Outcome::WrongState => Err(format!(
+            "that address does not belong to this login (its {} does not match): paste the address \
+             the browser went to after opening the URL printed above",
+            params.state
+        )),
+        Outcome::Start | Outcome::Empty => Err(format!(
+            "that address holds no {}: paste the address the browser went to after you allowed access",
+            params.code
+        )),
     }
 }
 
@@ -179,7 +225,16 @@ pub fn redirect(location: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A whole HTTP response with a short HTML page.
+/// The pages' look: one small inline style sheet, no scripts, no external assets.
+const STYLE: &str = "body{font:16px/1.5 system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;\
+background:#f4f5f7;color:#172b4d}main{max-width:34rem;margin:12vh auto;padding:2rem 2.5rem;\
+background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(9,30,66,.25)}\
+h1{font-size:1.4rem;margin:0 0 1rem}.ok h1{color:#216e4e}.fail h1{color:#ae2e24}\
+p{margin:.6rem 0}code{font:14px ui-monospace,monospace;background:#f1f2f4;padding:.1rem .3rem;\
+border-radius:3px;word-break:break-all}footer{margin-top:1.5rem;font-size:.8rem;color:#626f86}";
+
+/// A whole HTTP response with a short HTML page: a title, and one paragraph per line of
+/// `message`. Text between backticks is shown as code (a file, a command).
 pub fn page(status: u16, title: &str, message: &str) -> Vec<u8> {
     let reason = match status {
         200 => "OK",
@@ -190,36 +245,60 @@ pub fn page(status: u16, title: &str, message: &str) -> Vec<u8> {
         431 => "Request Header Fields Too Large",
         _ => "Error",
     };
+    let class = if status == 200 { "ok" } else { "fail" };
+    let paragraphs: String = message.lines().map(|line| format!("<p>{}</p>", with_code(line))).collect();
     let body = format!(
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>{t}</title></head>\n\
-         <body><h1>{t}</h1><p>{m}</p></body></html>\n",
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width\"><title>{t} - atl-token</title>\
+         <style>{STYLE}</style></head>\n<body class=\"{class}\"><main><h1>{t}</h1>{paragraphs}\
+         <footer>atl-token</footer></main></body></html>\n",
         t = html_escape(title),
-        m = html_escape(message)
     );
     format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: text/html; charset=utf-8\r\n\
          Content-Length: {}\r\nCache-Control: no-store\r\nReferrer-Policy: no-referrer\r\n\
+         Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'\r\n\
          Connection: close\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()
 }
 
+/// Escapes a line, showing text between backticks as `<code>`.
+fn with_code(line: &str) -> String {
+    line.split('`')
+        .enumerate()
+        .map(
+            |(i, part)| {
+                if i % 2 == 1 { format!("<code>{}</code>", html_escape(part)) } else { html_escape(part) }
+            },
+        )
+        .collect()
+}
+
 /// A connection to the browser: plain TCP or TLS.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// A callback that passed every check, with the browser's connection to answer on.
+/// A callback that passed every check, with the browser's connection to answer on, when it
+/// came to the listener (not when it was pasted).
 pub struct Arrival {
     pub callback: Callback,
-    pub browser: Box<dyn Io>,
+    pub browser: Option<Box<dyn Io>>,
 }
 
 impl Arrival {
+    /// A callback the user pasted: there is no browser to answer.
+    pub fn pasted(callback: Callback) -> Self {
+        Self { callback, browser: None }
+    }
+
     /// Tells the browser how it went. A browser that has gone away is no error.
-    pub async fn answer(mut self, status: u16, title: &str, message: &str) {
-        let _ = self.browser.write_all(&page(status, title, message)).await;
-        let _ = self.browser.shutdown().await;
+    pub async fn answer(self, status: u16, title: &str, message: &str) {
+        if let Some(mut browser) = self.browser {
+            let _ = browser.write_all(&page(status, title, message)).await;
+            let _ = browser.shutdown().await;
+        }
     }
 }
 
@@ -252,15 +331,17 @@ impl Listener {
         let v4 = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let v6 = SocketAddr::from((Ipv6Addr::LOCALHOST, port));
         let in_use = |addr: SocketAddr, e: io::Error| {
-            let hint = if e.kind() == io::ErrorKind::AddrInUse {
+            let origin = &redirect.port_origin;
+            anyhow!(if e.kind() == io::ErrorKind::AddrInUse {
                 format!(
-                    "port {port} is in use by another program: stop it, or pick a free port with {}",
-                    redirect.port_origin
+                    "port {port} on {} is in use by another program: stop it, or pick another port \
+                     with {origin} and change the callback URL registered for the app to match, \
+                     since the server refuses a redirect to any other",
+                    addr.ip()
                 )
             } else {
-                format!("cannot listen on port {port} (set by {})", redirect.port_origin)
-            };
-            anyhow!(e).context(format!("{hint} (address {addr})"))
+                format!("cannot listen on port {port} on {} (port from {origin}): {e}", addr.ip())
+            })
         };
         let mut sockets = Vec::new();
         match redirect.host {
@@ -411,7 +492,7 @@ async fn serve(stream: TcpStream, serving: &Serving) {
         Route::Start => reply(stream, &redirect(&serving.expected.authorize_url)).await,
         Route::Callback(callback) => {
             // Only the first good callback is taken; the login has ended for any later one.
-            let _ = serving.sender.try_send(Arrival { callback, browser: stream });
+            let _ = serving.sender.try_send(Arrival { callback, browser: Some(stream) });
         }
     }
 }

@@ -12,7 +12,9 @@ Exit codes:
   2    usage or configuration error: fix the flag or setting the message names
   3    status --check: the refresh token or the token family ends within --warn-days
   4    no usable token: run `atl-token login`
-  130  interrupted (Ctrl-C)";
+  129  login or init stopped by SIGHUP (the terminal went away)
+  130  interrupted (Ctrl-C)
+  143  login or init stopped by SIGTERM";
 
 /// Gets, keeps and hands out OAuth tokens for Atlassian products.
 ///
@@ -149,12 +151,17 @@ pub struct LoginArgs {
     #[arg(long)]
     pub no_browser: bool,
 
+    /// No listener: open the URL on any machine, then paste here the address the browser
+    /// was sent to (for SSH sessions and containers).
+    #[arg(long, conflicts_with = "oob")]
+    pub paste: bool,
+
     /// OAuth 1.0a: no listener; the page shows a verification code to type or paste here.
     #[arg(long)]
     pub oob: bool,
 
     /// Give up when the browser has not come back after this long (e.g. 90s, 10m).
-    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = positive_duration)]
     pub timeout: Duration,
 }
 
@@ -248,6 +255,15 @@ pub struct What {
 
 fn duration(text: &str) -> Result<Duration, String> {
     crate::duration::parse(text)
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match crate::duration::parse(text)? {
+        d if d.is_zero() => {
+            Err(format!("'{text}' would give up at once: give a wait longer than zero, e.g. 5m"))
+        }
+        d => Ok(d),
+    }
 }
 
 #[cfg(test)]

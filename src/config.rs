@@ -172,6 +172,16 @@ impl Config {
             Auth::OAuth1(consumer) => Some(&consumer.base_url),
         }
     }
+
+    /// The site a login signs in to, for people: the base URL on Server and Data Center, else
+    /// `ATL_SITE`, else Atlassian Cloud.
+    pub fn site_label(&self) -> String {
+        match (self.api_base(), &self.site) {
+            (Some(base), _) => base.to_owned(),
+            (None, Some(site)) => site.as_str().trim_end_matches('/').to_owned(),
+            (None, None) => "Atlassian Cloud".to_owned(),
+        }
+    }
 }
 
 /// The scopes to ask for, space-separated, duplicates removed.
@@ -191,7 +201,8 @@ pub struct Redirect {
     pub port: u16,
     /// The path the listener answers, e.g. `/` or `/callback`.
     pub path: String,
-    /// Which setting decided the port, for "port in use" messages.
+    /// The setting that decides the port, for "port in use" messages: where it was set, or
+    /// the key to set.
     pub port_origin: String,
     /// `https://`: the listener serves TLS with a certificate made for this login.
     pub tls: bool,
@@ -523,7 +534,7 @@ fn redirect(sources: &Sources<'_>) -> Result<Redirect, Exit> {
         .transpose()?;
 
     let Some(setting) = sources.get(REDIRECT_URI) else {
-        let (port, port_origin) = port.unwrap_or((DEFAULT_PORT, format!("the default (set {})", PORT.name)));
+        let (port, port_origin) = port.unwrap_or((DEFAULT_PORT, PORT.name.to_owned()));
         return Ok(Redirect {
             uri: format!("http://localhost:{port}"),
             host: LoopbackHost::Localhost,

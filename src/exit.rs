@@ -18,8 +18,12 @@ pub enum Code {
     Warning = 3,
     /// No usable refresh token: a person must run `atl-token login`.
     LoginRequired = 4,
-    /// Stopped by Ctrl-C.
+    /// Stopped by SIGHUP while waiting: the terminal went away (128 + 1).
+    HungUp = 129,
+    /// Stopped by Ctrl-C (128 + SIGINT).
     Interrupted = 130,
+    /// Stopped by SIGTERM while waiting (128 + 15), e.g. by `timeout`.
+    Terminated = 143,
 }
 
 impl From<Code> for std::process::ExitCode {
@@ -36,6 +40,10 @@ pub struct Exit {
 }
 
 impl Exit {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
     pub fn usage(message: impl Into<String>) -> Self {
         Self { code: Code::Usage, message: message.into() }
     }

@@ -19,6 +19,7 @@ mod shell;
 mod sites;
 mod store;
 mod token;
+mod ui;
 
 use std::process::ExitCode;
 

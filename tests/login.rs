@@ -26,6 +26,9 @@ fn login_happy_path_sends_every_parameter_and_saves_the_token() {
     let page = login.callback(&format!("code={CODE}&state={state}"));
     assert_eq!(status_of(&page), 200, "{page}");
     assert!(page.contains("You can close this tab"), "{page}");
+    assert!(page.contains(&format!("<code>{}</code>", env.token_file().display())), "the token file: {page}");
+    assert!(page.contains("Signed in to Atlassian Cloud."), "the site: {page}");
+    assert!(!page.contains("http://") && !page.contains("https://"), "no external assets: {page}");
 
     let (status, stdout, stderr) = login.finish();
     assert!(status.success(), "{stderr}");
@@ -117,7 +120,7 @@ fn login_gives_up_after_the_timeout() {
 }
 
 #[test]
-fn a_port_in_use_names_the_port_and_the_key() {
+fn a_port_in_use_names_the_port_the_key_and_the_callback_url_to_change() {
     let env = TestEnv::new();
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = taken.local_addr().expect("addr").port();
@@ -125,8 +128,104 @@ fn a_port_in_use_names_the_port_and_the_key() {
     let output = env.run(&["login", "--no-browser", "--timeout", "5s"]);
     assert_exit(&output, 1);
     let err = stderr(&output);
-    assert!(err.contains(&format!("port {port} is in use")), "{err}");
-    assert!(err.contains("ATL_PORT in"), "{err}");
+    assert!(err.contains(&format!("port {port} on 127.0.0.1 is in use by another program")), "{err}");
+    assert!(err.contains("pick another port with ATL_PORT in"), "{err}");
+    assert!(err.contains("change the callback URL registered for the app to match"), "{err}");
+    assert!(err.contains("or run `atl-token login --paste`"), "{err}");
+    assert_eq!(err.matches("error:").count(), 1, "one message: {err}");
+
+    env.write_env("");
+    let _default = TcpListener::bind("127.0.0.1:8014");
+    if _default.is_ok() {
+        let err = stderr(&env.run(&["login", "--no-browser", "--timeout", "5s"]));
+        assert!(err.contains("pick another port with ATL_PORT and change"), "the key to set: {err}");
+    }
+}
+
+#[test]
+fn a_login_stopped_by_a_signal_ends_cleanly_and_leaves_nothing_behind() {
+    for (signal, code) in [("TERM", 143), ("HUP", 129), ("INT", 130)] {
+        let env = TestEnv::new();
+        let login = Login::start(&env, &[]);
+        assert_eq!(temp_files(&env), Vec::<String>::new(), "SIG{signal}: nothing is held while waiting");
+        let pid = login.child.id().to_string();
+        let sent = std::process::Command::new("kill").args(["-s", signal, &pid]).status().expect("kill");
+        assert!(sent.success());
+        let (status, _, stderr) = login.finish();
+        assert_eq!(status.code(), Some(code), "SIG{signal}: {stderr}");
+        assert!(stderr.contains("login"), "SIG{signal}: {stderr}");
+        assert_eq!(temp_files(&env), Vec::<String>::new(), "SIG{signal}");
+        assert!(
+            TcpListener::bind(("127.0.0.1", login_port_of(&env))).is_ok(),
+            "SIG{signal}: the port is free"
+        );
+        assert!(!env.token_file().exists());
+    }
+}
+
+fn temp_files(env: &TestEnv) -> Vec<String> {
+    std::fs::read_dir(env.dir.path())
+        .expect("ls")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect()
+}
+
+fn login_port_of(env: &TestEnv) -> u16 {
+    let text = std::fs::read_to_string(env.path(".env")).expect(".env");
+    let uri = text.lines().find_map(|l| l.strip_prefix("ATL_REDIRECT_URI=")).expect("redirect URI");
+    url::Url::parse(uri).expect("URL").port().expect("port")
+}
+
+#[test]
+fn a_timeout_of_zero_is_refused() {
+    let env = TestEnv::new();
+    let output = env.run(&["login", "--no-browser", "--timeout", "0s"]);
+    assert_exit(&output, 2);
+    assert!(stderr(&output).contains("'0s' would give up at once"), "{}", stderr(&output));
+}
+
+/// `login --paste` with the address piped in, as over SSH: no listener, the state checked.
+#[test]
+fn a_pasted_redirect_address_finishes_the_login_and_a_wrong_one_is_refused() {
+    use std::io::Write;
+    for (paste, expected) in [(true, 0), (false, 2)] {
+        let env = TestEnv::new();
+        let port = free_port();
+        env.write_env(&format!("ATL_REDIRECT_URI=http://127.0.0.1:{port}/callback\n"));
+        let mut child = env
+            .command(&["login", "--paste"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let lines = StderrLines::take(&mut child);
+        let url =
+            url::Url::parse(lines.wait_line(|l| l.trim_start().starts_with("http://")).trim()).expect("URL");
+        lines.wait_line(|l| l.contains("paste it here"));
+        assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "no listener with --paste");
+        let state = url.query_pairs().find(|(k, _)| k == "state").expect("state").1.into_owned();
+        let state = if paste { state } else { "someone-else".to_owned() };
+        // Where the browser goes after consent: a page that cannot load, as nothing listens.
+        let address = format!("http://127.0.0.1:{port}/callback?code={CODE}&state={state}");
+        let mut stdin = child.stdin.take().expect("stdin");
+        writeln!(stdin, "  {address}  ").expect("paste");
+        drop(stdin);
+        let status = wait_exit(&mut child, Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(50));
+        let err = lines.all();
+        assert_eq!(status.code(), Some(expected), "{err}");
+        if paste {
+            assert_eq!(env.read_token()["refresh_token"], "rt-1");
+            assert_eq!(env.auth.token_calls().len(), 1);
+        } else {
+            assert!(err.contains("does not belong to this login"), "{err}");
+            assert!(env.auth.token_calls().is_empty());
+            assert!(!env.token_file().exists());
+        }
+        assert!(!err.contains(CODE), "the code is not shown: {err}");
+    }
 }
 
 #[test]
@@ -141,6 +240,9 @@ fn the_default_localhost_redirect_is_served_and_codes_failing_exchange_report_it
     let page = browser_get(port, &format!("localhost:{port}"), &format!("/?code={CODE}&state={state}"));
     assert_eq!(status_of(&page), 400, "the page says the sign-in failed: {page}");
     assert!(page.contains("Sign-in failed"));
+    assert!(page.contains("See the terminal for what to do."), "{page}");
+    let body = page.split_once("\r\n\r\n").expect("a body").1;
+    assert!(!body.contains(".."), "one full stop per sentence: {body}");
     let (status, _, text) = login.finish();
     assert_eq!(status.code(), Some(1));
     assert!(text.contains("client credentials rejected"), "{text}");

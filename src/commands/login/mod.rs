@@ -15,6 +15,7 @@ use crate::oauth::{self, Grant, Pkce, TokenError, clean};
 use crate::provider::Kind;
 use crate::store::{self, LOCK_WAIT, Reservation, Store};
 use crate::token::{self, Token};
+use crate::ui;
 
 pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
     let oauth2 = match &config.auth {
@@ -23,7 +24,7 @@ pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
     };
     if args.oob {
         return Err(Exit::usage(format!(
-            "--oob is for OAuth 1.0a ({}={}); OAuth 2.0 logins come back to {}",
+            "--oob is for OAuth 1.0a ({}={}); OAuth 2.0 logins come back to {}, or use --paste",
             PROVIDER.name,
             crate::provider::OAUTH1,
             config.redirect.uri
@@ -33,7 +34,7 @@ pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
     if oauth2.scope.added_offline_access {
         eprintln!("note: added `{OFFLINE_ACCESS}` to {}: without it there is no refresh token", SCOPE.name);
     }
-    let (store, reservation) = prepare(config)?;
+    let store = prepare(config)?;
     let client = http::client(config)?;
     announce_custom_endpoints(oauth2);
 
@@ -42,34 +43,66 @@ pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
         let state = uuid::Uuid::new_v4().to_string();
         let pkce = oauth2.provider.pkce.then(Pkce::new);
         let url = oauth::authorize_url(oauth2, &config.redirect.uri, &state, pkce.as_ref());
-        let listener =
-            Listener::bind(&config.redirect, callback::OAUTH2, state.clone(), url.to_string()).await?;
-        let arrival = wait_for_browser(config, args, listener, callback::OAUTH2, &state, url).await?;
+        let arrival = wait_for_browser(config, args, callback::OAUTH2, &state, url).await?;
+        let (reservation, arrival) = reserve(&store, arrival).await?;
         let verifier = pkce.as_ref().map(Pkce::verifier);
         finish(config, oauth2, &client, &store, reservation, arrival, verifier).await
     })
 }
 
-/// The token file's store, its folder made, and the space for the token reserved: proof
-/// that the token can be saved, before the user goes through the browser.
-fn prepare(config: &Config) -> Result<(Store, Reservation)> {
+/// The token file's store, its folder made, and proof that a token can be saved there
+/// (space reserved, then let go), before the user goes through the browser.
+fn prepare(config: &Config) -> Result<Store> {
     let store = Store::new(&config.token_file)?;
     store::ensure_dir(&store)?;
-    let reservation = store.reserve()?;
-    Ok((store, reservation))
+    drop(store.reserve()?);
+    Ok(store)
 }
 
-/// Shows the authorize URL (through the listener's start page when it serves TLS, so that the
-/// certificate warning comes first), opens a browser unless told not to, and waits for the
-/// callback, `--timeout` or Ctrl-C.
+/// Reserves the space for the token once the browser is back, before the code is traded:
+/// from then until the token is saved, a full disk cannot lose it. Holding it only from
+/// here means no temp file is left behind by a login that was killed while waiting.
+async fn reserve(store: &Store, arrival: Arrival) -> Result<(Reservation, Arrival)> {
+    match store.reserve() {
+        Ok(reservation) => Ok((reservation, arrival)),
+        Err(e) => {
+            arrival
+                .answer(
+                    500,
+                    "Sign-in not saved",
+                    "atl-token cannot write its token file.\nSee the terminal for what to do.",
+                )
+                .await;
+            Err(e)
+        }
+    }
+}
+
+/// Shows the authorize URL, opens a browser unless told not to, and waits for the browser to
+/// come back to the listener, or for the user to paste where it went (`--paste`, or when the
+/// listener cannot start on a terminal), until `--timeout` or a signal.
 async fn wait_for_browser(
     config: &Config,
     args: &LoginArgs,
-    mut listener: Listener,
     params: callback::Params,
     state: &str,
     url: url::Url,
 ) -> Result<Arrival> {
+    if args.paste {
+        show_url(&url, false);
+        return wait_for_paste(args, params, state).await;
+    }
+    let listener = match Listener::bind(&config.redirect, params, state.to_owned(), url.to_string()).await {
+        Ok(listener) => listener,
+        Err(e) if ui::stdin_is_terminal() => {
+            eprintln!("atl-token: {e:#}.\nCarrying on without the listener: paste the address instead.");
+            show_url(&url, false);
+            return wait_for_paste(args, params, state).await;
+        }
+        Err(e) => return Err(anyhow!("{e:#}; or run `atl-token login --paste`")),
+    };
+    // With TLS, the start page comes first, so that the certificate warning is dealt with
+    // before consent.
     let open = match listener.fingerprint() {
         Some(fingerprint) => {
             let mut start = url::Url::parse(&config.redirect.uri)?;
@@ -84,23 +117,71 @@ async fn wait_for_browser(
         }
         None => url,
     };
-    show_url(&open, args);
+    show_url(&open, !args.no_browser);
     eprintln!(
         "Waiting up to {} for the browser to come back to {} (Ctrl-C to stop)...",
         human(args.timeout),
         config.redirect.uri
     );
-    tokio::select! {
-        arrival = listener.next() => arrival,
-        () = tokio::time::sleep(args.timeout) => Err(timed_out(args)),
-        _ = tokio::signal::ctrl_c() => Err(Exit::interrupted("login cancelled").into()),
+    wait(listener, args).await
+}
+
+/// The wait itself, with the spinner on a terminal.
+async fn wait(mut listener: Listener, args: &LoginArgs) -> Result<Arrival> {
+    let deadline = tokio::time::Instant::now() + args.timeout;
+    let mut spinner = ui::Spinner::on_terminal("Waiting for the browser", deadline);
+    let mut tick = tokio::time::interval(ui::SPIN_EVERY);
+    let stopped = ui::stopped("login");
+    tokio::pin!(stopped);
+    loop {
+        tokio::select! {
+            arrival = listener.next() => return arrival,
+            () = tokio::time::sleep_until(deadline) => return Err(timed_out(args)),
+            exit = &mut stopped => return Err(exit.into()),
+            _ = tick.tick(), if spinner.is_some() => {
+                if let Some(spinner) = &mut spinner {
+                    spinner.draw();
+                }
+            }
+        }
     }
 }
 
-/// Prints the URL to open, and opens it in a browser unless `--no-browser`.
-fn show_url(url: &url::Url, args: &LoginArgs) {
+/// `--paste`: reads the address the browser was sent to, and checks it as the listener
+/// would. On a terminal a wrong paste can be tried again.
+async fn wait_for_paste(args: &LoginArgs, params: callback::Params, state: &str) -> Result<Arrival> {
+    eprintln!(
+        "After you allow access, the browser goes to an address that may not load (\"this site \
+         can't be reached\" is fine).\nCopy that whole address from the address bar, paste it \
+         here and press Enter:"
+    );
+    loop {
+        let line = read_line(args, "the address").await?;
+        match callback::pasted(&line, params, state) {
+            Ok(callback) => return Ok(Arrival::pasted(callback)),
+            Err(why) if ui::stdin_is_terminal() => eprintln!("{why}. Try again:"),
+            Err(why) => return Err(Exit::usage(format!("{why}: run `atl-token login --paste` again")).into()),
+        }
+    }
+}
+
+/// A line from stdin (a terminal or a pipe), within `--timeout`, unless a signal comes first.
+async fn read_line(args: &LoginArgs, what: &str) -> Result<String> {
+    tokio::select! {
+        line = ui::read_line() => match line {
+            Ok(Some(line)) => Ok(line),
+            Ok(None) => Err(Exit::usage(format!("stdin ended before {what} was given")).into()),
+            Err(e) => Err(anyhow!("cannot read {what} from stdin: {e}")),
+        },
+        () = tokio::time::sleep(args.timeout) => Err(timed_out(args)),
+        exit = ui::stopped("login") => Err(exit.into()),
+    }
+}
+
+/// Prints the URL to open, and opens it in a browser when asked.
+fn show_url(url: &url::Url, open: bool) {
     eprintln!("Open this URL in a browser to grant access:\n\n    {url}\n");
-    if !args.no_browser {
+    if open {
         open_browser(url.as_str());
     }
 }
@@ -115,23 +196,25 @@ fn timed_out(args: &LoginArgs) -> anyhow::Error {
 /// Saves the token under the lock, and only then tells the browser (if it came back to the
 /// listener) that it worked.
 async fn save(
+    config: &Config,
     store: &Store,
     reservation: Reservation,
     token: &Token,
-    arrival: Option<Arrival>,
+    arrival: Arrival,
 ) -> Result<()> {
     let path = store.path().display();
     let saved = store.lock(LOCK_WAIT).and_then(|lock| reservation.commit(token, &lock));
-    if let Some(arrival) = arrival {
-        match &saved {
-            Ok(()) => {
-                let message = format!("atl-token saved its token to {path}. You can close this tab.");
-                arrival.answer(200, "Signed in", &message).await;
-            }
-            Err(_) => {
-                let message = "atl-token got a token but could not save it. See the terminal for what to do.";
-                arrival.answer(500, "Sign-in not saved", message).await;
-            }
+    match &saved {
+        Ok(()) => {
+            let message = format!(
+                "Signed in to {}.\natl-token saved the token to `{path}`.\nYou can close this tab.",
+                config.site_label()
+            );
+            arrival.answer(200, "Signed in", &message).await;
+        }
+        Err(_) => {
+            let message = "atl-token got a token but could not save it.\nSee the terminal for what to do.";
+            arrival.answer(500, "Sign-in not saved", message).await;
         }
     }
     saved?;
@@ -170,7 +253,11 @@ async fn finish(
         Callback::Denied { error, description } => {
             let error = clean(error);
             let detail = description.as_deref().map(clean).map(|d| format!(": {d}")).unwrap_or_default();
-            arrival.answer(400, "Access was not granted", &format!("{error}{detail}")).await;
+            let message = format!(
+                "The server said: {}\nRun `atl-token login` again, and allow access.",
+                sentence(&format!("{error}{detail}"))
+            );
+            arrival.answer(400, "Access was not granted", &message).await;
             return Err(anyhow!("authorization failed: {error}{detail}"));
         }
     };
@@ -178,14 +265,21 @@ async fn finish(
     let answer = match http::request_token(client, config, oauth2, grant, http::CODE).await {
         Ok(answer) => answer,
         Err(e) => {
-            arrival
-                .answer(400, "Sign-in failed", &format!("The token request failed: {e}. See the terminal."))
-                .await;
+            let message = format!(
+                "The token request failed: {}\nSee the terminal for what to do.",
+                sentence(&e.to_string())
+            );
+            arrival.answer(400, "Sign-in failed", &message).await;
             return Err(explain(&e, config, oauth2));
         }
     };
     let token = Token::from_response(answer, None, token::now(), oauth2.provider.token_url.url.as_str());
-    save(store, reservation, &token, Some(arrival)).await
+    save(config, store, reservation, &token, arrival).await
+}
+
+/// Ends text with exactly one full stop.
+fn sentence(text: &str) -> String {
+    format!("{}.", text.trim_end().trim_end_matches('.'))
 }
 
 fn explain(error: &TokenError, config: &Config, oauth2: &OAuth2) -> anyhow::Error {
@@ -201,11 +295,19 @@ fn explain(error: &TokenError, config: &Config, oauth2: &OAuth2) -> anyhow::Erro
     }
 }
 
-/// Opens the URL in a browser where there is a screen; failure only means the user copies it.
+/// Opens the URL in `$BROWSER`, or the desktop's browser where there is one. When none can
+/// be started, says so in one line: the URL is already on the screen.
 fn open_browser(url: &str) {
-    let has_display = !cfg!(target_os = "linux")
-        || ["DISPLAY", "WAYLAND_DISPLAY"].iter().any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
-    if !has_display {
+    let chosen = std::env::var_os("BROWSER").is_some_and(|b| !b.is_empty());
+    let desktop = !cfg!(target_os = "linux")
+        || ["DISPLAY", "WAYLAND_DISPLAY", "WSL_DISTRO_NAME"]
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    if !chosen && !desktop {
+        eprintln!(
+            "(no display here, so no browser was opened: open the URL on any machine, and use \
+             `atl-token login --paste` if it cannot reach this one)"
+        );
         return;
     }
     let url = url.to_owned();
@@ -213,7 +315,7 @@ fn open_browser(url: &str) {
     // listener, nor the end of the process.
     std::thread::spawn(move || {
         if let Err(e) = webbrowser::open(&url) {
-            eprintln!("(could not open a browser: {e}; open the URL yourself)");
+            eprintln!("(could not start a browser: {e}; open the URL yourself)");
         }
     });
 }

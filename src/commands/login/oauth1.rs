@@ -5,8 +5,8 @@ use anyhow::{Result, anyhow};
 use reqwest::Method;
 use url::Url;
 
-use super::{prepare, save, show_url, timed_out, wait_for_browser};
-use crate::callback::{self, Callback, Listener};
+use super::{prepare, read_line, reserve, save, show_url, wait_for_browser};
+use crate::callback::{self, Arrival, Callback};
 use crate::cli::LoginArgs;
 use crate::config::{Config, Consumer};
 use crate::exit::Exit;
@@ -23,7 +23,7 @@ const OUT_OF_BAND: &str = "oob";
 pub fn run(config: &Config, consumer: &Consumer, args: &LoginArgs) -> Result<()> {
     // A bad key is a setting to fix: find out before anything is asked of the server.
     let key = oauth1::load_key(&consumer.private_key_file)?;
-    let (store, reservation) = prepare(config)?;
+    let store = prepare(config)?;
     let client = http::client(config)?;
     eprintln!(
         "note: signing in to {} with OAuth 1.0a ({})",
@@ -37,22 +37,30 @@ pub fn run(config: &Config, consumer: &Consumer, args: &LoginArgs) -> Result<()>
         let mut url = consumer.authorize_url.url.clone();
         url.query_pairs_mut().append_pair("oauth_token", &request_token);
 
-        if args.oob {
-            show_url(&url, args);
-            let verifier = read_verifier(args).await?;
-            let token = access_token(&client, consumer, &key, &request_token, &verifier).await?;
-            return save(&store, reservation, &token, None).await;
-        }
-
-        let listener =
-            Listener::bind(&config.redirect, callback::OAUTH1, request_token.clone(), url.to_string())
-                .await?;
-        let arrival = wait_for_browser(config, args, listener, callback::OAUTH1, &request_token, url).await?;
+        let arrival = if args.oob {
+            show_url(&url, !args.no_browser);
+            eprintln!("Paste the verification code the page shows, then press Enter:");
+            let code = read_line(args, "the verification code").await?;
+            let code = code.trim();
+            if code.is_empty() {
+                return Err(
+                    Exit::usage("no verification code was given: run `atl-token login --oob` again").into()
+                );
+            }
+            Arrival::pasted(Callback::Code(code.to_owned()))
+        } else {
+            wait_for_browser(config, args, callback::OAUTH1, &request_token, url).await?
+        };
+        let (reservation, arrival) = reserve(&store, arrival).await?;
         let verifier = match &arrival.callback {
             Callback::Code(verifier) if verifier != DENIED => verifier.clone(),
             Callback::Code(_) => {
                 arrival
-                    .answer(400, "Access was not granted", "You denied access. Run `atl-token login` again.")
+                    .answer(
+                        400,
+                        "Access was not granted",
+                        "You denied access.\nRun `atl-token login` again, and allow access.",
+                    )
                     .await;
                 return Err(Exit::login_required(
                     "access was denied in the browser: run `atl-token login` again",
@@ -61,15 +69,20 @@ pub fn run(config: &Config, consumer: &Consumer, args: &LoginArgs) -> Result<()>
             }
             Callback::Denied { error, .. } => {
                 let error = clean(error);
-                arrival.answer(400, "Access was not granted", &error).await;
+                let message = format!("The server said: {error}\nRun `atl-token login` again.");
+                arrival.answer(400, "Access was not granted", &message).await;
                 return Err(anyhow!("authorization failed: {error}"));
             }
         };
         match access_token(&client, consumer, &key, &request_token, &verifier).await {
-            Ok(token) => save(&store, reservation, &token, Some(arrival)).await,
+            Ok(token) => save(config, &store, reservation, &token, arrival).await,
             Err(e) => {
                 arrival
-                    .answer(400, "Sign-in failed", "The access token request failed. See the terminal.")
+                    .answer(
+                        400,
+                        "Sign-in failed",
+                        "The access token request failed.\nSee the terminal for what to do.",
+                    )
                     .await;
                 Err(e)
             }
@@ -134,27 +147,4 @@ async fn post(
     }
     let body = crate::oauth::redact(&String::from_utf8_lossy(&answer.body), secrets);
     Err(anyhow!("{url} answered HTTP {}: \"{}\"", answer.status, clean(&body)))
-}
-
-/// With `oob`: the verification code the page shows, read from stdin (a terminal or a pipe).
-async fn read_verifier(args: &LoginArgs) -> Result<String> {
-    eprintln!("Paste the verification code the page shows, then press Enter:");
-    // A detached thread: a read that never returns must not hold up the end of the process
-    // (a runtime waits for its blocking tasks).
-    let (sender, read) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = sender.send(std::io::stdin().read_line(&mut line).map(|_| line));
-    });
-    let line = tokio::select! {
-        line = read => line.map_err(|_| anyhow!("cannot read the code from stdin"))?
-            .map_err(|e| anyhow!("cannot read the code from stdin: {e}"))?,
-        () = tokio::time::sleep(args.timeout) => return Err(timed_out(args)),
-        _ = tokio::signal::ctrl_c() => return Err(Exit::interrupted("login cancelled").into()),
-    };
-    let code = line.trim();
-    if code.is_empty() {
-        return Err(Exit::usage("no verification code was given: run `atl-token login --oob` again").into());
-    }
-    Ok(code.to_owned())
 }
