@@ -172,7 +172,7 @@ pub struct RefreshArgs {
     pub if_needed: bool,
 
     /// With --if-needed: the validity left that makes a refresh unnecessary.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration, requires = "if_needed")]
     pub min_valid: Duration,
 
     /// Print nothing on success (errors still go to stderr).

@@ -44,8 +44,69 @@ pub const PKCE: Key = key("ATL_PKCE", None);
 pub const CONSUMER_KEY: Key = key("ATL_CONSUMER_KEY", None);
 pub const PRIVATE_KEY_FILE: Key = key("ATL_PRIVATE_KEY_FILE", None);
 
+/// Every key, for spotting a misspelt one.
+const KEYS: [Key; 18] = [
+    CLIENT_ID,
+    CLIENT_SECRET,
+    SCOPE,
+    SITE,
+    PORT,
+    REDIRECT_URI,
+    TOKEN_FILE,
+    AUTHORIZE_URL,
+    TOKEN_URL,
+    API_URL,
+    TOKEN_BODY,
+    HTTP_TIMEOUT,
+    CA_FILE,
+    PROVIDER,
+    BASE_URL,
+    PKCE,
+    CONSUMER_KEY,
+    PRIVATE_KEY_FILE,
+];
+
+/// `ATL_*` names in an env file that are no setting, each with the setting it is closest to
+/// when one is close: `ATL_CLIENTID` → `ATL_CLIENT_ID`.
+pub fn unknown_keys(vars: &[(String, String)]) -> Vec<(&str, Option<&'static str>)> {
+    let known =
+        |name: &str| KEYS.iter().any(|k| k.name == name) || name == ENV_FILE_VAR || name == PROFILE_VAR;
+    let mut unknown: Vec<(&str, Option<&'static str>)> = Vec::new();
+    for (name, _) in vars {
+        if !name.starts_with("ATL_") || known(name) || unknown.iter().any(|(n, _)| n == name) {
+            continue;
+        }
+        let closest = KEYS
+            .iter()
+            .map(|k| (edit_distance(name, k.name), k.name))
+            .min()
+            .filter(|(distance, _)| *distance <= 3)
+            .map(|(_, key)| key);
+        unknown.push((name, closest));
+    }
+    unknown
+}
+
+/// Levenshtein distance: the fewest one-character edits from `a` to `b`.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != *cb)).min(row[j] + 1).min(above + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
 /// The environment variable that names the env file when `--env-file` is not given.
 pub const ENV_FILE_VAR: &str = "ATL_ENV_FILE";
+/// The environment variable that picks a profile when `--profile` is not given.
+pub const PROFILE_VAR: &str = "ATL_PROFILE";
 
 const DEFAULT_PORT: u16 = 8014;
 const DEFAULT_TOKEN_FILE: &str = "token.json";
@@ -281,7 +342,7 @@ impl Sources<'_> {
                 (Some(file), _) => format!("add it to {}", file.path.display()),
                 (None, []) => "set it in the environment or an env file".to_owned(),
                 (None, searched) => format!(
-                    "no env file was found (looked for {}); create one from .env.example or use --env-file",
+                    "no env file was found (looked for {}): run `atl-token init` to write one, or use --env-file",
                     display_paths(searched)
                 ),
             };
@@ -337,9 +398,18 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
 fn oauth2(sources: &Sources<'_>, chosen: Option<Setting>) -> Result<OAuth2, Exit> {
     let client_id = sources.require(CLIENT_ID)?.value;
     let client_secret = Secret::new(sources.require(CLIENT_SECRET)?.value);
-    let raw_scope = sources.require(SCOPE)?.value;
+    let raw_scope = sources.require(SCOPE)?;
+    if raw_scope.value.contains(',') {
+        let spaced: Vec<&str> = raw_scope.value.split([',', ' ']).filter(|s| !s.is_empty()).collect();
+        return Err(Exit::usage(format!(
+            "{}: scopes are separated by spaces, not commas: write {}=\"{}\"",
+            raw_scope.origin,
+            SCOPE.name,
+            spaced.join(" ")
+        )));
+    }
     let provider = provider(sources, chosen)?;
-    let scope = normalize_scope(&raw_scope, provider.kind.needs_offline_access());
+    let scope = normalize_scope(&raw_scope.value, provider.kind.needs_offline_access());
     Ok(OAuth2 { client_id, client_secret, scope, provider })
 }
 
@@ -598,6 +668,18 @@ pub fn env_file_candidates(
     candidates
 }
 
+/// Warns about what in an env file is likely a mistake: a misspelt key, and a file that
+/// holds the client secret but other users can read.
+fn warn_about(path: &Path, vars: &[(String, String)]) {
+    for (name, closest) in unknown_keys(vars) {
+        let hint = closest.map(|k| format!(": did you mean {k}?")).unwrap_or_default();
+        eprintln!("atl-token: warning: {name} in {} is not a setting atl-token knows{hint}", path.display());
+    }
+    if let Ok(meta) = std::fs::metadata(path) {
+        crate::safe_path::warn_if_shared(path, &meta, "the env file");
+    }
+}
+
 /// Reads the env file and the process environment, then [`resolve`]s them.
 pub fn load(env_file_flag: Option<&Path>, token_file_flag: Option<&Path>) -> anyhow::Result<Config> {
     let env = |name: &str| std::env::var(name).ok();
@@ -614,6 +696,7 @@ pub fn load(env_file_flag: Option<&Path>, token_file_flag: Option<&Path>) -> any
                     .map_err(|_| Exit::usage(format!("{}: not UTF-8 text", path.display())))?;
                 let vars =
                     envfile::parse(&text).map_err(|e| Exit::usage(format!("{}: {e}", path.display())))?;
+                warn_about(path, &vars);
                 file = Some(EnvFile { path: path.clone(), vars });
                 break;
             }
@@ -621,8 +704,9 @@ pub fn load(env_file_flag: Option<&Path>, token_file_flag: Option<&Path>) -> any
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let how = if env_file_flag.is_some() { "--env-file" } else { ENV_FILE_VAR };
                 return Err(Exit::usage(format!(
-                    "env file {} (from {how}) does not exist: create it from .env.example",
-                    path.display()
+                    "env file {} (from {how}) does not exist: run `atl-token init --env-file {}` to write it",
+                    path.display(),
+                    crate::shell::quote(&path.to_string_lossy())
                 ))
                 .into());
             }
@@ -969,6 +1053,40 @@ mod tests {
                 .contains("names an Atlassian Cloud site")
         );
         assert!(bad("ATL_PROVIDER=oauth1\nATL_BASE_URL=http://jira.example.com\n").contains("use https"));
+    }
+
+    #[test]
+    fn unknown_keys_get_the_closest_known_one() {
+        let vars: Vec<(String, String)> = [
+            "ATL_CLIENTID",
+            "ATL_CLIENT_ID",
+            "JIRA_X",
+            "ATL_SCOPES",
+            "ATL_WHATEVER_ELSE_ENTIRELY",
+            "ATL_CLIENTID",
+        ]
+        .iter()
+        .map(|k| ((*k).to_owned(), String::new()))
+        .collect();
+        assert_eq!(
+            unknown_keys(&vars),
+            vec![
+                ("ATL_CLIENTID", Some("ATL_CLIENT_ID")),
+                ("ATL_SCOPES", Some("ATL_SCOPE")),
+                ("ATL_WHATEVER_ELSE_ENTIRELY", None)
+            ]
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn comma_separated_scopes_are_refused_with_the_spaced_form() {
+        let err = Fixture::new()
+            .file("ATL_CLIENT_ID=id\nATL_CLIENT_SECRET=s\nATL_SCOPE=\"read:jira-work,read:jira-user, offline_access\"\n")
+            .error();
+        assert!(err.contains("scopes are separated by spaces, not commas"), "{err}");
+        assert!(err.contains("write ATL_SCOPE=\"read:jira-work read:jira-user offline_access\""), "{err}");
     }
 
     #[test]

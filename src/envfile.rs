@@ -7,12 +7,45 @@ use std::fmt;
 pub struct LineError {
     /// 1-based line number.
     pub line: usize,
+    /// `KEY=two words`, unquoted: the key, and the value as it should be quoted (`None`
+    /// when the key looks like it holds a secret, which is never shown).
+    pub unquoted: Option<(String, Option<String>)>,
 }
 
 impl fmt::Display for LineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {} is not KEY=value (or a # comment)", self.line)
+        match &self.unquoted {
+            None => write!(f, "line {} is not KEY=value (or a # comment)", self.line),
+            Some((key, value)) => write!(
+                f,
+                "line {}: the value of {key} has spaces but no quotes, so the shell would read only \
+                 its first word: write {key}=\"{}\"",
+                self.line,
+                value.as_deref().unwrap_or("...")
+            ),
+        }
     }
+}
+
+/// Keys whose values are not shown, even to say how to quote them.
+fn looks_secret(key: &str) -> bool {
+    ["SECRET", "PASSWORD", "ACCESS_TOKEN", "REFRESH_TOKEN"].iter().any(|s| key.contains(s))
+}
+
+/// `KEY=a b` (or `export KEY=a b`) with no quotes: the key and the value.
+fn unquoted_spaces(line: &str) -> Option<(String, Option<String>)> {
+    let line = line.trim();
+    let line = line.strip_prefix("export ").map_or(line, str::trim_start);
+    let (key, value) = line.split_once('=')?;
+    let valid_key = !key.is_empty()
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !key.starts_with(|c: char| c.is_ascii_digit());
+    let value = value.split(" #").next().unwrap_or(value).trim();
+    let unquoted = !value.starts_with(['"', '\'']) && value.contains(char::is_whitespace);
+    (valid_key && unquoted).then(|| {
+        let shown = (!looks_secret(key)).then(|| value.replace(['"', '\\'], ""));
+        (key.to_owned(), shown)
+    })
 }
 
 /// Parses env-file text into `(key, value)` pairs, in file order.
@@ -29,11 +62,13 @@ pub fn parse(text: &str) -> Result<Vec<(String, String)>, LineError> {
         match item {
             Ok(pair) => pairs.push(pair),
             Err(dotenvy::Error::LineParse(line, _)) => {
-                return Err(LineError { line: line_number(&text, &line) });
+                let number = line_number(&text, &line);
+                let unquoted = text.lines().nth(number - 1).and_then(unquoted_spaces);
+                return Err(LineError { line: number, unquoted });
             }
             // Reading from memory cannot fail, and substitution errors are not raised by
             // dotenvy's iterator; treat anything else as an unparsable first line.
-            Err(_) => return Err(LineError { line: 1 }),
+            Err(_) => return Err(LineError { line: 1, unquoted: None }),
         }
     }
     Ok(pairs)
@@ -93,8 +128,21 @@ mod tests {
 
     #[test]
     fn a_malformed_line_is_reported_by_number() {
-        assert_eq!(parse("A=1\nB=2\nthis is not a pair\nC=3\n"), Err(LineError { line: 3 }));
-        assert_eq!(parse("A=1\r\nB=\"unterminated\r\n"), Err(LineError { line: 2 }));
+        assert_eq!(parse("A=1\nB=2\nthis is not a pair\nC=3\n"), Err(LineError { line: 3, unquoted: None }));
+        assert_eq!(parse("A=1\r\nB=\"unterminated\r\n"), Err(LineError { line: 2, unquoted: None }));
+    }
+
+    #[test]
+    fn unquoted_spaces_are_explained_with_the_quoted_form() {
+        let err = parse("A=1\nB=2\nATL_SCOPE=read:jira-work read:jira-user\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "line 3: the value of ATL_SCOPE has spaces but no quotes, so the shell would read only \
+             its first word: write ATL_SCOPE=\"read:jira-work read:jira-user\""
+        );
+        let err = parse("export ATL_CLIENT_SECRET=my secret words\n").unwrap_err();
+        assert!(err.to_string().ends_with("write ATL_CLIENT_SECRET=\"...\""), "{err}");
+        assert!(!err.to_string().contains("secret words"), "{err}");
     }
 
     proptest::proptest! {
@@ -102,6 +150,7 @@ mod tests {
         fn prop_any_text_is_parsed_or_refused_without_panic(text in proptest::prelude::any::<String>()) {
             if let Err(e) = parse(&text) {
                 proptest::prop_assert!(e.line >= 1);
+                let _ = e.to_string();
             }
         }
 

@@ -227,9 +227,7 @@ pub fn load_key(file: &KeyFile) -> anyhow::Result<PrivateKey> {
         ))
         .into());
     }
-    if meta.permissions().mode() & 0o077 != 0 {
-        eprintln!("warning: the private key file {name} can be read by other users: `chmod 600 {name}`");
-    }
+    crate::safe_path::warn_if_shared(path, &meta, "the private key file");
     let mut text = String::new();
     file.by_ref()
         .take(MAX_KEY_BYTES)

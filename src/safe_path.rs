@@ -252,6 +252,24 @@ pub fn open(path: &Path, access: Access, what: &str) -> Result<Option<(File, Met
     Ok(Some((file, meta)))
 }
 
+/// Whether group or others may read a file with this mode: then the `chmod` that fixes it.
+pub fn shared_mode_fix(path: &Path, mode: u32) -> Option<String> {
+    (mode & 0o077 != 0).then(|| format!("chmod 600 {}", crate::shell::quote(&path.to_string_lossy())))
+}
+
+/// Warns on stderr when other users can read `path`, which holds secrets, with the `chmod`
+/// that fixes it. The command goes on: the warning is for the person, not the script.
+pub fn warn_if_shared(path: &Path, meta: &Metadata, what: &str) {
+    let mode = meta.permissions().mode();
+    if let Some(fix) = shared_mode_fix(path, mode) {
+        eprintln!(
+            "atl-token: warning: {what} {} can be read by other users (mode {:o}): run `{fix}`",
+            path.display(),
+            mode & 0o777
+        );
+    }
+}
+
 /// Refuses a file of `size` bytes when that is more than `limit`.
 pub fn check_size(path: &Path, size: u64, limit: u64, what: &str) -> Result<()> {
     if size <= limit {
@@ -300,6 +318,16 @@ mod tests {
         let err = result.expect_err("refused");
         assert_eq!(crate::exit::code_for(&err), crate::exit::Code::Usage, "{err:#}");
         format!("{err:#}")
+    }
+
+    #[test]
+    fn files_others_can_read_get_the_chmod_that_fixes_them() {
+        let path = Path::new("/home/me/my dir/.env");
+        assert_eq!(shared_mode_fix(path, 0o100600), None);
+        assert_eq!(shared_mode_fix(path, 0o100400), None);
+        for mode in [0o100640, 0o100604, 0o100644, 0o100660] {
+            assert_eq!(shared_mode_fix(path, mode).as_deref(), Some("chmod 600 '/home/me/my dir/.env'"));
+        }
     }
 
     #[test]

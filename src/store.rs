@@ -15,7 +15,7 @@ use tempfile::NamedTempFile;
 
 use crate::exit::Exit;
 use crate::safe_path::{self, Access};
-use crate::token::{self, Token};
+use crate::token::{self, ParseError, Token};
 
 /// Token files and everything beside them that may hold a token are created with this mode.
 const PRIVATE: u32 = 0o600;
@@ -94,6 +94,7 @@ impl Store {
     /// The file's bytes and modification time, or `None` when there is no file.
     fn read(&self) -> Result<Option<(Vec<u8>, Option<u64>)>> {
         let Some(opened) = safe_path::open(&self.path, Access::Read, "token file")? else { return Ok(None) };
+        safe_path::warn_if_shared(&self.path, &opened.1, "the token file");
         // The modification time of the very file that was read, even if it is replaced now.
         let written_at =
             opened.1.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs());
@@ -105,10 +106,11 @@ impl Store {
     pub fn load(&self) -> Result<Option<Stored>> {
         let Some((bytes, written_at)) = self.read()? else { return Ok(None) };
         let token = Token::parse(&bytes).map_err(|e| {
-            Exit::login_required(format!(
-                "{} is not a token file ({e}): run `atl-token login` to replace it",
-                self.path.display()
-            ))
+            let path = self.path.display();
+            Exit::login_required(match e {
+                ParseError::Empty => format!("{path} is empty, so it holds no token: run `atl-token login`"),
+                e => format!("{path} is not a token file ({e}): run `atl-token login` to replace it"),
+            })
         })?;
         Ok(Some(Stored { token, bytes, written_at }))
     }

@@ -51,8 +51,13 @@ impl fmt::Debug for Token {
 /// What is wrong with a token file's content. Never includes the content.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ParseError {
-    NotJson { line: usize, column: usize },
+    NotJson {
+        line: usize,
+        column: usize,
+    },
     NotAnObject,
+    /// Nothing but white space.
+    Empty,
 }
 
 impl fmt::Display for ParseError {
@@ -60,6 +65,7 @@ impl fmt::Display for ParseError {
         match self {
             Self::NotJson { line, column } => write!(f, "not valid JSON (line {line}, column {column})"),
             Self::NotAnObject => f.write_str("not a JSON object"),
+            Self::Empty => f.write_str("empty"),
         }
     }
 }
@@ -69,6 +75,9 @@ impl std::error::Error for ParseError {}
 impl Token {
     /// Parses a token file. Fields atl-token does not know are kept.
     pub fn parse(bytes: &[u8]) -> Result<Self, ParseError> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(ParseError::Empty);
+        }
         let value: Value = serde_json::from_slice(bytes)
             .map_err(|e| ParseError::NotJson { line: e.line(), column: e.column() })?;
         match value {
@@ -186,6 +195,11 @@ impl Token {
     /// When the access token expires (Unix seconds), as recorded.
     pub fn expires_at(&self) -> Option<u64> {
         self.fields.get(EXPIRES_AT).and_then(as_seconds)
+    }
+
+    /// How long an access token lives from when it is issued (`expires_in`), as the server said.
+    pub fn lifetime(&self) -> Option<Duration> {
+        self.fields.get(EXPIRES_IN).and_then(as_seconds).map(Duration::from_secs)
     }
 
     /// [`Token::expires_at`], or for a file written by the seed's script, which has none,

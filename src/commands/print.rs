@@ -59,6 +59,17 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
             store.path().display()
         ));
     }
+    if let Some(lifetime) = stored.token.lifetime()
+        && args.min_valid >= lifetime
+    {
+        return Err(Exit::usage(format!(
+            "--min-valid {} is as long as the access token's whole lifetime ({}), so every print \
+             would spend a refresh token: give less, e.g. --min-valid 5m",
+            human(args.min_valid),
+            human(lifetime)
+        ))
+        .into());
+    }
     let outcome = refresh::refresh(config, &store, When::ExpiresWithin(args.min_valid))?;
     let token = outcome.token();
     output(config, args, token, &token.to_bytes(), &store)
