@@ -19,13 +19,24 @@ Exit codes:
 /// Gets, keeps and hands out OAuth tokens for Atlassian products.
 ///
 /// Configuration comes from flags, then the process environment, then the env file
-/// (--env-file, else $ATL_ENV_FILE, else ./.env, else ~/.config/atl-token/.env).
+/// (--env-file, else --profile, else $ATL_ENV_FILE, else $ATL_PROFILE, else ./.env, else
+/// ~/.config/atl-token/.env). `atl-token init` writes one.
 #[derive(Debug, Parser)]
-#[command(name = "atl-token", version, after_help = EXIT_CODES)]
+#[command(name = "atl-token", version, after_help = EXIT_CODES, disable_help_subcommand = true)]
 pub struct Cli {
     /// The env file to read settings from.
     #[arg(long, global = true, value_name = "PATH")]
     pub env_file: Option<PathBuf>,
+
+    /// Use the profile NAME: settings in ~/.config/atl-token/NAME/.env (under
+    /// $XDG_CONFIG_HOME if set), the token file beside them. Also $ATL_PROFILE.
+    #[arg(long, global = true, value_name = "NAME", conflicts_with = "env_file")]
+    pub profile: Option<String>,
+
+    /// Log each HTTP request to stderr: method, URL, status, time, retries. Tokens, codes
+    /// and secrets are never logged.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
 
     /// The token file (overrides ATL_TOKEN_FILE); relative to the current folder.
     #[arg(long, global = true, value_name = "PATH")]
@@ -62,6 +73,99 @@ pub enum Command {
     /// Make an RSA key pair for an OAuth 1.0a application link, and print what to paste into it.
     #[command(after_help = EXIT_CODES)]
     Keygen(KeygenArgs),
+    /// Write an env file: asks on a terminal, or takes every value as a flag.
+    #[command(after_help = EXIT_CODES)]
+    Init(InitArgs),
+    /// List the profiles in ~/.config/atl-token, each with its token's health in one line.
+    #[command(after_help = EXIT_CODES)]
+    Profiles(ProfilesArgs),
+    /// Print a shell completion script: `atl-token completions bash > ~/.local/share/bash-completion/completions/atl-token`.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff): `atl-token man | man -l -`.
+    Man,
+    /// Print this message or the help of the given subcommand.
+    Help(HelpArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct HelpArgs {
+    /// The subcommand to explain.
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ProfilesArgs {
+    /// How many days ahead a limit counts as ending soon.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub warn_days: u64,
+}
+
+/// What `init` sets up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitProvider {
+    /// Atlassian Cloud, OAuth 2.0 (3LO).
+    Cloud,
+    /// Data Center, OAuth 2.0 through an incoming application link.
+    Datacenter,
+    /// Server or Data Center, OAuth 1.0a through an application link.
+    Oauth1,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Which kind of site. Asked for on a terminal when not given.
+    #[arg(long, value_enum)]
+    pub provider: Option<InitProvider>,
+
+    /// OAuth 2.0: the app's client id.
+    #[arg(long, value_name = "ID")]
+    pub client_id: Option<String>,
+
+    /// OAuth 2.0: read the client secret from this file ("-" for stdin) rather than the
+    /// terminal. It is never taken as a flag, where other users could see it.
+    #[arg(long, value_name = "FILE")]
+    pub client_secret_file: Option<PathBuf>,
+
+    /// Cloud: the site, e.g. https://your-team.atlassian.net (optional).
+    #[arg(long, value_name = "URL")]
+    pub site: Option<String>,
+
+    /// Data Center and OAuth 1.0a: the product's base URL, e.g. https://jira.example.com.
+    #[arg(long, value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// OAuth 2.0: the scopes, separated by spaces.
+    #[arg(long, value_name = "SCOPES")]
+    pub scope: Option<String>,
+
+    /// OAuth 1.0a: the consumer key of the application link.
+    #[arg(long, value_name = "KEY")]
+    pub consumer_key: Option<String>,
+
+    /// OAuth 1.0a: the private key file, from `atl-token keygen`.
+    #[arg(long, value_name = "PATH")]
+    pub private_key_file: Option<PathBuf>,
+
+    /// The loopback port login listens on (the callback URL to register is
+    /// http://localhost:PORT).
+    #[arg(long, value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+
+    /// Never ask: fail, naming the flag, when a value is missing.
+    #[arg(long)]
+    pub no_input: bool,
+
+    /// Replace an existing env file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// The key size `keygen` makes unless told otherwise.

@@ -643,53 +643,112 @@ fn redirect(sources: &Sources<'_>) -> Result<Redirect, Exit> {
     })
 }
 
-/// The env files to try, in order, and whether a missing one is an error (it is when named).
-pub fn env_file_candidates(
-    flag: Option<&Path>,
-    env_var: Option<String>,
-    xdg_config_home: Option<String>,
-    home: Option<String>,
-    cwd: &Path,
-) -> Vec<(PathBuf, bool)> {
-    if let Some(flag) = flag {
-        return vec![(cwd.join(flag), true)];
-    }
-    if let Some(path) = env_var.filter(|v| !v.is_empty()) {
-        return vec![(cwd.join(path), true)];
-    }
-    let mut candidates = vec![(cwd.join(".env"), false)];
-    let config_home = xdg_config_home
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| home.filter(|v| !v.is_empty()).map(|h| Path::new(&h).join(".config")));
-    if let Some(dir) = config_home {
-        candidates.push((dir.join("atl-token").join(".env"), false));
-    }
-    candidates
+/// What decides which env file is read: the flags, then the environment.
+#[derive(Debug, Default, Clone)]
+pub struct Lookup {
+    pub env_file_flag: Option<PathBuf>,
+    pub profile_flag: Option<String>,
+    pub env_file_var: Option<String>,
+    pub profile_var: Option<String>,
+    pub xdg_config_home: Option<String>,
+    pub home: Option<String>,
 }
 
-/// Warns about what in an env file is likely a mistake: a misspelt key, and a file that
-/// holds the client secret but other users can read.
-fn warn_about(path: &Path, vars: &[(String, String)]) {
-    for (name, closest) in unknown_keys(vars) {
-        let hint = closest.map(|k| format!(": did you mean {k}?")).unwrap_or_default();
-        eprintln!("atl-token: warning: {name} in {} is not a setting atl-token knows{hint}", path.display());
+impl Lookup {
+    /// The flags, and `ATL_ENV_FILE`, `ATL_PROFILE`, `XDG_CONFIG_HOME` and `HOME` from the
+    /// process environment (empty counts as unset).
+    pub fn new(env_file_flag: Option<&Path>, profile_flag: Option<&str>) -> Self {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        Self {
+            env_file_flag: env_file_flag.map(Path::to_path_buf),
+            profile_flag: profile_flag.map(str::to_owned),
+            env_file_var: env(ENV_FILE_VAR),
+            profile_var: env(PROFILE_VAR),
+            xdg_config_home: env("XDG_CONFIG_HOME"),
+            home: env("HOME"),
+        }
     }
-    if let Ok(meta) = std::fs::metadata(path) {
-        crate::safe_path::warn_if_shared(path, &meta, "the env file");
+
+    /// atl-token's own folder: `$XDG_CONFIG_HOME/atl-token`, else `~/.config/atl-token`.
+    pub fn config_dir(&self) -> Option<PathBuf> {
+        let base = match (&self.xdg_config_home, &self.home) {
+            (Some(xdg), _) => PathBuf::from(xdg),
+            (None, Some(home)) => Path::new(home).join(".config"),
+            (None, None) => return None,
+        };
+        Some(base.join("atl-token"))
+    }
+
+    /// The profile asked for: `--profile`, else `ATL_PROFILE` unless `ATL_ENV_FILE` names a
+    /// file, with where it came from.
+    pub fn profile(&self) -> Option<(&str, &'static str)> {
+        match (&self.profile_flag, &self.env_file_var, &self.profile_var) {
+            (Some(name), ..) => Some((name, "--profile")),
+            (None, None, Some(name)) => Some((name, PROFILE_VAR)),
+            _ => None,
+        }
+    }
+
+    /// A profile's env file, `{config dir}/NAME/.env`, once NAME is checked to be a plain
+    /// folder name.
+    pub fn profile_env_file(&self, name: &str, origin: &str) -> Result<PathBuf, Exit> {
+        let plain = !name.is_empty()
+            && !name.starts_with('.')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+        if !plain {
+            return Err(Exit::usage(format!(
+                "{origin} '{name}' is not a profile name: use letters, digits, '.', '_' and '-', e.g. prod"
+            )));
+        }
+        let dir = self.config_dir().ok_or_else(|| {
+            Exit::usage(format!("{origin} needs HOME or XDG_CONFIG_HOME to find the profile's folder"))
+        })?;
+        Ok(dir.join(name).join(".env"))
+    }
+
+    /// The env files to try, in order, each with the error to give when it is missing (only
+    /// one that was named must exist).
+    pub fn candidates(&self, cwd: &Path) -> Result<Vec<(PathBuf, Option<String>)>, Exit> {
+        let named = |path: PathBuf, how: &str| {
+            let quoted = crate::shell::quote(&path.to_string_lossy());
+            let missing = format!(
+                "env file {} (from {how}) does not exist: run `atl-token init --env-file {quoted}` to write it",
+                path.display()
+            );
+            Ok(vec![(path, Some(missing))])
+        };
+        if let Some(flag) = &self.env_file_flag {
+            return named(cwd.join(flag), "--env-file");
+        }
+        if let Some((name, origin)) = self.profile() {
+            let path = self.profile_env_file(name, origin)?;
+            let missing = format!(
+                "profile {name} (from {origin}) has no settings, as {} does not exist: run \
+                 `atl-token init --profile {name}` to write them",
+                path.display()
+            );
+            return Ok(vec![(path, Some(missing))]);
+        }
+        if let Some(path) = &self.env_file_var {
+            return named(cwd.join(path), ENV_FILE_VAR);
+        }
+        let mut candidates = vec![(cwd.join(".env"), None)];
+        if let Some(dir) = self.config_dir() {
+            candidates.push((dir.join(".env"), None));
+        }
+        Ok(candidates)
     }
 }
 
 /// Reads the env file and the process environment, then [`resolve`]s them.
-pub fn load(env_file_flag: Option<&Path>, token_file_flag: Option<&Path>) -> anyhow::Result<Config> {
+pub fn load(lookup: &Lookup, token_file_flag: Option<&Path>) -> anyhow::Result<Config> {
     let env = |name: &str| std::env::var(name).ok();
     let cwd =
         std::env::current_dir().map_err(|e| anyhow::anyhow!("cannot read the current directory: {e}"))?;
-    let candidates =
-        env_file_candidates(env_file_flag, env(ENV_FILE_VAR), env("XDG_CONFIG_HOME"), env("HOME"), &cwd);
+    let candidates = lookup.candidates(&cwd)?;
 
     let mut file = None;
-    for (path, required) in &candidates {
+    for (path, missing) in &candidates {
         match std::fs::read(path) {
             Ok(bytes) => {
                 let text = String::from_utf8(bytes)
@@ -700,15 +759,10 @@ pub fn load(env_file_flag: Option<&Path>, token_file_flag: Option<&Path>) -> any
                 file = Some(EnvFile { path: path.clone(), vars });
                 break;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let how = if env_file_flag.is_some() { "--env-file" } else { ENV_FILE_VAR };
-                return Err(Exit::usage(format!(
-                    "env file {} (from {how}) does not exist: run `atl-token init --env-file {}` to write it",
-                    path.display(),
-                    crate::shell::quote(&path.to_string_lossy())
-                ))
-                .into());
+                if let Some(message) = missing {
+                    return Err(Exit::usage(message.clone()).into());
+                }
             }
             Err(e) => {
                 return Err(Exit::usage(format!("cannot read env file {}: {e}", path.display())).into());
@@ -725,6 +779,18 @@ pub fn load(env_file_flag: Option<&Path>, token_file_flag: Option<&Path>) -> any
         cwd: &cwd,
     })?;
     Ok(config)
+}
+
+/// Warns about what in an env file is likely a mistake: a misspelt key, and a file that
+/// holds the client secret but other users can read.
+fn warn_about(path: &Path, vars: &[(String, String)]) {
+    for (name, closest) in unknown_keys(vars) {
+        let hint = closest.map(|k| format!(": did you mean {k}?")).unwrap_or_default();
+        eprintln!("atl-token: warning: {name} in {} is not a setting atl-token knows{hint}", path.display());
+    }
+    if let Ok(meta) = std::fs::metadata(path) {
+        crate::safe_path::warn_if_shared(path, &meta, "the env file");
+    }
 }
 
 #[cfg(test)]
@@ -1092,17 +1158,48 @@ mod tests {
     #[test]
     fn env_file_search_order() {
         let cwd = Path::new("/w");
-        let flag = env_file_candidates(Some(Path::new("a.env")), Some("b".into()), None, None, cwd);
-        assert_eq!(flag, vec![(PathBuf::from("/w/a.env"), true)]);
-        let var = env_file_candidates(None, Some("/x/b.env".into()), None, None, cwd);
-        assert_eq!(var, vec![(PathBuf::from("/x/b.env"), true)]);
-        let xdg = env_file_candidates(None, None, Some("/xdg".into()), Some("/home/u".into()), cwd);
+        let paths = |lookup: Lookup| -> Vec<(PathBuf, bool)> {
+            lookup.candidates(cwd).expect("candidates").into_iter().map(|(p, m)| (p, m.is_some())).collect()
+        };
+        let base = Lookup {
+            xdg_config_home: Some("/xdg".into()),
+            home: Some("/home/u".into()),
+            ..Lookup::default()
+        };
+        let flag = Lookup {
+            env_file_flag: Some("a.env".into()),
+            env_file_var: Some("b".into()),
+            profile_flag: Some("prod".into()),
+            ..base.clone()
+        };
+        assert_eq!(paths(flag), vec![(PathBuf::from("/w/a.env"), true)]);
+        let profile =
+            Lookup { profile_flag: Some("prod".into()), env_file_var: Some("b".into()), ..base.clone() };
+        assert_eq!(paths(profile), vec![(PathBuf::from("/xdg/atl-token/prod/.env"), true)]);
+        let var =
+            Lookup { env_file_var: Some("/x/b.env".into()), profile_var: Some("p".into()), ..base.clone() };
+        assert_eq!(paths(var), vec![(PathBuf::from("/x/b.env"), true)]);
+        let profile_var = Lookup { profile_var: Some("sandbox".into()), ..base.clone() };
+        assert_eq!(paths(profile_var), vec![(PathBuf::from("/xdg/atl-token/sandbox/.env"), true)]);
         assert_eq!(
-            xdg,
+            paths(base),
             vec![(PathBuf::from("/w/.env"), false), (PathBuf::from("/xdg/atl-token/.env"), false)]
         );
-        let home = env_file_candidates(None, Some(String::new()), None, Some("/home/u".into()), cwd);
-        assert_eq!(home[1], (PathBuf::from("/home/u/.config/atl-token/.env"), false));
+        let home = Lookup { home: Some("/home/u".into()), ..Lookup::default() };
+        assert_eq!(paths(home)[1], (PathBuf::from("/home/u/.config/atl-token/.env"), false));
+    }
+
+    #[test]
+    fn profile_names_are_plain_folder_names() {
+        let lookup = Lookup { home: Some("/home/u".into()), ..Lookup::default() };
+        for bad in ["", "..", ".hidden", "a/b", "../x", "a b"] {
+            let err = lookup.profile_env_file(bad, "--profile").unwrap_err().to_string();
+            assert!(err.contains("is not a profile name"), "{bad}: {err}");
+        }
+        assert_eq!(
+            lookup.profile_env_file("prod-2.eu_1", "--profile").expect("plain"),
+            PathBuf::from("/home/u/.config/atl-token/prod-2.eu_1/.env")
+        );
     }
 
     #[test]

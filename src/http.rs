@@ -1,5 +1,6 @@
 //! Talking to the token endpoint: one POST, retried while the failure is transient.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
@@ -9,6 +10,55 @@ use crate::config::{CaFile, Config, OAuth2};
 use crate::exit::Exit;
 use crate::oauth::{self, Grant, TokenError};
 use crate::provider::{Delivery, Rotation};
+
+/// `-v`: log each request on stderr.
+static LOG_REQUESTS: AtomicBool = AtomicBool::new(false);
+
+/// Turns on request logging (`-v`) for the rest of the process.
+pub fn log_requests() {
+    LOG_REQUESTS.store(true, Ordering::Relaxed);
+}
+
+/// Query parameters whose values are never logged.
+const SECRET_PARAMS: [&str; 9] = [
+    "code",
+    "state",
+    "access_token",
+    "refresh_token",
+    "client_secret",
+    "token",
+    "oauth_token",
+    "oauth_verifier",
+    "oauth_signature",
+];
+
+/// `url` for the log: secret query values and any of `secrets` replaced by `(redacted)`.
+pub fn loggable(url: &url::Url, secrets: &[&str]) -> String {
+    let mut shown = url.clone();
+    if let Some(query) = url.query() {
+        let parts: Vec<String> = query
+            .split('&')
+            .map(|part| {
+                let name = part.split('=').next().unwrap_or_default();
+                let decoded: String = url::form_urlencoded::parse(name.as_bytes()).map(|(k, _)| k).collect();
+                if SECRET_PARAMS.contains(&decoded.as_str()) {
+                    format!("{name}=(redacted)")
+                } else {
+                    part.to_owned()
+                }
+            })
+            .collect();
+        shown.set_query(Some(&parts.join("&")));
+    }
+    oauth::redact(shown.as_str(), secrets)
+}
+
+/// One line on stderr about a request, when `-v` asked for it.
+pub fn log(line: impl FnOnce() -> String) {
+    if LOG_REQUESTS.load(Ordering::Relaxed) {
+        eprintln!("atl-token: {}", line());
+    }
+}
 
 /// An answer larger than this is not a token answer; reading stops there.
 const MAX_ANSWER_BYTES: usize = 1024 * 1024;
@@ -192,9 +242,18 @@ async fn send<T>(
         if Instant::now() + wait > deadline {
             return result;
         }
+        log(|| format!("retrying in {} ({} of {} tries)", human_ms(wait), attempt + 1, retry.attempts));
         tokio::time::sleep(wait).await;
         backoff *= 2;
         attempt += 1;
+    }
+}
+
+/// `850 ms`, `2.0 s`.
+pub fn human_ms(duration: Duration) -> String {
+    match duration.as_millis() {
+        ms @ 0..1000 => format!("{ms} ms"),
+        ms => format!("{:.1} s", ms as f64 / 1000.0),
     }
 }
 
@@ -206,6 +265,20 @@ pub struct Answer {
 }
 
 async fn perform(client: &reqwest::Client, request: &Request<'_>) -> Result<Answer, TokenError> {
+    let started = Instant::now();
+    let result = perform_once(client, request).await;
+    log(|| {
+        let what = format!("{} {}", request.method, loggable(request.url, request.secrets));
+        let took = human_ms(started.elapsed());
+        match &result {
+            Ok(answer) => format!("{what} -> {} ({took})", answer.status),
+            Err(e) => format!("{what} -> failed: {e} ({took})"),
+        }
+    });
+    result
+}
+
+async fn perform_once(client: &reqwest::Client, request: &Request<'_>) -> Result<Answer, TokenError> {
     let failed = |e: reqwest::Error| {
         let detail = chain(&e, request.secrets);
         if is_certificate_error(&e) {
@@ -275,4 +348,26 @@ fn chain(err: &dyn std::error::Error, secrets: &[&str]) -> String {
         source = cause.source();
     }
     oauth::redact(&text, secrets)
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    #[test]
+    fn logged_urls_hide_codes_tokens_and_secrets() {
+        let url = url::Url::parse(
+            "http://127.0.0.1:9/cb?code=c0de&state=st&startAt=50&oauth_token=ot&q=my-secret-value",
+        )
+        .expect("url");
+        let shown = loggable(&url, &["my-secret-value"]);
+        assert_eq!(
+            shown,
+            "http://127.0.0.1:9/cb?code=(redacted)&state=(redacted)&startAt=50&oauth_token=(redacted)&q=(redacted)"
+        );
+        let plain = url::Url::parse("https://api.example.com/rest/api/3/myself").expect("url");
+        assert_eq!(loggable(&plain, &[]), "https://api.example.com/rest/api/3/myself");
+        assert_eq!(human_ms(Duration::from_millis(850)), "850 ms");
+        assert_eq!(human_ms(Duration::from_millis(2000)), "2.0 s");
+    }
 }

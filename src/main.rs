@@ -41,7 +41,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = || config::load(cli.env_file.as_deref(), cli.token_file.as_deref());
+    if cli.verbose {
+        http::log_requests();
+    }
+    let lookup = || config::Lookup::new(cli.env_file.as_deref(), cli.profile.as_deref());
+    let config = || config::load(&lookup(), cli.token_file.as_deref());
     match &cli.command {
         Command::Login(args) => commands::login::run(&config()?, args),
         Command::Refresh(args) => commands::refresh::run(&config()?, args),
@@ -50,7 +54,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sites(args) => commands::sites::run(&config()?, args),
         Command::Status(args) => commands::status::run(&config()?, args),
         Command::Logout(args) => commands::logout::run(&config()?, args),
-        // Needs no settings: it makes what the settings will name.
+        // These need no settings: they make them, list them, or describe the tool.
         Command::Keygen(args) => commands::keygen::run(args),
+        Command::Init(args) => commands::init::run(&lookup(), args),
+        Command::Profiles(args) => commands::profiles::run(&lookup(), args),
+        Command::Completions(args) => commands::docs::completions(args.shell),
+        Command::Man => commands::docs::man(),
+        Command::Help(args) => commands::docs::help(args.command.as_deref()),
     }
 }

@@ -7,7 +7,7 @@
 
 use std::fmt;
 use std::io::Read;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 
 use base64::Engine;
 use rsa::pkcs1::DecodeRsaPrivateKey;

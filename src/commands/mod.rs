@@ -1,10 +1,13 @@
 //! One module per subcommand, and the refresh that `refresh` and `print` share.
 
 pub mod api;
+pub mod docs;
+pub mod init;
 pub mod keygen;
 pub mod login;
 pub mod logout;
 pub mod print;
+pub mod profiles;
 pub mod refresh;
 mod session;
 pub mod sites;

@@ -182,6 +182,14 @@ impl<'a> Session<'a> {
             if !busy || attempt >= BUSY_TRIES || waited + wait > BUSY_BUDGET {
                 return Ok(answer);
             }
+            http::log(|| {
+                format!(
+                    "HTTP {}: retrying in {} ({} of {BUSY_TRIES} tries)",
+                    answer.status,
+                    http::human_ms(wait),
+                    attempt + 1
+                )
+            });
             tokio::time::sleep(wait).await;
             waited += wait;
             backoff *= 2;

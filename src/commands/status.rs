@@ -13,50 +13,26 @@ use crate::duration::human;
 use crate::exit::{Code, Exit};
 use crate::health::{self, Health, Verdict};
 use crate::provider::{OAUTH1, OAUTH1_TITLE};
-use crate::store::Store;
+use crate::store::{Store, Stored};
 use crate::token;
 
 pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
+    if args.check {
+        let (code, line) = check(config, args.warn_days)?;
+        println!("{line}");
+        return if code == Code::Success { Ok(()) } else { Err(Exit::silent(code).into()) };
+    }
     let store = Store::new(&config.token_file)?;
     let path = store.path().display().to_string();
     let Some(stored) = store.load()? else {
-        let why = format!("no token in {path}: run `atl-token login`");
-        if args.check {
-            println!("LOGIN REQUIRED: {why}");
-            return Err(Exit::silent(Code::LoginRequired).into());
-        }
-        return Err(Exit::login_required(why).into());
+        return Err(Exit::login_required(format!("no token in {path}: run `atl-token login`")).into());
     };
     let mode =
         std::fs::metadata(store.path()).with_context(|| format!("cannot read {path}"))?.permissions().mode()
             & 0o777;
-    let (provider, title, scope, health) = match &config.auth {
-        Auth::OAuth2(oauth2) => {
-            let kind = oauth2.provider.kind;
-            let scope = oauth2.scope.value.as_str();
-            (
-                kind.name(),
-                kind.title(),
-                Some(scope),
-                Health::of(&stored.token, kind, scope, stored.written_at),
-            )
-        }
-        Auth::OAuth1(_) => (OAUTH1, OAUTH1_TITLE, None, Health::oauth1(&stored.token)),
-    };
+    let Assessed { provider, title, scope, health } = assess(config, &stored);
     let now = token::now();
     let verdict = health.verdict(now, args.warn_days);
-
-    if args.check {
-        let (code, line) = match &verdict {
-            Verdict::Healthy => (Code::Success, format!("OK: {}", summary(&health, now))),
-            Verdict::EndsSoon(why) => (Code::Warning, format!("WARNING: {why}")),
-            Verdict::LoginRequired(why) => {
-                (Code::LoginRequired, format!("LOGIN REQUIRED: {why}: run `atl-token login`"))
-            }
-        };
-        println!("{line}");
-        return if code == Code::Success { Ok(()) } else { Err(Exit::silent(code).into()) };
-    }
 
     let site = stored.token.cloud();
     let out = if args.json {
@@ -162,6 +138,54 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
         lines.iter().map(|(k, v)| format!("{k:<14} {v}\n")).collect()
     };
     super::print::write_out(out.as_bytes())
+}
+
+/// `status --check`'s line, and the exit code that goes with it: OK (0), WARNING (3) or
+/// LOGIN REQUIRED (4).
+pub fn check(config: &Config, warn_days: u64) -> Result<(Code, String)> {
+    let store = Store::new(&config.token_file)?;
+    let Some(stored) = store.load()? else {
+        let why = format!("no token in {}: run `atl-token login`", store.path().display());
+        return Ok((Code::LoginRequired, format!("LOGIN REQUIRED: {why}")));
+    };
+    let health = assess(config, &stored).health;
+    let now = token::now();
+    Ok(match health.verdict(now, warn_days) {
+        Verdict::Healthy => (Code::Success, format!("OK: {}", summary(&health, now))),
+        Verdict::EndsSoon(why) => (Code::Warning, format!("WARNING: {why}")),
+        Verdict::LoginRequired(why) => {
+            (Code::LoginRequired, format!("LOGIN REQUIRED: {why}: run `atl-token login`"))
+        }
+    })
+}
+
+/// What the settings and the token file say about the family.
+struct Assessed<'a> {
+    provider: &'static str,
+    title: &'static str,
+    scope: Option<&'a str>,
+    health: Health,
+}
+
+fn assess<'a>(config: &'a Config, stored: &Stored) -> Assessed<'a> {
+    match &config.auth {
+        Auth::OAuth2(oauth2) => {
+            let kind = oauth2.provider.kind;
+            let scope = oauth2.scope.value.as_str();
+            Assessed {
+                provider: kind.name(),
+                title: kind.title(),
+                scope: Some(scope),
+                health: Health::of(&stored.token, kind, scope, stored.written_at),
+            }
+        }
+        Auth::OAuth1(_) => Assessed {
+            provider: OAUTH1,
+            title: OAUTH1_TITLE,
+            scope: None,
+            health: Health::oauth1(&stored.token),
+        },
+    }
 }
 
 /// `{"unix": 1800000000, "utc": "2027-01-15T08:00:00Z"}`, or null.
