@@ -35,7 +35,8 @@ pub const SPIN_EVERY: Duration = Duration::from_millis(250);
 impl Spinner {
     /// A spinner on stderr, or `None` when stderr is not a terminal.
     pub fn on_terminal(what: &'static str, deadline: Instant) -> Option<Self> {
-        stderr_is_terminal().then_some(Self { what, deadline, frame: 0 })
+        // `then`, not `then_some`: a spinner made and dropped would still clear the line.
+        stderr_is_terminal().then(|| Self { what, deadline, frame: 0 })
     }
 
     /// Draws the next frame over the last one.

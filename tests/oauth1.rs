@@ -417,8 +417,8 @@ fn a_bad_key_file_is_named_before_any_request() {
     set_mode(&jira.path("atl-token-private.pem"), 0o644);
     jira.write_env("");
     let (mut child, lines, _) = jira.start_login(&[]);
-    let warning = lines.wait_line(|l| l.starts_with("warning: the private key file"));
-    assert!(warning.contains("chmod 600"), "{warning}");
+    let warning = lines.wait_line(|l| l.starts_with("atl-token: warning: the private key file"));
+    assert!(warning.contains("can be read by other users (mode 644): run `chmod 600 "), "{warning}");
     let _ = child.kill();
     let _ = child.wait();
 }
