@@ -81,14 +81,14 @@ pub enum Command {
     Profiles(ProfilesArgs),
     /// Print a shell completion script: `atl-token completions bash > ~/.local/share/bash-completion/completions/atl-token`.
     Completions(CompletionsArgs),
-    /// Print the manual page (roff): `atl-token man | man -l -`.
-    Man,
+    /// Print the manual page (roff) of atl-token or of one command: `atl-token man login | man -l -`.
+    Man(TopicArgs),
     /// Print this message or the help of the given subcommand.
-    Help(HelpArgs),
+    Help(TopicArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct HelpArgs {
+pub struct TopicArgs {
     /// The subcommand to explain.
     #[arg(value_name = "COMMAND")]
     pub command: Option<String>,

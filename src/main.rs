@@ -59,7 +59,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Init(args) => commands::init::run(&lookup(), args),
         Command::Profiles(args) => commands::profiles::run(&lookup(), args),
         Command::Completions(args) => commands::docs::completions(args.shell),
-        Command::Man => commands::docs::man(),
+        Command::Man(args) => commands::docs::man(args.command.as_deref()),
         Command::Help(args) => commands::docs::help(args.command.as_deref()),
     }
 }

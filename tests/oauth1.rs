@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::oauth1::{CONSUMER_KEY, EXPIRES_IN, ISSUES, JiraServer};
 use common::{
-    StderrLines, assert_exit, atl_command, authorize, browser_get, free_port, mode_of, now, status_of,
-    stderr, stdout, wait_exit,
+    StderrLines, assert_exit, atl_command, authorize, browser_get, free_port, mode_of, now, set_mode,
+    status_of, stderr, stdout, wait_exit,
 };
 use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
 use serde_json::Value;
@@ -425,11 +425,6 @@ fn a_bad_key_file_is_named_before_any_request() {
 
 fn modified(path: &Path) -> std::time::SystemTime {
     std::fs::metadata(path).expect("metadata").modified().expect("mtime")
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
 /// oauthlib, an independent implementation, checks what atl-token signs: the headers

@@ -10,21 +10,7 @@ use crate::exit::Exit;
 
 /// `atl-token help [COMMAND]`: as `--help`, for the tool or one subcommand.
 pub fn help(command: Option<&str>) -> Result<()> {
-    let mut cli = Cli::command();
-    let mut target = match command {
-        None => cli,
-        Some(name) => match cli.find_subcommand_mut(name) {
-            Some(sub) => sub.clone().bin_name(format!("atl-token {name}")),
-            None => {
-                let names: Vec<&str> = cli.get_subcommands().map(clap::Command::get_name).collect();
-                return Err(Exit::usage(format!(
-                    "there is no command '{name}': the commands are {}",
-                    names.join(", ")
-                ))
-                .into());
-            }
-        },
-    };
+    let mut target = topic(command)?;
     write!(std::io::stdout(), "{}", target.render_long_help())?;
     Ok(())
 }
@@ -38,10 +24,30 @@ pub fn completions(shell: clap_complete::Shell) -> Result<()> {
     Ok(())
 }
 
-/// `atl-token man`: the manual page, in roff, on stdout.
-pub fn man() -> Result<()> {
+/// `atl-token man [COMMAND]`: the manual page, in roff, on stdout. The tool's page lists the
+/// commands as `atl-token-NAME(1)`; `atl-token man NAME` gives that page.
+pub fn man(command: Option<&str>) -> Result<()> {
+    let page = topic(command)?;
+    let page = match command {
+        Some(name) => page.name(format!("atl-token-{name}")),
+        None => page,
+    };
     let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    clap_mangen::Man::new(page).render(&mut out)?;
     std::io::stdout().write_all(&out)?;
     Ok(())
+}
+
+/// The tool's command definition, or one subcommand's, named as it is run.
+fn topic(command: Option<&str>) -> Result<clap::Command> {
+    let mut cli = Cli::command();
+    let Some(name) = command else { return Ok(cli) };
+    match cli.find_subcommand_mut(name) {
+        Some(sub) => Ok(sub.clone().bin_name(format!("atl-token {name}"))),
+        None => {
+            let names: Vec<&str> = cli.get_subcommands().map(clap::Command::get_name).collect();
+            Err(Exit::usage(format!("there is no command '{name}': the commands are {}", names.join(", ")))
+                .into())
+        }
+    }
 }

@@ -636,6 +636,8 @@ impl TestEnv {
             "ATL_CLIENT_ID={CLIENT_ID}\nATL_CLIENT_SECRET={CLIENT_SECRET}\n{server}ATL_HTTP_TIMEOUT=2\n{extra}"
         );
         std::fs::write(self.path(".env"), text).expect("write .env");
+        // As `atl-token init` writes it: a file that others can read gets a warning.
+        set_mode(&self.path(".env"), 0o600);
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
@@ -814,6 +816,11 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus
         }
         std::thread::sleep(Duration::from_millis(25));
     }
+}
+
+pub fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
 }
 
 pub fn mode_of(path: &Path) -> u32 {
