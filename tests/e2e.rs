@@ -355,3 +355,46 @@ both_ways!(
     a_rotated_refresh_token_put_back_asks_for_login_and_keeps_the_file,
     a_wrong_client_secret_is_named_and_the_file_untouched,
 );
+
+/// The whole login as a person does it, in a real browser: atl-token opens `$BROWSER`, a
+/// script that drives Debian's headless Chromium (tests/e2e/browser.mjs) through
+/// oidc-provider's login and consent pages to atl-token's listener, and saves a screenshot
+/// of the page it lands on in the tests' output folder (target/tmp/e2e-browser/).
+#[test]
+fn a_real_browser_opened_through_the_browser_variable_completes_the_login() {
+    let chromium = Path::new("/usr/bin/chromium");
+    assert!(chromium.exists(), "Debian's chromium is needed: apt-get install chromium (.ci/run does)");
+    let env = E2e::start(3600, Pkce::Required);
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-browser");
+    std::fs::create_dir_all(&out).expect("mkdir");
+    let screenshot = out.join("login-success.png");
+    let text = out.join("login-success.png.txt");
+    let log = out.join("browser.log");
+    for stale in [&screenshot, &text, &log] {
+        let _ = std::fs::remove_file(stale);
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/browser.mjs");
+    let mut child = env
+        .command(&["login", "--timeout", "90s"])
+        .env("BROWSER", format!("node {}", script.display()))
+        .env("SCREENSHOT", &screenshot)
+        .env("BROWSER_LOG", &log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn login");
+    let stderr = StderrLines::take(&mut child);
+    let status = wait_exit(&mut child, Duration::from_secs(100));
+    let browser_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "login failed: {}\nbrowser: {}", stderr.all(), browser_log());
+    assert!(!stderr.all().contains("no browser was opened"), "{}", stderr.all());
+    assert!(env.oidc.is_live(&env.refresh_token()));
+
+    wait_for("the browser's screenshot", Duration::from_secs(30), || text.exists());
+    let png = std::fs::read(&screenshot).expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 1000, "a PNG: {} bytes", png.len());
+    let shown = std::fs::read_to_string(&text).expect("page text");
+    assert!(shown.contains("Signed in"), "{shown}");
+    assert!(shown.contains(&env.token_file().display().to_string()), "the token file: {shown}");
+    assert!(shown.contains("You can close this tab."), "{shown}");
+}
