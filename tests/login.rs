@@ -178,6 +178,20 @@ fn login_port_of(env: &TestEnv) -> u16 {
 }
 
 #[test]
+fn without_a_display_or_browser_the_url_is_printed_and_that_is_said_once() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.write_env(&format!("ATL_REDIRECT_URI=http://127.0.0.1:{port}/callback\n"));
+    // No DISPLAY, WAYLAND_DISPLAY or BROWSER: the test's environment is cleared.
+    let output = env.run(&["login", "--timeout", "1s"]);
+    assert_exit(&output, 1);
+    let err = stderr(&output);
+    assert_eq!(err.matches("no display here, so no browser was opened").count(), 1, "{err}");
+    assert!(err.contains("`atl-token login --paste`"), "{err}");
+    assert!(err.contains(&format!("    {}?", env.auth.server.url("/authorize"))), "the URL: {err}");
+}
+
+#[test]
 fn a_timeout_of_zero_is_refused() {
     let env = TestEnv::new();
     let output = env.run(&["login", "--no-browser", "--timeout", "0s"]);

@@ -145,3 +145,23 @@ fn a_wrong_paste_on_a_terminal_can_be_tried_again() {
     assert_eq!(exit_code(&t), 0);
     assert_eq!(env.read_token()["refresh_token"], "rt-1");
 }
+
+#[test]
+fn a_port_in_use_on_a_terminal_offers_the_paste_instead() {
+    let env = TestEnv::new();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    env.write_env(&format!("ATL_REDIRECT_URI=http://127.0.0.1:{port}/callback\n"));
+    let script = format!("\"$ATL\" --env-file {} login --no-browser", env.path(".env").display());
+    let mut t = terminal(env.dir.path(), &script);
+    t.exp_string(&format!("port {port} on 127.0.0.1 is in use by another program")).expect("why");
+    t.exp_string("Carrying on without the listener: paste the address instead.").expect("the offer");
+    let (_, url) = t.exp_regex(r"http://127\.0\.0\.1:\d+/authorize\S+").expect("the URL");
+    t.exp_string("paste it here and press Enter:").expect("the question");
+    let url = url::Url::parse(&url).expect("URL");
+    let state = url.query_pairs().find(|(k, _)| k == "state").expect("state").1.into_owned();
+    t.send_line(&format!("http://127.0.0.1:{port}/callback?code={CODE}&state={state}")).expect("paste");
+    t.exp_string("Logged in.").expect("signed in");
+    t.exp_eof().expect("ends");
+    assert_eq!(exit_code(&t), 0);
+}
