@@ -1,11 +1,12 @@
-//! The tool describing itself: `help`, `completions` and `man`, all from the clap definitions.
+//! The tool describing itself: `help`, `completions` and `man`, all from the clap definition
+//! (the last two made from it at build time, see build.rs).
 
 use std::io::Write;
 
 use anyhow::Result;
 use clap::CommandFactory;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Shell};
 use crate::exit::Exit;
 
 /// `atl-token help [COMMAND]`: as `--help`, for the tool or one subcommand.
@@ -15,27 +16,21 @@ pub fn help(command: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+// `COMPLETIONS` and `MAN_PAGES`, made by build.rs from the same definition.
+include!(concat!(env!("OUT_DIR"), "/docs.rs"));
+
 /// `atl-token completions SHELL`: the completion script on stdout.
-pub fn completions(shell: clap_complete::Shell) -> Result<()> {
-    let mut cli = Cli::command();
-    let mut out = Vec::new();
-    clap_complete::generate(shell, &mut cli, "atl-token", &mut out);
-    std::io::stdout().write_all(&out)?;
-    Ok(())
+pub fn completions(shell: Shell) -> Result<()> {
+    let script = COMPLETIONS.iter().find(|(s, _)| *s == shell).map(|(_, text)| *text).unwrap_or_default();
+    super::print::write_out(script.as_bytes())
 }
 
 /// `atl-token man [COMMAND]`: the manual page, in roff, on stdout. The tool's page lists the
 /// commands as `atl-token-NAME(1)`; `atl-token man NAME` gives that page.
 pub fn man(command: Option<&str>) -> Result<()> {
-    let page = topic(command)?;
-    let page = match command {
-        Some(name) => page.name(format!("atl-token-{name}")),
-        None => page,
-    };
-    let mut out = Vec::new();
-    clap_mangen::Man::new(page).render(&mut out)?;
-    std::io::stdout().write_all(&out)?;
-    Ok(())
+    topic(command)?;
+    let page = MAN_PAGES.iter().find(|(name, _)| *name == command).map(|(_, page)| *page).unwrap_or_default();
+    super::print::write_out(page.as_bytes())
 }
 
 /// The tool's command definition, or one subcommand's, named as it is run.
