@@ -46,7 +46,10 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// Each command's arguments are defined only when it runs (`defer`): `print`, run in every
+/// script, does not build the other thirteen commands' arguments first.
 #[derive(Debug, Subcommand)]
+#[command(defer = true)]
 pub enum Command {
     /// Sign in through the browser once and save the token file.
     #[command(after_help = EXIT_CODES)]
