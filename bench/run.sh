@@ -43,6 +43,8 @@ ATL_SCOPE="read:jira-work offline_access"
 ATL_TOKEN_URL=$token_url
 ATL_API_URL=$api_url
 ENV
+# As `atl-token init` writes it: an env file others can read costs a warning on every run.
+chmod 600 "$work/atl/.env"
 cat >"$work/curl/.env" <<ENV
 JIRA_CLIENT_ID="bench-client"
 JIRA_CLIENT_SECRET="bench-secret"

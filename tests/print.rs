@@ -37,9 +37,14 @@ fn an_expiring_token_is_refreshed_first() {
     assert_eq!(stdout(&out), "Authorization: Bearer at-2\n", "30s left is under the 60s margin");
     assert_eq!(env.read_token()["refresh_token"], "rt-2");
 
-    let out = env.run(&["print", "--min-valid", "2h"]);
+    // 2 minutes left is under a 5-minute margin.
+    env.write_token(120);
+    let written = env.read_token()["access_token"].as_str().expect("at").to_owned();
+    let out = env.run(&["print", "--min-valid", "5m"]);
     assert_exit(&out, 0);
-    assert_eq!(stdout(&out), "at-3\n");
+    assert_ne!(stdout(&out), format!("{written}\n"));
+    assert_eq!(stdout(&out), format!("{}\n", env.read_token()["access_token"].as_str().expect("at")));
+    assert_eq!(env.auth.token_calls().len(), 2);
 }
 
 #[test]

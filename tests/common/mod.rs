@@ -663,6 +663,7 @@ impl TestEnv {
                            "token_type": "Bearer", "expires_at": now + expires_in, "obtained_at": now,
                            "family_started_at": now - 100});
         std::fs::write(path, serde_json::to_vec_pretty(&token).expect("json")).expect("write");
+        set_mode(path, 0o600);
         refresh
     }
 
