@@ -706,31 +706,36 @@ impl Lookup {
         Ok(dir.join(name).join(".env"))
     }
 
+    /// The env file asked for by name, if one was, and how: `--env-file`, else a profile,
+    /// else `$ATL_ENV_FILE` (relative paths against `cwd`).
+    pub fn named(&self, cwd: &Path) -> Result<Option<(PathBuf, Named<'_>)>, Exit> {
+        if let Some(flag) = &self.env_file_flag {
+            return Ok(Some((cwd.join(flag), Named::Flag)));
+        }
+        if let Some((name, origin)) = self.profile() {
+            return Ok(Some((self.profile_env_file(name, origin)?, Named::Profile { name, origin })));
+        }
+        Ok(self.env_file_var.as_ref().map(|path| (cwd.join(path), Named::Var)))
+    }
+
     /// The env files to try, in order, each with the error to give when it is missing (only
     /// one that was named must exist).
     pub fn candidates(&self, cwd: &Path) -> Result<Vec<(PathBuf, Option<String>)>, Exit> {
-        let named = |path: PathBuf, how: &str| {
-            let quoted = crate::shell::quote(&path.to_string_lossy());
-            let missing = format!(
-                "env file {} (from {how}) does not exist: run `atl-token init --env-file {quoted}` to write it",
-                path.display()
-            );
-            Ok(vec![(path, Some(missing))])
-        };
-        if let Some(flag) = &self.env_file_flag {
-            return named(cwd.join(flag), "--env-file");
-        }
-        if let Some((name, origin)) = self.profile() {
-            let path = self.profile_env_file(name, origin)?;
-            let missing = format!(
-                "profile {name} (from {origin}) has no settings, as {} does not exist: run \
-                 `atl-token init --profile {name}` to write them",
-                path.display()
-            );
+        if let Some((path, how)) = self.named(cwd)? {
+            let missing = match how {
+                Named::Profile { name, origin } => format!(
+                    "profile {name} (from {origin}) has no settings, as {} does not exist: run \
+                     `atl-token init --profile {name}` to write them",
+                    path.display()
+                ),
+                Named::Flag | Named::Var => format!(
+                    "env file {} (from {}) does not exist: run `atl-token init --env-file {}` to write it",
+                    path.display(),
+                    if matches!(how, Named::Flag) { "--env-file" } else { ENV_FILE_VAR },
+                    crate::shell::quote(&path.to_string_lossy())
+                ),
+            };
             return Ok(vec![(path, Some(missing))]);
-        }
-        if let Some(path) = &self.env_file_var {
-            return named(cwd.join(path), ENV_FILE_VAR);
         }
         let mut candidates = vec![(cwd.join(".env"), None)];
         if let Some(dir) = self.config_dir() {
@@ -738,6 +743,17 @@ impl Lookup {
         }
         Ok(candidates)
     }
+}
+
+/// How an env file was asked for by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named<'a> {
+    /// `--env-file`.
+    Flag,
+    /// `--profile NAME` or `$ATL_PROFILE`.
+    Profile { name: &'a str, origin: &'static str },
+    /// `$ATL_ENV_FILE`.
+    Var,
 }
 
 /// Reads the env file and the process environment, then [`resolve`]s them.

@@ -98,6 +98,19 @@ pub async fn read_line() -> io::Result<Option<String>> {
     Ok(line.map(|l| l.trim_end_matches(['\r', '\n']).to_owned()))
 }
 
+/// A line from stdin ([`read_line`]) for `task` (`login`, `init`), unless a signal ends
+/// `task` first. The end of input is a usage error saying that `what` was not given.
+pub async fn ask_line(task: &str, what: &str) -> anyhow::Result<String> {
+    tokio::select! {
+        line = read_line() => match line {
+            Ok(Some(line)) => Ok(line),
+            Ok(None) => Err(Exit::usage(format!("stdin ended before {what} was given")).into()),
+            Err(e) => Err(anyhow::anyhow!("cannot read {what} from stdin: {e}")),
+        },
+        exit = stopped(task) => Err(exit.into()),
+    }
+}
+
 /// Turns off echo on the terminal that stdin is, for as long as it lives, so that a secret
 /// typed there does not show. Does nothing when stdin is not a terminal.
 pub struct NoEcho {

@@ -11,14 +11,8 @@ use common::*;
 
 /// atl-token in `dir` with HOME there and no env file named.
 fn bare(dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_atl-token"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", dir)
-        .current_dir(dir)
-        .args(args)
-        .stdin(std::process::Stdio::null());
+    let mut command = bare_command(dir);
+    command.args(args);
     command
 }
 

@@ -43,6 +43,17 @@ fn exit_code(session: &PtySession) -> i32 {
     panic!("still running")
 }
 
+/// Pastes where the browser goes after consent for the login that printed `url` (the
+/// redirect to `port`, with its state and a code), and waits for the login to succeed.
+fn paste_the_redirect(t: &mut PtySession, url: &str, port: u16) {
+    let url = url::Url::parse(url).expect("URL");
+    let state = url.query_pairs().find(|(k, _)| k == "state").expect("state").1.into_owned();
+    t.send_line(&format!("http://127.0.0.1:{port}/callback?code={CODE}&state={state}")).expect("paste");
+    t.exp_string("Logged in.").expect("signed in");
+    t.exp_eof().expect("ends");
+    assert_eq!(exit_code(t), 0);
+}
+
 #[test]
 fn init_asks_on_a_terminal_and_never_echoes_the_secret() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -137,12 +148,7 @@ fn a_wrong_paste_on_a_terminal_can_be_tried_again() {
     t.send_line("not a URL").expect("paste");
     t.exp_string("that is not a URL").expect("explained");
     t.exp_string("Try again:").expect("another go");
-    let url = url::Url::parse(&url).expect("URL");
-    let state = url.query_pairs().find(|(k, _)| k == "state").expect("state").1.into_owned();
-    t.send_line(&format!("http://127.0.0.1:{port}/callback?code={CODE}&state={state}")).expect("paste");
-    t.exp_string("Logged in.").expect("signed in");
-    t.exp_eof().expect("ends");
-    assert_eq!(exit_code(&t), 0);
+    paste_the_redirect(&mut t, &url, port);
     assert_eq!(env.read_token()["refresh_token"], "rt-1");
 }
 
@@ -158,10 +164,5 @@ fn a_port_in_use_on_a_terminal_offers_the_paste_instead() {
     t.exp_string("Carrying on without the listener: paste the address instead.").expect("the offer");
     let (_, url) = t.exp_regex(r"http://127\.0\.0\.1:\d+/authorize\S+").expect("the URL");
     t.exp_string("paste it here and press Enter:").expect("the question");
-    let url = url::Url::parse(&url).expect("URL");
-    let state = url.query_pairs().find(|(k, _)| k == "state").expect("state").1.into_owned();
-    t.send_line(&format!("http://127.0.0.1:{port}/callback?code={CODE}&state={state}")).expect("paste");
-    t.exp_string("Logged in.").expect("signed in");
-    t.exp_eof().expect("ends");
-    assert_eq!(exit_code(&t), 0);
+    paste_the_redirect(&mut t, &url, port);
 }

@@ -28,8 +28,10 @@ pub fn completions(shell: Shell) -> Result<()> {
 /// `atl-token man [COMMAND]`: the manual page, in roff, on stdout. The tool's page lists the
 /// commands as `atl-token-NAME(1)`; `atl-token man NAME` gives that page.
 pub fn man(command: Option<&str>) -> Result<()> {
-    topic(command)?;
-    let page = MAN_PAGES.iter().find(|(name, _)| *name == command).map(|(_, page)| *page).unwrap_or_default();
+    let page = MAN_PAGES.iter().find(|(name, _)| *name == command).map(|(_, page)| *page);
+    let page = page.ok_or_else(|| {
+        no_such_command(command.unwrap_or_default(), MAN_PAGES.iter().filter_map(|(n, _)| *n))
+    })?;
     super::print::write_out(page.as_bytes())
 }
 
@@ -39,10 +41,12 @@ fn topic(command: Option<&str>) -> Result<clap::Command> {
     let Some(name) = command else { return Ok(cli) };
     match cli.find_subcommand_mut(name) {
         Some(sub) => Ok(sub.clone().bin_name(format!("atl-token {name}"))),
-        None => {
-            let names: Vec<&str> = cli.get_subcommands().map(clap::Command::get_name).collect();
-            Err(Exit::usage(format!("there is no command '{name}': the commands are {}", names.join(", ")))
-                .into())
-        }
+        None => Err(no_such_command(name, cli.get_subcommands().map(clap::Command::get_name))),
     }
+}
+
+/// Exit 2 for a `help` or `man` topic that is no command, listing the commands.
+fn no_such_command<'a>(name: &str, commands: impl Iterator<Item = &'a str>) -> anyhow::Error {
+    let names: Vec<&str> = commands.collect();
+    Exit::usage(format!("there is no command '{name}': the commands are {}", names.join(", "))).into()
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 
 use crate::cli::{InitArgs, InitProvider};
-use crate::config::{self, EnvFile, Lookup, Sources};
+use crate::config::{self, EnvFile, Lookup, Named, Sources};
 use crate::exit::Exit;
 use crate::shell;
 use crate::ui;
@@ -38,9 +38,8 @@ pub fn run(lookup: &Lookup, args: &InitArgs) -> Result<()> {
     }
     let ask = !args.no_input && ui::stdin_is_terminal();
     let runtime = super::runtime()?;
-    let vars = runtime.block_on(gather(args, ask, &cwd))?;
+    let mut vars = runtime.block_on(gather(args, ask, &cwd))?;
     let port = args.port.unwrap_or(DEFAULT_PORT);
-    let mut vars = vars;
     if port != DEFAULT_PORT {
         vars.push((config::PORT.name, port.to_string()));
     }
@@ -57,20 +56,16 @@ struct Target {
     flag: Option<String>,
 }
 
-/// `--env-file`, else the profile's file, else `$ATL_ENV_FILE`, else atl-token's own folder,
-/// where the other commands find it from any folder.
+/// The file asked for by name (`--env-file`, a profile, `$ATL_ENV_FILE`), else atl-token's
+/// own folder, where the other commands find it from any folder.
 fn target(lookup: &Lookup, cwd: &Path) -> Result<Target> {
-    if let Some(path) = &lookup.env_file_flag {
-        let path = cwd.join(path);
-        let flag = format!("--env-file {}", shell::quote(&path.to_string_lossy()));
-        return Ok(Target { path, flag: Some(flag) });
-    }
-    if let Some((name, origin)) = lookup.profile() {
-        let path = lookup.profile_env_file(name, origin)?;
-        return Ok(Target { path, flag: Some(format!("--profile {name}")) });
-    }
-    if let Some(path) = &lookup.env_file_var {
-        return Ok(Target { path: cwd.join(path), flag: None });
+    if let Some((path, how)) = lookup.named(cwd)? {
+        let flag = match how {
+            Named::Flag => Some(format!("--env-file {}", shell::quote(&path.to_string_lossy()))),
+            Named::Profile { name, .. } => Some(format!("--profile {name}")),
+            Named::Var => None,
+        };
+        return Ok(Target { path, flag });
     }
     let dir = lookup.config_dir().ok_or_else(|| {
         Exit::usage("neither HOME nor XDG_CONFIG_HOME is set: say where to write with --env-file")
@@ -89,11 +84,7 @@ async fn gather(args: &InitArgs, ask: bool, cwd: &Path) -> Result<Vec<(&'static 
     let mut vars = Vec::new();
     match provider {
         InitProvider::Cloud => {
-            vars.push((
-                config::CLIENT_ID.name,
-                prompt.value(&args.client_id, "Client ID", "--client-id", None).await?,
-            ));
-            vars.push((config::CLIENT_SECRET.name, prompt.secret(args).await?));
+            vars.extend(prompt.client(args).await?);
             let site = prompt
                 .optional(&args.site, "Site, e.g. https://your-team.atlassian.net (Enter to skip)")
                 .await?;
@@ -108,11 +99,7 @@ async fn gather(args: &InitArgs, ask: bool, cwd: &Path) -> Result<Vec<(&'static 
         InitProvider::Datacenter => {
             vars.push((config::PROVIDER.name, "datacenter".to_owned()));
             vars.push((config::BASE_URL.name, prompt.base_url(args).await?));
-            vars.push((
-                config::CLIENT_ID.name,
-                prompt.value(&args.client_id, "Client ID", "--client-id", None).await?,
-            ));
-            vars.push((config::CLIENT_SECRET.name, prompt.secret(args).await?));
+            vars.extend(prompt.client(args).await?);
             let scope = prompt.value(&args.scope, "Scope", "--scope", Some(DATACENTER_SCOPE)).await?;
             vars.push((config::SCOPE.name, scope));
         }
@@ -197,6 +184,13 @@ impl Prompt {
         Ok(Some(answer.trim().to_owned()).filter(|v| !v.is_empty()))
     }
 
+    /// The OAuth 2.0 client: its id, then its secret.
+    async fn client(&mut self, args: &InitArgs) -> Result<[(&'static str, String); 2]> {
+        let id = self.value(&args.client_id, "Client ID", "--client-id", None).await?;
+        let secret = self.secret(args).await?;
+        Ok([(config::CLIENT_ID.name, id), (config::CLIENT_SECRET.name, secret)])
+    }
+
     async fn base_url(&mut self, args: &InitArgs) -> Result<String> {
         let label = "Base URL, e.g. https://jira.example.com";
         self.value(&args.base_url, label, "--base-url", None).await
@@ -236,17 +230,8 @@ impl Prompt {
         eprint!("{label}: ");
         let _ = std::io::stderr().flush();
         let _quiet = (!echo).then(ui::NoEcho::new);
-        tokio::select! {
-            line = ui::read_line() => match line {
-                Ok(Some(line)) => Ok(line),
-                Ok(None) => Err(Exit::usage("stdin ended before every value was given").into()),
-                Err(e) => Err(anyhow!("cannot read from the terminal: {e}")),
-            },
-            exit = ui::stopped("init") => {
-                eprintln!();
-                Err(exit.into())
-            }
-        }
+        // An answer that never came leaves the cursor after the question.
+        ui::ask_line("init", "every value").await.inspect_err(|_| eprintln!())
     }
 }
 

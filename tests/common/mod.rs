@@ -687,15 +687,20 @@ impl TestEnv {
 
 /// The real binary, run in `dir` with `dir/.env`, a clean environment and no stdin.
 pub fn atl_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = bare_command(dir);
+    command.arg("--env-file").arg(dir.join(".env")).args(args);
+    command
+}
+
+/// The real binary, run in `dir` with HOME there, a clean environment, no stdin and no
+/// env file named.
+pub fn bare_command(dir: &Path) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_atl-token"));
     command
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", dir)
         .current_dir(dir)
-        .arg("--env-file")
-        .arg(dir.join(".env"))
-        .args(args)
         .stdin(Stdio::null());
     command
 }

@@ -88,18 +88,21 @@ async fn wait_for_browser(
     state: &str,
     url: url::Url,
 ) -> Result<Arrival> {
-    if args.paste {
+    let listener = if args.paste {
+        None
+    } else {
+        match Listener::bind(&config.redirect, params, state.to_owned(), url.to_string()).await {
+            Ok(listener) => Some(listener),
+            Err(e) if ui::stdin_is_terminal() => {
+                eprintln!("atl-token: {e:#}.\nCarrying on without the listener: paste the address instead.");
+                None
+            }
+            Err(e) => return Err(anyhow!("{e:#}; or run `atl-token login --paste`")),
+        }
+    };
+    let Some(listener) = listener else {
         show_url(&url, false);
         return wait_for_paste(args, params, state).await;
-    }
-    let listener = match Listener::bind(&config.redirect, params, state.to_owned(), url.to_string()).await {
-        Ok(listener) => listener,
-        Err(e) if ui::stdin_is_terminal() => {
-            eprintln!("atl-token: {e:#}.\nCarrying on without the listener: paste the address instead.");
-            show_url(&url, false);
-            return wait_for_paste(args, params, state).await;
-        }
-        Err(e) => return Err(anyhow!("{e:#}; or run `atl-token login --paste`")),
     };
     // With TLS, the start page comes first, so that the certificate warning is dealt with
     // before consent.
@@ -168,13 +171,8 @@ async fn wait_for_paste(args: &LoginArgs, params: callback::Params, state: &str)
 /// A line from stdin (a terminal or a pipe), within `--timeout`, unless a signal comes first.
 async fn read_line(args: &LoginArgs, what: &str) -> Result<String> {
     tokio::select! {
-        line = ui::read_line() => match line {
-            Ok(Some(line)) => Ok(line),
-            Ok(None) => Err(Exit::usage(format!("stdin ended before {what} was given")).into()),
-            Err(e) => Err(anyhow!("cannot read {what} from stdin: {e}")),
-        },
+        line = ui::ask_line("login", what) => line,
         () = tokio::time::sleep(args.timeout) => Err(timed_out(args)),
-        exit = ui::stopped("login") => Err(exit.into()),
     }
 }
 
