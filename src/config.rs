@@ -43,9 +43,11 @@ pub const BASE_URL: Key = key("ATL_BASE_URL", None);
 pub const PKCE: Key = key("ATL_PKCE", None);
 pub const CONSUMER_KEY: Key = key("ATL_CONSUMER_KEY", None);
 pub const PRIVATE_KEY_FILE: Key = key("ATL_PRIVATE_KEY_FILE", None);
+pub const STORE: Key = key("ATL_STORE", None);
+pub const STORE_LEASE: Key = key("ATL_STORE_LEASE", None);
 
 /// Every key, for spotting a misspelt one.
-const KEYS: [Key; 18] = [
+const KEYS: [Key; 20] = [
     CLIENT_ID,
     CLIENT_SECRET,
     SCOPE,
@@ -64,6 +66,8 @@ const KEYS: [Key; 18] = [
     PKCE,
     CONSUMER_KEY,
     PRIVATE_KEY_FILE,
+    STORE,
+    STORE_LEASE,
 ];
 
 /// `ATL_*` names in an env file that are no setting, each with the setting it is closest to
@@ -132,6 +136,28 @@ pub struct Config {
     pub http_timeout: Duration,
     /// Extra trusted root certificates (a company CA), on top of the system's.
     pub ca_file: Option<CaFile>,
+    /// Where the token family is kept.
+    pub store: StoreKind,
+}
+
+/// Where the token family is kept (`ATL_STORE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreKind {
+    /// The token file (the default).
+    File,
+    /// A secret in AWS Secrets Manager, shared by many hosts.
+    AwsSecretsManager(SecretSettings),
+}
+
+/// `ATL_STORE=aws-secretsmanager:NAME` and `ATL_STORE_LEASE`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSettings {
+    /// The secret's name or ARN.
+    pub secret_id: String,
+    /// How long a host's claim to refresh lasts before another may take it over.
+    pub lease: Duration,
+    /// E.g. "ATL_STORE in /home/me/jira/.env".
+    pub origin: String,
 }
 
 /// A PEM bundle of root certificates, read only when a request is made.
@@ -391,7 +417,50 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
         },
     };
 
-    Ok(Config { auth, site, redirect, token_file, api_url, http_timeout, ca_file })
+    let store = store(sources, http_timeout)?;
+    Ok(Config { auth, site, redirect, token_file, api_url, http_timeout, ca_file, store })
+}
+
+/// `ATL_STORE`'s value for a secret in AWS Secrets Manager: `aws-secretsmanager:NAME-OR-ARN`.
+pub const AWS_SECRETS_MANAGER: &str = "aws-secretsmanager";
+/// How long a claim to refresh lasts, unless `ATL_STORE_LEASE` says otherwise: longer than
+/// the token request's retries (a minute) plus the request itself.
+const DEFAULT_LEASE: Duration = Duration::from_secs(120);
+/// Time a lease keeps for the writes to the store after the token request.
+pub const LEASE_SLACK: Duration = Duration::from_secs(1);
+
+fn store(sources: &Sources, http_timeout: Duration) -> Result<StoreKind, Exit> {
+    let Some(setting) = sources.get(STORE) else { return Ok(StoreKind::File) };
+    let value = setting.value.trim();
+    if value == "file" {
+        return Ok(StoreKind::File);
+    }
+    let hint = "use `file` (the default) or `aws-secretsmanager:NAME` (a secret's name or ARN)";
+    let Some(secret_id) = value.strip_prefix(AWS_SECRETS_MANAGER).and_then(|rest| rest.strip_prefix(':')) else {
+        return Err(invalid(&setting, hint));
+    };
+    if secret_id.is_empty() || secret_id.chars().any(char::is_whitespace) {
+        return Err(invalid(&setting, hint));
+    }
+    let lease = match sources.get(STORE_LEASE) {
+        None => DEFAULT_LEASE,
+        Some(s) => {
+            let lease = crate::duration::parse(&s.value).map_err(|_| invalid(&s, "use a duration, e.g. 2m"))?;
+            if lease < http_timeout + LEASE_SLACK * 2 {
+                return Err(invalid(
+                    &s,
+                    &format!(
+                        "a claim must outlast one token request: give more than ATL_HTTP_TIMEOUT ({}) \
+                         plus {}",
+                        crate::duration::human(http_timeout),
+                        crate::duration::human(LEASE_SLACK * 2)
+                    ),
+                ));
+            }
+            lease
+        }
+    };
+    Ok(StoreKind::AwsSecretsManager(SecretSettings { secret_id: secret_id.to_owned(), lease, origin: setting.origin }))
 }
 
 /// The OAuth 2.0 client and its provider.

@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::exit::Exit;
 use crate::http::Answer;
 use crate::paging::{self, Next};
-use crate::store::Store;
+use crate::store;
 
 /// A listing longer than this many pages is taken to be a loop.
 const MAX_PAGES: usize = 100_000;
@@ -33,9 +33,9 @@ pub fn run(config: &Config, args: &ApiArgs) -> Result<()> {
         None if body.is_some() => Method::POST,
         None => Method::GET,
     };
-    let store = Store::new(&config.token_file)?;
-    let (session, token) = Session::open(config, &store, Call { method, headers, body })?;
-    let base = sites::api_base(config, &store, &token, args.product)?;
+    let store = store::open(config)?;
+    let (session, token) = Session::open(config, store.as_ref(), Call { method, headers, body })?;
+    let base = sites::api_base(config, store.as_ref(), &token, args.product)?;
     let url = target(&base, &args.path)?;
     if args.paginate {
         return paginate(&session, &base, url, args);

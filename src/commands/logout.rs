@@ -6,43 +6,57 @@ use crate::cli::LogoutArgs;
 use crate::config::{Auth, Config};
 use crate::http;
 use crate::provider::CLOUD_APPS_PAGE;
-use crate::store::{LOCK_WAIT, Store};
+use crate::store::{self, Stored};
 
 pub fn run(config: &Config, args: &LogoutArgs) -> Result<()> {
-    let store = Store::new(&config.token_file)?;
-    let path = store.path().display().to_string();
-    // Under the lock, and with a newer rescued token set in place first, so that the token
-    // revoked is the live one and no refresh replaces the file while it is deleted.
-    let lock = store.lock(LOCK_WAIT)?;
-    store.adopt_rescue(&lock)?;
-    let Some(stored) = store.load()? else {
+    let store = store::open(config)?;
+    let path = store.location();
+    // The store calls this with the live token set, while no refresh can replace it.
+    let mut revoke = |stored: &Stored| revoke(config, args, stored, &path);
+    let Some(removed) = store.remove(&mut revoke)? else {
         eprintln!("no token in {path}: nothing to log out");
         return Ok(());
     };
+    for removed in removed {
+        eprintln!("deleted {removed}");
+    }
+    if !revocable(config) {
+        eprintln!("{}", by_hand(config));
+    }
+    Ok(())
+}
 
-    // Where the token can be revoked from here (Data Center's OAuth 2.0), and otherwise where
-    // a person revokes it.
-    let (revoke_url, by_hand) = match &config.auth {
-        Auth::OAuth2(oauth2) => {
-            let by_hand = format!(
-                "{} has no endpoint to revoke a token from a script: remove the app's access at {CLOUD_APPS_PAGE}",
-                oauth2.provider.kind.title()
-            );
-            (oauth2.provider.revoke_url.as_ref().map(|url| (oauth2, url)), by_hand)
-        }
-        Auth::OAuth1(consumer) => (
-            None,
-            format!(
-                "OAuth 1.0a has no endpoint to revoke a token from a script: the access token stays \
-                 valid until it expires or is revoked in {} (your profile's OAuth access tokens, or \
-                 an administrator)",
-                consumer.base_url
-            ),
+/// Whether the provider has an endpoint to revoke a token from here (Data Center's OAuth 2.0).
+fn revocable(config: &Config) -> bool {
+    matches!(&config.auth, Auth::OAuth2(oauth2) if oauth2.provider.revoke_url.is_some())
+}
+
+/// Where a person revokes a token that cannot be revoked from here.
+fn by_hand(config: &Config) -> String {
+    match &config.auth {
+        Auth::OAuth2(oauth2) => format!(
+            "{} has no endpoint to revoke a token from a script: remove the app's access at {CLOUD_APPS_PAGE}",
+            oauth2.provider.kind.title()
         ),
+        Auth::OAuth1(consumer) => format!(
+            "OAuth 1.0a has no endpoint to revoke a token from a script: the access token stays \
+             valid until it expires or is revoked in {} (your profile's OAuth access tokens, or \
+             an administrator)",
+            consumer.base_url
+        ),
+    }
+}
+
+/// Revokes the stored refresh token where the provider can; an error keeps the family,
+/// unless `--force`.
+fn revoke(config: &Config, args: &LogoutArgs, stored: &Stored, path: &str) -> Result<()> {
+    let revoke_url = match &config.auth {
+        Auth::OAuth2(oauth2) => oauth2.provider.revoke_url.as_ref().map(|url| (oauth2, url)),
+        Auth::OAuth1(_) => None,
     };
     match (revoke_url, stored.token.refresh_token()) {
         (Some((oauth2, revoke_url)), Some(refresh_token)) => {
-            super::refresh::check_issuer(&stored.token, config, &path)?;
+            super::refresh::check_issuer(&stored.token, config, path)?;
             let client = http::client(config)?;
             let revoked =
                 super::runtime()?.block_on(http::revoke(&client, oauth2, &revoke_url.url, refresh_token));
@@ -65,11 +79,5 @@ pub fn run(config: &Config, args: &LogoutArgs) -> Result<()> {
         (None, _) => {}
     }
 
-    for removed in store.remove(&lock)? {
-        eprintln!("deleted {}", removed.display());
-    }
-    if revoke_url.is_none() {
-        eprintln!("{by_hand}");
-    }
     Ok(())
 }

@@ -8,14 +8,14 @@ use std::io::Write;
 use anyhow::{Context, Result, anyhow};
 
 use crate::cli::PrintArgs;
-use crate::commands::refresh::{self, When};
+use crate::commands::refresh;
 use crate::commands::sites;
 use crate::config::{Auth, Config, Consumer, PROVIDER};
 use crate::duration::human;
 use crate::exit::Exit;
 use crate::oauth1;
 use crate::shell;
-use crate::store::Store;
+use crate::store::{self, TokenStore, When};
 use crate::token::{self, Token};
 
 pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
@@ -29,24 +29,31 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
     if what.cloud_id {
         sites::require_cloud(config, "--cloud-id")?;
     }
-    let store = Store::new(&config.token_file)?;
+    let store = store::open(config)?;
+    let store = store.as_ref();
     if let Auth::OAuth1(consumer) = &config.auth {
-        return oauth1(config, consumer, args, &store);
+        return oauth1(config, consumer, args, store);
     }
-    let stored = store.load_existing()?;
+    // The refresh token and the whole set come from the store itself; the access token may
+    // come from a copy that is cheaper to read (the AWS store's per-host cache).
+    let peeked = if what.json || what.refresh { None } else { store.peek()? };
+    let stored = match peeked {
+        Some(stored) => stored,
+        None => store.load_existing()?,
+    };
     if what.cloud_id {
         // From the cache in the token file; looked up (with a fresh access token) only once.
-        let (_, id) = sites::cloud_site(config, &store, &stored.token)?;
+        let (_, id) = sites::cloud_site(config, store, &stored.token)?;
         return write_out(format!("{id}\n").as_bytes());
     }
     if what.api_base {
-        let base = sites::api_base(config, &store, &stored.token, args.product)?;
+        let base = sites::api_base(config, store, &stored.token, args.product)?;
         return write_out(format!("{base}\n").as_bytes());
     }
     let remaining = stored.remaining(token::now());
 
     if remaining >= args.min_valid {
-        return output(config, args, &stored.token, &stored.bytes, &store);
+        return output(config, args, &stored.token, &stored.bytes, store);
     }
     if args.no_refresh {
         let state = if remaining.is_zero() {
@@ -56,7 +63,7 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
         };
         return Err(anyhow!(
             "the access token in {} {state}, and --no-refresh was given: run `atl-token refresh`",
-            store.path().display()
+            store.location()
         ));
     }
     if let Some(lifetime) = stored.token.lifetime()
@@ -70,16 +77,16 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
         ))
         .into());
     }
-    let outcome = refresh::refresh(config, &store, When::ExpiresWithin(args.min_valid))?;
+    let outcome = refresh::refresh(config, store, When::ExpiresWithin(args.min_valid))?;
     let token = outcome.token();
-    output(config, args, token, &token.to_bytes(), &store)
+    output(config, args, token, &token.to_bytes(), store)
 }
 
-fn output(config: &Config, args: &PrintArgs, token: &Token, file_bytes: &[u8], store: &Store) -> Result<()> {
+fn output(config: &Config, args: &PrintArgs, token: &Token, file_bytes: &[u8], store: &dyn TokenStore) -> Result<()> {
     let missing = |what: &str| {
         Exit::login_required(format!(
             "{} holds no {what} (it may hold an error answer an older script saved): run `atl-token login`",
-            store.path().display()
+            store.location()
         ))
     };
     let line = |text: &str| Cow::Owned(format!("{text}\n").into_bytes());
@@ -98,7 +105,7 @@ fn output(config: &Config, args: &PrintArgs, token: &Token, file_bytes: &[u8], s
 }
 
 /// OAuth 1.0a has no bearer token: `--header --url` signs one request; `--json` shows the file.
-fn oauth1(config: &Config, consumer: &Consumer, args: &PrintArgs, store: &Store) -> Result<()> {
+fn oauth1(config: &Config, consumer: &Consumer, args: &PrintArgs, store: &dyn TokenStore) -> Result<()> {
     let what = &args.what;
     if what.json {
         let stored = store.load_existing()?;
@@ -136,7 +143,7 @@ pub fn write_out(bytes: &[u8]) -> Result<()> {
 fn env_lines(
     config: &Config,
     args: &PrintArgs,
-    store: &Store,
+    store: &dyn TokenStore,
     token: &Token,
     access: &str,
 ) -> Result<String> {

@@ -10,18 +10,18 @@ use crate::duration::human;
 use crate::exit::Exit;
 use crate::http;
 use crate::oauth::{Grant, TokenError};
-use crate::store::{LOCK_WAIT, Store, Stored};
+use crate::store::{self, Outcome, Refresh, Stored, TokenStore, When};
 use crate::token::{self, Token};
 
 pub fn run(config: &Config, args: &RefreshArgs) -> Result<()> {
-    let store = Store::new(&config.token_file)?;
+    let store = store::open(config)?;
     if let Auth::OAuth1(_) = config.auth {
-        return oauth1_expiry(config, &store, args.quiet);
+        return oauth1_expiry(config, store.as_ref(), args.quiet);
     }
     let when = if args.if_needed { When::ExpiresWithin(args.min_valid) } else { When::Always };
-    let outcome = refresh(config, &store, when)?;
+    let outcome = refresh(config, store.as_ref(), when)?;
     if !args.quiet {
-        let path = store.path().display();
+        let path = store.location();
         match outcome {
             Outcome::StillValid { remaining, .. } => {
                 eprintln!("access token in {path} is valid for {}: not refreshed", human(remaining));
@@ -40,9 +40,9 @@ pub fn run(config: &Config, args: &RefreshArgs) -> Result<()> {
 
 /// OAuth 1.0a access tokens are not refreshed: they last years, and renewing one takes a new
 /// consent. Reads the token file, touches nothing, and says when the token expires.
-fn oauth1_expiry(config: &Config, store: &Store, quiet: bool) -> Result<()> {
+fn oauth1_expiry(config: &Config, store: &dyn TokenStore, quiet: bool) -> Result<()> {
     let stored = oauth1_stored(config, store)?;
-    let path = store.path().display();
+    let path = store.location();
     let remaining = stored.remaining(token::now());
     if !quiet {
         let until = match stored.token.expires_at() {
@@ -55,9 +55,9 @@ fn oauth1_expiry(config: &Config, store: &Store, quiet: bool) -> Result<()> {
 }
 
 /// The stored OAuth 1.0a token set, checked: issued by the configured server, and not expired.
-pub(super) fn oauth1_stored(config: &Config, store: &Store) -> Result<Stored> {
+pub(super) fn oauth1_stored(config: &Config, store: &dyn TokenStore) -> Result<Stored> {
     let stored = store.load_existing()?;
-    let path = store.path().display().to_string();
+    let path = store.location();
     check_issuer(&stored.token, config, &path)?;
     if stored.token.expires_at().is_some_and(|at| at <= token::now()) {
         return Err(Exit::login_required(format!(
@@ -68,77 +68,27 @@ pub(super) fn oauth1_stored(config: &Config, store: &Store) -> Result<Stored> {
     Ok(stored)
 }
 
-/// When a refresh is due.
-#[derive(Debug, Clone, Copy)]
-pub enum When {
-    Always,
-    /// Only if the access token has less than this left (or its expiry is unknown).
-    ExpiresWithin(Duration),
-}
-
-/// What [`refresh`] did.
-#[derive(Debug)]
-pub enum Outcome {
-    StillValid { token: Token, remaining: Duration },
-    Refreshed(Token),
-}
-
-impl Outcome {
-    pub fn token(&self) -> &Token {
-        match self {
-            Self::StillValid { token, .. } | Self::Refreshed(token) => token,
-        }
-    }
-}
-
-/// Refreshes the token file if `when` says so.
-///
-/// Everything from reading the file to replacing it happens under the lock, and the file is
-/// read after the lock is taken, so concurrent callers queue up and each one spends the
-/// newest refresh token (or finds the token fresh and spends nothing). A rescue file left by
-/// a run that could not write is moved into place first. The refresh token goes only to the
-/// endpoint that issued it. The temp file for the answer is created before the request, so a
-/// full disk fails the run before the refresh token is spent. An error answer never touches
-/// the file.
-pub fn refresh(config: &Config, store: &Store, when: When) -> Result<Outcome> {
+/// Refreshes the stored token set if `when` says so. The store makes sure that no other
+/// process spends the same refresh token; this says how to spend it. The refresh token goes
+/// only to the endpoint that issued it, and an error answer is never stored.
+pub fn refresh(config: &Config, store: &dyn TokenStore, when: When) -> Result<Outcome> {
     let oauth2 = config.oauth2("a refresh")?;
-    let lock = store.lock(LOCK_WAIT)?;
-    store.adopt_rescue(&lock)?;
-    let stored = store.load_existing()?;
-    let path = store.path().display();
-    check_issuer(&stored.token, config, &path.to_string())?;
-
-    if let When::ExpiresWithin(margin) = when {
-        let remaining = stored.remaining(token::now());
-        if remaining >= margin {
-            return Ok(Outcome::StillValid { token: stored.token, remaining });
-        }
-    }
-    let refresh_token = stored.token.refresh_token().ok_or_else(|| {
-        Exit::login_required(format!(
-            "{path} holds no refresh token (was `offline_access` in the scope?): run `atl-token login`"
-        ))
-    })?;
-
+    let location = store.location();
     let client = http::client(config)?;
-    let reservation = store.reserve()?;
-    let answer = super::runtime()?
-        .block_on(http::request_token(
-            &client,
-            config,
-            oauth2,
-            Grant::RefreshToken(refresh_token),
-            http::REFRESH,
-        ))
-        .map_err(|e| explain(e, oauth2, &path.to_string()))?;
-    let token = Token::from_response(
-        answer,
-        Some(&stored.token),
-        token::now(),
-        oauth2.provider.token_url.url.as_str(),
-    );
-    reservation.commit(&token, &lock)?;
-    Ok(Outcome::Refreshed(token))
+    let check = |token: &Token| check_issuer(token, config, &location).map_err(anyhow::Error::from);
+    let mut spend = |stored: &Token, budget: Duration| -> Result<Token> {
+        let refresh_token = stored.refresh_token().ok_or_else(|| {
+            Exit::login_required(format!(
+                "{location} holds no refresh token (was `offline_access` in the scope?): run `atl-token login`"
+            ))
+        })?;
+        let retry = http::Retry { budget, ..http::REFRESH };
+        let answer = super::runtime()?
+            .block_on(http::request_token(&client, config, oauth2, Grant::RefreshToken(refresh_token), retry))
+            .map_err(|e| explain(e, oauth2, &location))?;
+        Ok(Token::from_response(answer, Some(stored), token::now(), oauth2.provider.token_url.url.as_str()))
+    };
+    store.refresh(Refresh { when, check: &check, spend: &mut spend })
 }
 
 /// A token is sent only to the server that issued it, so that a settings file (a cloned

@@ -12,13 +12,13 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use url::Url;
 
-use crate::commands::refresh::{self, When};
+use crate::commands::refresh;
 use crate::config::{Auth, Config, Consumer};
 use crate::exit::Exit;
 use crate::http::{self, Answer};
 use crate::oauth;
 use crate::oauth1::{self, Extra, PrivateKey, Signer};
-use crate::store::Store;
+use crate::store::{TokenStore, When};
 use crate::token::Token;
 
 /// An access token with less than this left is refreshed before the request.
@@ -30,7 +30,7 @@ const BUSY_BUDGET: Duration = Duration::from_secs(60);
 /// One request's settings, and the credential that authorizes it.
 pub struct Session<'a> {
     config: &'a Config,
-    store: &'a Store,
+    store: &'a dyn TokenStore,
     client: reqwest::Client,
     runtime: tokio::runtime::Runtime,
     credential: Credential<'a>,
@@ -63,7 +63,7 @@ impl Call {
 impl<'a> Session<'a> {
     /// A session for `call`, with the access token refreshed first when it has less than a
     /// minute left. Returns the token set it read, too.
-    pub fn open(config: &'a Config, store: &'a Store, call: Call) -> Result<(Self, Token)> {
+    pub fn open(config: &'a Config, store: &'a dyn TokenStore, call: Call) -> Result<(Self, Token)> {
         let (credential, token) = match &config.auth {
             Auth::OAuth2(_) => {
                 let token = refresh::refresh(config, store, When::ExpiresWithin(MIN_VALID))?.token().clone();
@@ -199,13 +199,13 @@ impl<'a> Session<'a> {
 }
 
 /// "FILE holds no WHAT: run `atl-token login`".
-fn no_token(store: &Store, what: &str) -> Exit {
-    Exit::login_required(format!("{} holds no {what}: run `atl-token login`", store.path().display()))
+fn no_token(store: &dyn TokenStore, what: &str) -> Exit {
+    Exit::login_required(format!("{} holds no {what}: run `atl-token login`", store.location()))
 }
 
 /// The stored OAuth 1.0a token set and its access token, checked: issued by the configured
 /// server, and not expired.
-pub fn oauth1_token(config: &Config, store: &Store) -> Result<(Token, String)> {
+pub fn oauth1_token(config: &Config, store: &dyn TokenStore) -> Result<(Token, String)> {
     let stored = refresh::oauth1_stored(config, store)?;
     let access =
         stored.token.oauth1_token().ok_or_else(|| no_token(store, "OAuth 1.0a access token"))?.to_owned();

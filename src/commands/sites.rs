@@ -9,16 +9,16 @@ use crate::commands::session::{Call, Session};
 use crate::config::{Config, SITE};
 use crate::exit::Exit;
 use crate::sites::{self, Choice, Site};
-use crate::store::Store;
+use crate::store::{self, TokenStore};
 use crate::token::Token;
 
 pub fn run(config: &Config, args: &SitesArgs) -> Result<()> {
     require_cloud(config, "sites")?;
-    let store = Store::new(&config.token_file)?;
-    let list = look_up(config, &store)?;
+    let store = store::open(config)?;
+    let list = look_up(config, store.as_ref())?;
     // Listing refreshes the cache, when the settings name one site.
     if let Choice::One(site) = sites::choose(&list, config.site.as_ref()) {
-        store.update(|token| token.with_cloud(&site.url, &site.id))?;
+        store.update(&mut |token| token.with_cloud(&site.url, &site.id))?;
     }
     let out = if args.json {
         serde_json::to_string_pretty(&list).context("cannot write the sites as JSON")? + "\n"
@@ -43,7 +43,7 @@ pub fn require_cloud(config: &Config, what: &str) -> Result<(), Exit> {
 
 /// The cloud site for `ATL_SITE` (or the only one), from the cache in the token file when it
 /// is for that site, else looked up and cached: `(site URL, cloud id)`.
-pub fn cloud_site(config: &Config, store: &Store, token: &Token) -> Result<(String, String)> {
+pub fn cloud_site(config: &Config, store: &dyn TokenStore, token: &Token) -> Result<(String, String)> {
     if let Some((site, id)) = token.cloud()
         && config.site.as_ref().is_none_or(|wanted| sites::same_site(site, wanted))
     {
@@ -78,13 +78,13 @@ pub fn cloud_site(config: &Config, store: &Store, token: &Token) -> Result<(Stri
             ));
         }
     };
-    store.update(|token| token.with_cloud(&site.url, &site.id))?;
+    store.update(&mut |token| token.with_cloud(&site.url, &site.id))?;
     Ok((site.url, site.id))
 }
 
 /// Where API calls for `product` go: `{ATL_API_URL}/ex/{product}/{cloud id}` on Cloud (the
 /// cloud id from the cache, or looked up), the base URL on Data Center. No trailing slash.
-pub fn api_base(config: &Config, store: &Store, token: &Token, product: Product) -> Result<String> {
+pub fn api_base(config: &Config, store: &dyn TokenStore, token: &Token, product: Product) -> Result<String> {
     if let Some(base) = config.api_base() {
         return Ok(base.to_owned());
     }
@@ -114,7 +114,7 @@ fn list_sites(list: &[Site]) -> String {
 
 /// The sites the token reaches, with an access token refreshed first when needed, and the
 /// session's rules for a 401 and for 429 and 503.
-fn look_up(config: &Config, store: &Store) -> Result<Vec<Site>> {
+fn look_up(config: &Config, store: &dyn TokenStore) -> Result<Vec<Site>> {
     let url = Url::parse(&format!("{}/{}", gateway(config), sites::RESOURCES_PATH))
         .with_context(|| format!("cannot build the sites URL from {}", config.api_url))?;
     let (session, _) = Session::open(config, store, Call::get())?;

@@ -1,7 +1,6 @@
 //! `atl-token status`: the token family's health, read from the token file alone (no
 //! network), for a person, as JSON, or as one line and an exit code for monitoring.
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -13,7 +12,7 @@ use crate::duration::human;
 use crate::exit::{Code, Exit};
 use crate::health::{self, Health, Verdict};
 use crate::provider::{OAUTH1, OAUTH1_TITLE};
-use crate::store::{Store, Stored};
+use crate::store::{self, Stored};
 use crate::token;
 
 pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
@@ -22,14 +21,12 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
         println!("{line}");
         return if code == Code::Success { Ok(()) } else { Err(Exit::silent(code).into()) };
     }
-    let store = Store::new(&config.token_file)?;
-    let path = store.path().display().to_string();
+    let store = store::open(config)?;
     let Some(stored) = store.load()? else {
-        return Err(Exit::login_required(format!("no token in {path}: run `atl-token login`")).into());
+        let location = store.location();
+        return Err(Exit::login_required(format!("no token in {location}: run `atl-token login`")).into());
     };
-    let mode =
-        std::fs::metadata(store.path()).with_context(|| format!("cannot read {path}"))?.permissions().mode()
-            & 0o777;
+    let details = store.details()?;
     let Assessed { provider, title, scope, health } = assess(config, &stored);
     let now = token::now();
     let verdict = health.verdict(now, args.warn_days);
@@ -41,7 +38,7 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
             Verdict::EndsSoon(why) => ("ends_soon", Some(why)),
             Verdict::LoginRequired(why) => ("login_required", Some(why)),
         };
-        let document = json!({
+        let mut document = json!({
             "version": 1,
             "provider": provider,
             "site": match (config.api_base(), site) {
@@ -49,7 +46,6 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
                 _ => Value::Null,
             },
             "base_url": config.api_base(),
-            "token_file": {"path": path, "mode": format!("{mode:04o}")},
             "scopes": {
                 "configured": scope.unwrap_or_default().split_whitespace().collect::<Vec<_>>(),
                 "granted": health.granted,
@@ -64,6 +60,8 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
             "family": {"started_at": time(health.family_started_at), "ends_at": time(health.family_ends_at)},
             "check": {"status": status, "reason": reason, "warn_days": args.warn_days},
         });
+        let (field, value) = details.json;
+        document[field] = value;
         serde_json::to_string_pretty(&document).context("cannot write the status as JSON")? + "\n"
     } else {
         let mut lines = vec![("provider", title.to_owned())];
@@ -126,7 +124,7 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
                 (None, _) => "start unknown (a file from before atl-token)".to_owned(),
             },
         ));
-        lines.push(("token file", format!("{path} (mode {mode:04o})")));
+        lines.extend(details.lines);
         lines.push((
             "health",
             match &verdict {
@@ -143,9 +141,9 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
 /// `status --check`'s line, and the exit code that goes with it: OK (0), WARNING (3) or
 /// LOGIN REQUIRED (4).
 pub fn check(config: &Config, warn_days: u64) -> Result<(Code, String)> {
-    let store = Store::new(&config.token_file)?;
+    let store = store::open(config)?;
     let Some(stored) = store.load()? else {
-        let why = format!("no token in {}: run `atl-token login`", store.path().display());
+        let why = format!("no token in {}: run `atl-token login`", store.location());
         return Ok((Code::LoginRequired, format!("LOGIN REQUIRED: {why}")));
     };
     let health = assess(config, &stored).health;

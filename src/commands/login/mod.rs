@@ -13,7 +13,7 @@ use crate::exit::Exit;
 use crate::http;
 use crate::oauth::{self, Grant, Pkce, TokenError, clean};
 use crate::provider::Kind;
-use crate::store::{self, LOCK_WAIT, Reservation, Store};
+use crate::store::{self, Slot, TokenStore};
 use crate::token::{self, Token};
 use crate::ui;
 
@@ -44,17 +44,16 @@ pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
         let pkce = oauth2.provider.pkce.then(Pkce::new);
         let url = oauth::authorize_url(oauth2, &config.redirect.uri, &state, pkce.as_ref());
         let arrival = wait_for_browser(config, args, callback::OAUTH2, &state, url).await?;
-        let (reservation, arrival) = reserve(&store, arrival).await?;
+        let (slot, arrival) = reserve(store.as_ref(), arrival).await?;
         let verifier = pkce.as_ref().map(Pkce::verifier);
-        finish(config, oauth2, &client, &store, reservation, arrival, verifier).await
+        finish(config, oauth2, &client, store.as_ref(), slot, arrival, verifier).await
     })
 }
 
-/// The token file's store, its folder made, and proof that a token can be saved there
-/// (space reserved, then let go), before the user goes through the browser.
-fn prepare(config: &Config) -> Result<Store> {
-    let store = Store::new(&config.token_file)?;
-    store::ensure_dir(&store)?;
+/// The token's store, and proof that a token can be saved there (for the token file: its
+/// folder made, space reserved, then let go), before the user goes through the browser.
+fn prepare(config: &Config) -> Result<Box<dyn TokenStore>> {
+    let store = store::open(config)?;
     drop(store.reserve()?);
     Ok(store)
 }
@@ -62,9 +61,9 @@ fn prepare(config: &Config) -> Result<Store> {
 /// Reserves the space for the token once the browser is back, before the code is traded:
 /// from then until the token is saved, a full disk cannot lose it. Holding it only from
 /// here means no temp file is left behind by a login that was killed while waiting.
-async fn reserve(store: &Store, arrival: Arrival) -> Result<(Reservation, Arrival)> {
+async fn reserve(store: &dyn TokenStore, arrival: Arrival) -> Result<(Box<dyn Slot + '_>, Arrival)> {
     match store.reserve() {
-        Ok(reservation) => Ok((reservation, arrival)),
+        Ok(slot) => Ok((slot, arrival)),
         Err(e) => {
             arrival
                 .answer(
@@ -195,13 +194,13 @@ fn timed_out(args: &LoginArgs) -> anyhow::Error {
 /// listener) that it worked.
 async fn save(
     config: &Config,
-    store: &Store,
-    reservation: Reservation,
+    store: &dyn TokenStore,
+    slot: Box<dyn Slot + '_>,
     token: &Token,
     arrival: Arrival,
 ) -> Result<()> {
-    let path = store.path().display();
-    let saved = store.lock(LOCK_WAIT).and_then(|lock| reservation.commit(token, &lock));
+    let path = store.location();
+    let saved = slot.commit(token);
     match &saved {
         Ok(()) => {
             let message = format!(
@@ -241,8 +240,8 @@ async fn finish(
     config: &Config,
     oauth2: &OAuth2,
     client: &reqwest::Client,
-    store: &Store,
-    reservation: Reservation,
+    store: &dyn TokenStore,
+    slot: Box<dyn Slot + '_>,
     arrival: Arrival,
     verifier: Option<&str>,
 ) -> Result<()> {
@@ -272,7 +271,7 @@ async fn finish(
         }
     };
     let token = Token::from_response(answer, None, token::now(), oauth2.provider.token_url.url.as_str());
-    save(config, store, reservation, &token, arrival).await
+    save(config, store, slot, &token, arrival).await
 }
 
 /// Ends text with exactly one full stop.

@@ -51,7 +51,7 @@ pub fn run(config: &Config, consumer: &Consumer, args: &LoginArgs) -> Result<()>
         } else {
             wait_for_browser(config, args, callback::OAUTH1, &request_token, url).await?
         };
-        let (reservation, arrival) = reserve(&store, arrival).await?;
+        let (slot, arrival) = reserve(store.as_ref(), arrival).await?;
         let verifier = match &arrival.callback {
             Callback::Code(verifier) if verifier != DENIED => verifier.clone(),
             Callback::Code(_) => {
@@ -75,7 +75,7 @@ pub fn run(config: &Config, consumer: &Consumer, args: &LoginArgs) -> Result<()>
             }
         };
         match access_token(&client, consumer, &key, &request_token, &verifier).await {
-            Ok(token) => save(config, &store, reservation, &token, arrival).await,
+            Ok(token) => save(config, store.as_ref(), slot, &token, arrival).await,
             Err(e) => {
                 arrival
                     .answer(

@@ -15,6 +15,7 @@ use tempfile::NamedTempFile;
 
 use crate::exit::Exit;
 use crate::safe_path::{self, Access};
+use super::{Details, Outcome, Refresh, Slot, Stored, TokenStore, When};
 use crate::token::{self, ParseError, Token};
 
 /// Token files and everything beside them that may hold a token are created with this mode.
@@ -43,27 +44,11 @@ const NO_LOCK_FOR_TESTS: &str = "ATL_TOKEN_TEST_ONLY_NO_LOCK";
 
 /// The token file at a path.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct FileStore {
     path: PathBuf,
 }
 
-/// A token as read from disk.
-#[derive(Debug)]
-pub struct Stored {
-    pub token: Token,
-    /// The file's bytes as read, for `print --json`.
-    pub bytes: Vec<u8>,
-    /// The file's modification time (Unix seconds), for files without `expires_at`.
-    pub written_at: Option<u64>,
-}
-
-impl Stored {
-    pub fn remaining(&self, now: u64) -> Duration {
-        self.token.remaining(now, self.written_at)
-    }
-}
-
-impl Store {
+impl FileStore {
     /// The token file at `path`. A symlink is followed only where that is safe (the user's
     /// own link, in a folder nobody else can write), so that a token file linked into a
     /// secrets folder is replaced where it points, with its lock beside the real file; any
@@ -75,10 +60,6 @@ impl Store {
             safe_path::check_size(&path, meta.len(), MAX_TOKEN_FILE, "token file")?;
         }
         Ok(Self { path })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn dir(&self) -> &Path {
@@ -100,27 +81,6 @@ impl Store {
             opened.1.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs());
         let bytes = safe_path::read_limited(opened, &self.path, MAX_TOKEN_FILE, "token file")?;
         Ok(Some((bytes, written_at)))
-    }
-
-    /// The token, or `None` when there is no file.
-    pub fn load(&self) -> Result<Option<Stored>> {
-        let Some((bytes, written_at)) = self.read()? else { return Ok(None) };
-        let token = Token::parse(&bytes).map_err(|e| {
-            let path = self.path.display();
-            Exit::login_required(match e {
-                ParseError::Empty => format!("{path} is empty, so it holds no token: run `atl-token login`"),
-                e => format!("{path} is not a token file ({e}): run `atl-token login` to replace it"),
-            })
-        })?;
-        Ok(Some(Stored { token, bytes, written_at }))
-    }
-
-    /// The token, or exit 4 telling the user to log in.
-    pub fn load_existing(&self) -> Result<Stored> {
-        self.load()?.ok_or_else(|| {
-            Exit::login_required(format!("no token in {}: run `atl-token login` first", self.path.display()))
-                .into()
-        })
     }
 
     /// Takes the exclusive lock beside the token file (`token.json.lock`), waiting up to
@@ -184,19 +144,9 @@ impl Store {
         Ok(())
     }
 
-    /// Changes the stored token set under the lock: reads the newest one (a rescue file's, if
-    /// newer), applies `change`, and replaces the file as a refresh does.
-    pub fn update(&self, change: impl FnOnce(Token) -> Token) -> Result<Token> {
-        let lock = self.lock(LOCK_WAIT)?;
-        self.adopt_rescue(&lock)?;
-        let token = change(self.load_existing()?.token);
-        self.reserve()?.commit(&token, &lock)?;
-        Ok(token)
-    }
-
     /// Deletes the token file and any rescue file beside it, so that no copy of the token
     /// family is left for a later refresh to adopt. Returns the paths removed.
-    pub fn remove(&self, _held: &Lock) -> Result<Vec<PathBuf>> {
+    fn delete(&self, _held: &Lock) -> Result<Vec<PathBuf>> {
         let mut targets = vec![self.path.clone()];
         if let Ok(entries) = fs::read_dir(self.dir()) {
             targets.extend(entries.flatten().map(|e| e.path()).filter(|p| is_rescue_of(p, &self.path)));
@@ -241,7 +191,7 @@ impl Store {
 
     /// Creates the temp file that will replace the token file and fills it, proving that
     /// the folder is writable and has room before a refresh token is spent.
-    pub fn reserve(&self) -> Result<Reservation> {
+    pub fn reserve_space(&self) -> Result<Reservation> {
         let dir = self.dir();
         let current = fs::symlink_metadata(&self.path).map_or(0, |m| m.len());
         let size = current.saturating_mul(4).clamp(MIN_RESERVATION, MAX_RESERVATION);
@@ -286,6 +236,96 @@ impl Store {
                 let _ = fs::remove_file(path);
             }
         }
+    }
+}
+
+impl TokenStore for FileStore {
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn load(&self) -> Result<Option<Stored>> {
+        let Some((bytes, written_at)) = self.read()? else { return Ok(None) };
+        let token = Token::parse(&bytes).map_err(|e| {
+            let path = self.path.display();
+            Exit::login_required(match e {
+                ParseError::Empty => format!("{path} is empty, so it holds no token: run `atl-token login`"),
+                e => format!("{path} is not a token file ({e}): run `atl-token login` to replace it"),
+            })
+        })?;
+        Ok(Some(Stored { token, bytes, written_at }))
+    }
+
+    fn reserve(&self) -> Result<Box<dyn Slot + '_>> {
+        ensure_dir(self)?;
+        Ok(Box::new(FileSlot { store: self, reservation: self.reserve_space()? }))
+    }
+
+    /// Everything from reading the file to replacing it happens under the lock, and the file
+    /// is read after the lock is taken, so concurrent callers queue up and each one spends the
+    /// newest refresh token (or finds the token fresh and spends nothing). A rescue file left
+    /// by a run that could not write is moved into place first. The temp file for the answer
+    /// is created before the request, so a full disk fails the run before the refresh token
+    /// is spent. An error answer never touches the file.
+    fn refresh(&self, refresh: Refresh<'_>) -> Result<Outcome> {
+        let lock = self.lock(LOCK_WAIT)?;
+        self.adopt_rescue(&lock)?;
+        let stored = self.load_existing()?;
+        (refresh.check)(&stored.token)?;
+        if let When::ExpiresWithin(margin) = refresh.when {
+            let remaining = stored.remaining(token::now());
+            if remaining >= margin {
+                return Ok(Outcome::StillValid { token: stored.token, remaining });
+            }
+        }
+        let reservation = self.reserve_space()?;
+        let token = (refresh.spend)(&stored.token, crate::http::REFRESH.budget)?;
+        reservation.commit(&token, &lock)?;
+        Ok(Outcome::Refreshed(token))
+    }
+
+    /// Reads the newest token set (a rescue file's, if newer) under the lock, applies
+    /// `change`, and replaces the file as a refresh does.
+    fn update(&self, change: &mut dyn FnMut(Token) -> Token) -> Result<Token> {
+        let lock = self.lock(LOCK_WAIT)?;
+        self.adopt_rescue(&lock)?;
+        let token = change(self.load_existing()?.token);
+        self.reserve_space()?.commit(&token, &lock)?;
+        Ok(token)
+    }
+
+    /// Under the lock, and with a newer rescued token set in place first, so that the token
+    /// revoked is the live one and no refresh replaces the file while it is deleted. Rescue
+    /// files go too, so that no copy of the family is left for a later refresh to adopt.
+    fn remove(&self, before: &mut dyn FnMut(&Stored) -> Result<()>) -> Result<Option<Vec<String>>> {
+        let lock = self.lock(LOCK_WAIT)?;
+        self.adopt_rescue(&lock)?;
+        let Some(stored) = self.load()? else { return Ok(None) };
+        before(&stored)?;
+        Ok(Some(self.delete(&lock)?.iter().map(|path| path.display().to_string()).collect()))
+    }
+
+    fn details(&self) -> Result<Details> {
+        let path = self.location();
+        let mode = fs::metadata(&self.path).with_context(|| format!("cannot read {path}"))?.permissions().mode()
+            & 0o777;
+        Ok(Details {
+            json: ("token_file", serde_json::json!({"path": path, "mode": format!("{mode:04o}")})),
+            lines: vec![("token file", format!("{path} (mode {mode:04o})"))],
+        })
+    }
+}
+
+/// A login's reservation beside the token file.
+struct FileSlot<'a> {
+    store: &'a FileStore,
+    reservation: Reservation,
+}
+
+impl Slot for FileSlot<'_> {
+    fn commit(self: Box<Self>, token: &Token) -> Result<()> {
+        let lock = self.store.lock(LOCK_WAIT)?;
+        self.reservation.commit(token, &lock)
     }
 }
 
@@ -400,7 +440,7 @@ fn rescue_path(target: &Path) -> PathBuf {
     target.with_file_name(format!("{}{}-{}", rescue_prefix(target), token::now(), std::process::id()))
 }
 
-/// Whether `path` is a rescue file that [`Store::adopt_rescue`] finds for `target`.
+/// Whether `path` is a rescue file that [`FileStore::adopt_rescue`] finds for `target`.
 fn is_rescue_of(path: &Path, target: &Path) -> bool {
     safe_path::folder_of(path) == safe_path::folder_of(target)
         && path.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&rescue_prefix(target)))
@@ -486,7 +526,7 @@ fn sync_dir(target: &Path) {
 }
 
 /// Creates the token file's folder (mode 0700) if it is missing, for a first login.
-pub fn ensure_dir(store: &Store) -> Result<()> {
+fn ensure_dir(store: &FileStore) -> Result<()> {
     let dir = store.dir();
     if dir.exists() {
         return Ok(());
@@ -509,8 +549,8 @@ mod tests {
         Token::from_response(map, None, obtained_at, "https://auth.example.com/oauth/token")
     }
 
-    fn store_in(dir: &tempfile::TempDir) -> Store {
-        Store::new(&dir.path().join("token.json")).expect("store")
+    fn store_in(dir: &tempfile::TempDir) -> FileStore {
+        FileStore::new(&dir.path().join("token.json")).expect("store")
     }
 
     fn names(dir: &Path) -> Vec<String> {
@@ -522,23 +562,23 @@ mod tests {
         names
     }
 
-    fn write(store: &Store, token: &Token) {
+    fn write(store: &FileStore, token: &Token) {
         let lock = store.lock(Duration::ZERO).expect("lock");
-        store.reserve().expect("reserve").commit(token, &lock).expect("commit");
+        store.reserve_space().expect("reserve").commit(token, &lock).expect("commit");
     }
 
     #[test]
     fn commit_replaces_the_file_with_mode_0600_and_leaves_no_temp_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store_in(&dir);
-        fs::write(store.path(), "old").expect("write");
-        fs::set_permissions(store.path(), fs::Permissions::from_mode(0o644)).expect("chmod");
+        fs::write(store.path.as_path(), "old").expect("write");
+        fs::set_permissions(store.path.as_path(), fs::Permissions::from_mode(0o644)).expect("chmod");
 
         write(&store, &token("r2", 1));
 
         let stored = store.load().expect("load").expect("file exists");
         assert_eq!(stored.token.refresh_token(), Some("r2"));
-        let mode = fs::metadata(store.path()).expect("meta").permissions().mode() & 0o777;
+        let mode = fs::metadata(store.path.as_path()).expect("meta").permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
         assert_eq!(names(dir.path()), ["token.json", "token.json.lock"]);
     }
@@ -552,11 +592,11 @@ mod tests {
         let link = dir.path().join("token.json");
         std::os::unix::fs::symlink(secrets.join("token.json"), &link).expect("symlink");
 
-        let store = Store::new(&link).expect("store");
+        let store = FileStore::new(&link).expect("store");
         write(&store, &token("r2", 1));
 
         assert!(fs::symlink_metadata(&link).expect("meta").file_type().is_symlink(), "the link stays");
-        let stored = Store::new(&link).expect("store").load().expect("load").expect("file");
+        let stored = FileStore::new(&link).expect("store").load().expect("load").expect("file");
         assert_eq!(stored.token.refresh_token(), Some("r2"), "read through the link");
         assert!(secrets.join("token.json.lock").exists(), "the lock is beside the real file");
     }
@@ -577,7 +617,7 @@ mod tests {
         for path in [&stale, &other, &kept] {
             File::options().write(true).open(path).expect("open").set_modified(old).expect("set mtime");
         }
-        drop(store.reserve().expect("reserve"));
+        drop(store.reserve_space().expect("reserve"));
         assert!(!stale.exists(), "a day-old temp file is removed");
         assert!(fresh.exists(), "a recent one may belong to a login in progress");
         assert!(other.exists(), "another token file's temp files are not ours");
@@ -589,10 +629,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store_in(&dir);
         let lock = store.lock(Duration::ZERO).expect("lock");
-        let reservation = store.reserve().expect("reserve");
+        let reservation = store.reserve_space().expect("reserve");
         // A non-empty folder where the token file should be: rename over it fails.
-        fs::create_dir(store.path()).expect("mkdir");
-        fs::write(store.path().join("x"), "x").expect("write");
+        fs::create_dir(store.path.as_path()).expect("mkdir");
+        fs::write(store.path.as_path().join("x"), "x").expect("write");
 
         let err = reservation.commit(&token("r-new", 1), &lock).unwrap_err().to_string();
         assert!(!err.contains("r-new"), "the error must not show the token: {err}");
@@ -602,7 +642,7 @@ mod tests {
         let rescue = dir.path().join(rescue[0]);
         assert!(err.contains(&format!("is in {}", rescue.display())), "{err}");
         assert!(
-            err.contains(&format!("run: mv -- {} {}", rescue.display(), store.path().display())),
+            err.contains(&format!("run: mv -- {} {}", rescue.display(), store.path.as_path().display())),
             "{err}"
         );
         let saved = Token::parse(&fs::read(&rescue).expect("rescue file")).expect("rescue parses");
@@ -614,7 +654,7 @@ mod tests {
         // A day later, the next reservation does not remove it.
         let old = std::time::SystemTime::now() - Duration::from_secs(2 * 24 * 3600);
         File::options().write(true).open(&rescue).expect("open").set_modified(old).expect("set mtime");
-        drop(store.reserve().expect("reserve"));
+        drop(store.reserve_space().expect("reserve"));
         assert!(rescue.exists(), "a rescue file is never removed");
     }
 
@@ -622,7 +662,7 @@ mod tests {
     fn a_newer_rescue_file_is_adopted_and_an_older_one_left_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store_in(&dir);
-        fs::write(store.path(), token("spent", 100).to_bytes()).expect("write");
+        fs::write(store.path.as_path(), token("spent", 100).to_bytes()).expect("write");
         let rescue = dir.path().join("token.json.rescue-200-1");
         fs::write(&rescue, token("live", 200).to_bytes()).expect("write");
         let older = dir.path().join("token.json.rescue-50-1");
@@ -643,7 +683,7 @@ mod tests {
     fn a_rescue_file_beats_a_token_file_that_does_not_parse() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store_in(&dir);
-        fs::write(store.path(), "{\"access_tok").expect("write");
+        fs::write(store.path.as_path(), "{\"access_tok").expect("write");
         fs::write(dir.path().join("token.json.rescue-200-1"), token("live", 200).to_bytes()).expect("write");
         let lock = store.lock(Duration::ZERO).expect("lock");
         store.adopt_rescue(&lock).expect("adopted");
@@ -657,7 +697,7 @@ mod tests {
         assert!(store.load().expect("load").is_none());
         let err = store.load_existing().unwrap_err();
         assert_eq!(crate::exit::code_for(&err), crate::exit::Code::LoginRequired);
-        fs::write(store.path(), "{\"error\": ").expect("write");
+        fs::write(store.path.as_path(), "{\"error\": ").expect("write");
         let err = store.load().unwrap_err();
         assert_eq!(crate::exit::code_for(&err), crate::exit::Code::LoginRequired);
         assert!(err.to_string().contains("atl-token login"));
@@ -667,13 +707,13 @@ mod tests {
     fn a_huge_or_sparse_token_file_is_refused_and_caps_the_reservation() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = store_in(&dir);
-        File::create(store.path()).expect("create").set_len(64 * 1024 * 1024).expect("sparse 64 MiB");
-        let err = Store::new(store.path()).unwrap_err();
+        File::create(store.path.as_path()).expect("create").set_len(64 * 1024 * 1024).expect("sparse 64 MiB");
+        let err = FileStore::new(store.path.as_path()).unwrap_err();
         assert_eq!(crate::exit::code_for(&err), crate::exit::Code::Usage);
         let err = store.load().unwrap_err();
         assert_eq!(crate::exit::code_for(&err), crate::exit::Code::Usage);
         assert!(err.to_string().contains("more than any token file"), "{err}");
-        let reservation = store.reserve().expect("reserve");
+        let reservation = store.reserve_space().expect("reserve");
         let reserved = reservation.file.as_file().metadata().expect("meta").len();
         assert_eq!(reserved, MAX_RESERVATION, "capped, not four times 64 MiB");
     }

@@ -1,0 +1,145 @@
+//! Where a token family is kept, behind one small interface, so that the commands do not
+//! know whether a file or a secret store holds it.
+//!
+//! Each store brings its own way of making sure that only one process spends a refresh
+//! token at a time: the file store a lock beside the file, the AWS Secrets Manager store a
+//! compare-and-set on the secret's versions (see [`aws`] and the README's protocol). The
+//! commands say *how* to spend one ([`Refresh::spend`]); the store says *when* they may.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde_json::Value;
+
+use crate::config::{Config, StoreKind};
+use crate::exit::Exit;
+use crate::token::Token;
+
+#[cfg(feature = "aws")]
+mod aws;
+mod file;
+
+pub use file::FileStore;
+
+/// A token set as read from its store.
+#[derive(Debug)]
+pub struct Stored {
+    pub token: Token,
+    /// The token set's bytes as stored, for `print --json`.
+    pub bytes: Vec<u8>,
+    /// When it was written (Unix seconds), for token sets without `expires_at`.
+    pub written_at: Option<u64>,
+}
+
+impl Stored {
+    pub fn remaining(&self, now: u64) -> Duration {
+        self.token.remaining(now, self.written_at)
+    }
+}
+
+/// When a refresh is due.
+#[derive(Debug, Clone, Copy)]
+pub enum When {
+    Always,
+    /// Only if the access token has less than this left (or its expiry is unknown).
+    ExpiresWithin(Duration),
+}
+
+/// What a refresh did.
+#[derive(Debug)]
+pub enum Outcome {
+    StillValid { token: Token, remaining: Duration },
+    Refreshed(Token),
+}
+
+impl Outcome {
+    pub fn token(&self) -> &Token {
+        match self {
+            Self::StillValid { token, .. } | Self::Refreshed(token) => token,
+        }
+    }
+}
+
+/// What a refresh asks of a store.
+pub struct Refresh<'a> {
+    pub when: When,
+    /// Refuses a token set that may not be used here (one another server issued), before
+    /// anything else is done with it.
+    pub check: &'a dyn Fn(&Token) -> Result<()>,
+    /// Spends the token set's refresh token: one token request (with its retries, none
+    /// starting after the given time has passed). Returns the new set, or an error whose
+    /// exit code is 4 when the server rejected the refresh token.
+    pub spend: &'a mut dyn FnMut(&Token, Duration) -> Result<Token>,
+}
+
+/// How a store describes itself to `status`.
+pub struct Details {
+    /// The JSON field (`token_file`, `store`) and its value.
+    pub json: (&'static str, Value),
+    /// Lines for the text view: label and value.
+    pub lines: Vec<(&'static str, String)>,
+}
+
+/// Where a token family is kept.
+pub trait TokenStore {
+    /// Where, for messages: the token file's path, or `secret NAME`.
+    fn location(&self) -> String;
+
+    /// The token set, or `None` when there is none.
+    fn load(&self) -> Result<Option<Stored>>;
+
+    /// A copy of the token set that is cheap to read, for `print`'s fast path. It may lack
+    /// the refresh token, and may be older than [`TokenStore::load`]'s.
+    fn peek(&self) -> Result<Option<Stored>> {
+        self.load()
+    }
+
+    /// The token set, or exit 4 telling the user to log in.
+    fn load_existing(&self) -> Result<Stored> {
+        self.load()?.ok_or_else(|| {
+            Exit::login_required(format!("no token in {}: run `atl-token login` first", self.location()))
+                .into()
+        })
+    }
+
+    /// Proves that a new token family can be saved, before a login or a push spends
+    /// anything, and holds what saving it needs.
+    fn reserve(&self) -> Result<Box<dyn Slot + '_>>;
+
+    /// Refreshes the token set if `refresh.when` says so, making sure that no other process
+    /// spends the same refresh token, and that the new set is kept before it is used.
+    fn refresh(&self, refresh: Refresh<'_>) -> Result<Outcome>;
+
+    /// Changes the stored token set without spending anything (the cloud id cache).
+    fn update(&self, change: &mut dyn FnMut(Token) -> Token) -> Result<Token>;
+
+    /// Calls `before` with the live token set (the refresh token revoked there), with no
+    /// refresh running, then deletes the family. Returns what was deleted, or `None` when
+    /// there was nothing.
+    fn remove(&self, before: &mut dyn FnMut(&Stored) -> Result<()>) -> Result<Option<Vec<String>>>;
+
+    /// Where the family is, for `status`.
+    fn details(&self) -> Result<Details>;
+}
+
+/// Space for a new token family, held from before a code is traded until it is saved.
+pub trait Slot {
+    /// Saves `token` as the family, replacing any other.
+    fn commit(self: Box<Self>, token: &Token) -> Result<()>;
+}
+
+/// The store the settings name.
+pub fn open(config: &Config) -> Result<Box<dyn TokenStore>> {
+    match &config.store {
+        StoreKind::File => Ok(Box::new(FileStore::new(&config.token_file)?)),
+        #[cfg(feature = "aws")]
+        StoreKind::AwsSecretsManager(settings) => Ok(Box::new(aws::SecretStore::new(config, settings)?)),
+        #[cfg(not(feature = "aws"))]
+        StoreKind::AwsSecretsManager(settings) => Err(Exit::usage(format!(
+            "{} names AWS Secrets Manager, but this atl-token was built without it: install it with \
+             `cargo install --locked --features aws --path .` (see the README's \"Many hosts\" section)",
+            settings.origin
+        ))
+        .into()),
+    }
+}
