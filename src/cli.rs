@@ -76,6 +76,9 @@ pub enum Command {
     /// Make an RSA key pair for an OAuth 1.0a application link, and print what to paste into it.
     #[command(after_help = EXIT_CODES)]
     Keygen(KeygenArgs),
+    /// Move a token family into the store ATL_STORE names (AWS Secrets Manager).
+    #[command(after_help = EXIT_CODES, subcommand)]
+    Store(StoreCommand),
     /// Write an env file: asks on a terminal, or takes every value as a flag.
     #[command(after_help = EXIT_CODES)]
     Init(InitArgs),
@@ -253,6 +256,25 @@ pub struct SitesArgs {
     /// JSON for scripts: an array of {name, url, id, product, scopes}.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `atl-token store ...`.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Upload a token file's family to the store ATL_STORE names, so that every host uses it.
+    #[command(after_help = EXIT_CODES)]
+    Push(PushArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The token file to upload (default: ATL_TOKEN_FILE's).
+    #[arg(long, value_name = "FILE")]
+    pub from: Option<PathBuf>,
+
+    /// Replace a live family in the store (its refresh token is then no longer used here).
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

@@ -436,7 +436,8 @@ fn store(sources: &Sources, http_timeout: Duration) -> Result<StoreKind, Exit> {
         return Ok(StoreKind::File);
     }
     let hint = "use `file` (the default) or `aws-secretsmanager:NAME` (a secret's name or ARN)";
-    let Some(secret_id) = value.strip_prefix(AWS_SECRETS_MANAGER).and_then(|rest| rest.strip_prefix(':')) else {
+    let Some(secret_id) = value.strip_prefix(AWS_SECRETS_MANAGER).and_then(|rest| rest.strip_prefix(':'))
+    else {
         return Err(invalid(&setting, hint));
     };
     if secret_id.is_empty() || secret_id.chars().any(char::is_whitespace) {
@@ -445,7 +446,8 @@ fn store(sources: &Sources, http_timeout: Duration) -> Result<StoreKind, Exit> {
     let lease = match sources.get(STORE_LEASE) {
         None => DEFAULT_LEASE,
         Some(s) => {
-            let lease = crate::duration::parse(&s.value).map_err(|_| invalid(&s, "use a duration, e.g. 2m"))?;
+            let lease =
+                crate::duration::parse(&s.value).map_err(|_| invalid(&s, "use a duration, e.g. 2m"))?;
             if lease < http_timeout + LEASE_SLACK * 2 {
                 return Err(invalid(
                     &s,
@@ -460,7 +462,11 @@ fn store(sources: &Sources, http_timeout: Duration) -> Result<StoreKind, Exit> {
             lease
         }
     };
-    Ok(StoreKind::AwsSecretsManager(SecretSettings { secret_id: secret_id.to_owned(), lease, origin: setting.origin }))
+    Ok(StoreKind::AwsSecretsManager(SecretSettings {
+        secret_id: secret_id.to_owned(),
+        lease,
+        origin: setting.origin,
+    }))
 }
 
 /// The OAuth 2.0 client and its provider.

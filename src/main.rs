@@ -25,7 +25,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, StoreCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -55,6 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => commands::status::run(&config()?, args),
         Command::Logout(args) => commands::logout::run(&config()?, args),
         // These need no settings: they make them, list them, or describe the tool.
+        Command::Store(StoreCommand::Push(args)) => commands::push::run(&config()?, args),
         Command::Keygen(args) => commands::keygen::run(args),
         Command::Init(args) => commands::init::run(&lookup(), args),
         Command::Profiles(args) => commands::profiles::run(&lookup(), args),

@@ -86,6 +86,18 @@ impl Token {
         }
     }
 
+    /// The token set's fields, as stored.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    pub fn fields(&self) -> &Map<String, Value> {
+        &self.fields
+    }
+
+    /// A token set from stored fields.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    pub fn from_fields(fields: Map<String, Value>) -> Self {
+        Self { fields }
+    }
+
     /// A token from a successful answer of the token endpoint `token_url` (which must hold an
     /// access token), with the times and the endpoint added, and the previous set's refresh
     /// token and family start kept when the answer has none.

@@ -8,6 +8,7 @@ pub mod login;
 pub mod logout;
 pub mod print;
 pub mod profiles;
+pub mod push;
 pub mod refresh;
 mod session;
 pub mod sites;

@@ -82,7 +82,13 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
     output(config, args, token, &token.to_bytes(), store)
 }
 
-fn output(config: &Config, args: &PrintArgs, token: &Token, file_bytes: &[u8], store: &dyn TokenStore) -> Result<()> {
+fn output(
+    config: &Config,
+    args: &PrintArgs,
+    token: &Token,
+    file_bytes: &[u8],
+    store: &dyn TokenStore,
+) -> Result<()> {
     let missing = |what: &str| {
         Exit::login_required(format!(
             "{} holds no {what} (it may hold an error answer an older script saved): run `atl-token login`",

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow};
 use tempfile::NamedTempFile;
 
+use super::{Details, Outcome, Refresh, Slot, Stored, TokenStore, When};
 use crate::exit::Exit;
 use crate::safe_path::{self, Access};
-use super::{Details, Outcome, Refresh, Slot, Stored, TokenStore, When};
 use crate::token::{self, ParseError, Token};
 
 /// Token files and everything beside them that may hold a token are created with this mode.
@@ -307,8 +307,9 @@ impl TokenStore for FileStore {
 
     fn details(&self) -> Result<Details> {
         let path = self.location();
-        let mode = fs::metadata(&self.path).with_context(|| format!("cannot read {path}"))?.permissions().mode()
-            & 0o777;
+        let mode =
+            fs::metadata(&self.path).with_context(|| format!("cannot read {path}"))?.permissions().mode()
+                & 0o777;
         Ok(Details {
             json: ("token_file", serde_json::json!({"path": path, "mode": format!("{mode:04o}")})),
             lines: vec![("token file", format!("{path} (mode {mode:04o})"))],

@@ -3,7 +3,7 @@
 
 #![allow(dead_code, reason = "each test file uses a different part of the fixtures")]
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -257,6 +257,12 @@ struct AuthState {
     revoked: Vec<String>,
     /// Cloud: what `/oauth/token/accessible-resources` lists.
     sites: Value,
+    /// When each access token was issued, and for how long.
+    access_issued: HashMap<String, (Instant, i64)>,
+    /// Refresh grants answered with a new pair.
+    refreshes: u64,
+    /// Refresh grants that sent a refresh token this server issued but had already rotated.
+    superseded: u64,
     /// Requests with an access token (sites, API) to answer with 401 whatever the token.
     bearer_refused: usize,
     /// What API requests (below `/ex/` or `/rest/`) get, once their access token passed.
@@ -297,6 +303,9 @@ impl AuthServer {
                            "scopes": ["read:jira-work", "offline_access"], "avatarUrl": "https://x/a.png"}]),
             bearer_refused: 0,
             api: None,
+            access_issued: HashMap::new(),
+            refreshes: 0,
+            superseded: 0,
         }));
         let shared = state.clone();
         let server = Server::start_with(move |request| answer(&shared, mode, request), tls);
@@ -373,6 +382,30 @@ impl AuthServer {
         lock(&self.state).delay = delay;
     }
 
+    /// `expires_in` of the access tokens issued from now on.
+    pub fn set_access_ttl(&self, seconds: i64) {
+        lock(&self.state).access_ttl = seconds;
+    }
+
+    /// Refresh grants answered with a new pair.
+    pub fn refreshes(&self) -> u64 {
+        lock(&self.state).refreshes
+    }
+
+    /// Refresh grants that sent a refresh token this server had already rotated.
+    pub fn superseded(&self) -> u64 {
+        lock(&self.state).superseded
+    }
+
+    /// Whether `access_token` was issued here and had not expired at `at`.
+    pub fn access_valid_at(&self, access_token: &str, at: Instant) -> bool {
+        let state = lock(&self.state);
+        state.access_issued.get(access_token).is_some_and(|(issued, ttl)| {
+            at >= *issued
+                && at.duration_since(*issued) < Duration::from_secs(u64::try_from(*ttl).unwrap_or(0))
+        })
+    }
+
     /// Lets a rotated refresh token work for `window` more, as Atlassian does.
     pub fn set_reuse_window(&self, window: Duration) {
         lock(&self.state).reuse_window = window;
@@ -427,6 +460,8 @@ fn issue(state: &mut AuthState) -> (String, String) {
     state.issued += 1;
     let pair = (format!("at-{}", state.issued), format!("rt-{}", state.issued));
     state.live_refresh.insert(pair.1.clone());
+    let ttl = state.access_ttl;
+    state.access_issued.insert(pair.0.clone(), (Instant::now(), ttl));
     pair
 }
 
@@ -517,8 +552,15 @@ fn answer(state: &Mutex<AuthState>, mode: Mode, request: &Request) -> Reply {
             let in_window = state.rotated.iter().any(|(t, at)| *t == token && at.elapsed() < window);
             if state.live_refresh.remove(&token) {
                 state.rotated.push((token, Instant::now()));
+                state.refreshes += 1;
                 Ok(true)
             } else {
+                if was_issued(&state, &token, "rt-") {
+                    state.superseded += 1;
+                }
+                if in_window {
+                    state.refreshes += 1;
+                }
                 Ok(in_window)
             }
         }
