@@ -1,0 +1,383 @@
+//! The AWS Secrets Manager store against moto's server (PyPI `moto[server]`, pinned in
+//! tests/aws/requirements.txt), started on 127.0.0.1 for each test: several "hosts" (folders
+//! with their own settings and access-token copy) share one secret and one test
+//! authorization server. Run with `cargo test --features aws --test aws`.
+#![cfg(feature = "aws")]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{AuthServer, TestEnv, assert_exit, atl_command, stderr, stdout, wait_for};
+use serde_json::Value;
+
+/// moto's server on a free loopback port, killed when dropped.
+struct Moto {
+    child: Child,
+    endpoint: String,
+    _logs: tempfile::TempDir,
+}
+
+impl Moto {
+    fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts `moto_server -H 127.0.0.1 -p 0`, its log in a file (it logs every request),
+    /// and waits for the port it prints.
+    fn start_with(env: &[(&str, &str)]) -> Self {
+        let logs = tempfile::tempdir().expect("tempdir");
+        let log = logs.path().join("moto.log");
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", "0"])
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start moto_server ({e}): install it with `pip install -r tests/aws/requirements.txt`"
+                )
+            });
+        let mut endpoint = None;
+        wait_for("moto_server to listen", Duration::from_secs(60), || {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            endpoint = text.lines().find_map(|l| l.split("Running on ").nth(1)).map(|u| u.trim().to_owned());
+            endpoint.is_some()
+        });
+        Self { child, endpoint: endpoint.expect("endpoint"), _logs: logs }
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A host of the fleet: its own folder, env file and access-token copy.
+struct Host {
+    dir: PathBuf,
+    endpoint: String,
+    secret_key: String,
+}
+
+impl Host {
+    /// A host in `env`'s folder, named `name`, with `env`'s settings plus the store's.
+    fn new(env: &TestEnv, moto: &Moto, name: &str, secret: &str, extra: &str) -> Self {
+        let dir = env.path(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let settings = std::fs::read_to_string(env.path(".env")).expect(".env");
+        let settings =
+            format!("{settings}ATL_STORE=aws-secretsmanager:{secret}\nATL_STORE_LEASE=4s\n{extra}");
+        std::fs::write(dir.join(".env"), settings).expect("write .env");
+        common::set_mode(&dir.join(".env"), 0o600);
+        Self { dir, endpoint: moto.endpoint.clone(), secret_key: "testing".to_owned() }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = atl_command(&self.dir, args);
+        command.envs([
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_key.as_str()),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ]);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run atl-token")
+    }
+
+    fn token_file(&self) -> PathBuf {
+        self.dir.join("token.json")
+    }
+
+    fn copy(&self) -> PathBuf {
+        self.dir.join("token.json.access")
+    }
+
+    /// `status --json`'s store section.
+    fn store(&self) -> Value {
+        let output = self.run(&["status", "--json"]);
+        assert_exit(&output, 0);
+        let status: Value = serde_json::from_slice(&output.stdout).expect("status is JSON");
+        status["store"].clone()
+    }
+
+    /// The refresh token in the secret (after a refresh, if the access token has less than
+    /// a second left).
+    fn refresh_token(&self) -> String {
+        let output = self.run(&["print", "--refresh", "--min-valid", "1s"]);
+        assert_exit(&output, 0);
+        stdout(&output).trim().to_owned()
+    }
+}
+
+/// A Data Center server (strict rotation: a rotated refresh token dies at once), a moto
+/// server, and a family pushed to the secret from host `a`'s token file.
+fn fleet_setup(access_ttl: i64, access_left: i64) -> (TestEnv, Moto, Host) {
+    let env = TestEnv::with(AuthServer::datacenter());
+    env.auth.set_access_ttl(access_ttl);
+    let moto = Moto::start();
+    let host = Host::new(&env, &moto, "a", "team/jira", "");
+    env.write_token_at(&host.token_file(), access_left);
+    let pushed = host.run(&["store", "push"]);
+    assert_exit(&pushed, 0);
+    std::fs::remove_file(host.token_file()).expect("rm token.json");
+    (env, moto, host)
+}
+
+#[test]
+fn a_pushed_family_is_shared_by_hosts_and_refreshed_once() {
+    let (env, moto, a) = fleet_setup(3600, -10);
+    let b = Host::new(&env, &moto, "b", "team/jira", "");
+    assert_eq!(a.store()["generation"], 1);
+
+    // Host b refreshes the expired token; host a then uses b's result.
+    let printed_b = b.run(&["print"]);
+    assert_exit(&printed_b, 0);
+    let printed_a = a.run(&["print"]);
+    assert_exit(&printed_a, 0);
+    assert_eq!(stdout(&printed_a), stdout(&printed_b), "one family, one access token");
+    assert_eq!(env.auth.refreshes(), 1);
+    assert_eq!(a.store()["generation"], 2);
+    assert!(env.auth.is_live(&a.refresh_token()));
+
+    // The per-host copy holds the access token only, mode 0600.
+    let copy = std::fs::read_to_string(a.copy()).expect("copy");
+    assert!(copy.contains(stdout(&printed_a).trim()));
+    assert!(!copy.contains("rt-"), "no refresh token outside the secret: {copy}");
+    assert_eq!(common::mode_of(&a.copy()), 0o600);
+    assert!(!a.token_file().exists() && !b.token_file().exists(), "no token file on either host");
+
+    // A fresh token is printed from the copy: kill the AWS endpoint and it still works.
+    drop(moto);
+    let offline = a.run(&["print"]);
+    assert_exit(&offline, 0);
+    assert_eq!(stdout(&offline), stdout(&printed_a));
+}
+
+#[test]
+fn store_push_refuses_to_replace_a_live_family_without_force() {
+    let (env, _moto, a) = fleet_setup(3600, 3000);
+    let live = a.refresh_token();
+    env.write_token_at(&a.token_file(), 3000);
+    let refused = a.run(&["store", "push"]);
+    assert_exit(&refused, 2);
+    assert!(stderr(&refused).contains("already holds a live token family"), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--force"));
+    assert_eq!(a.refresh_token(), live, "unchanged");
+
+    let forced = a.run(&["store", "push", "--force"]);
+    assert_exit(&forced, 0);
+    assert_ne!(a.refresh_token(), live);
+    assert_eq!(a.store()["generation"], 2);
+}
+
+#[test]
+fn status_shows_the_store_generation_and_lease() {
+    let (_env, _moto, a) = fleet_setup(3600, 3000);
+    let output = a.run(&["status"]);
+    assert_exit(&output, 0);
+    let text = stdout(&output);
+    assert!(text.contains("AWS Secrets Manager, team/jira"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("generation") && l.contains(" 1 (version ")), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("lease") && l.ends_with("none")), "{text}");
+    let check = a.run(&["status", "--check"]);
+    assert_exit(&check, 0);
+}
+
+/// Three hosts, five `print`s each every half second for 30 seconds, 3-second access tokens
+/// and strict rotation: every print gets a token the server accepts, no superseded refresh
+/// token ever reaches the server, each refresh is one generation, and the family lives.
+#[test]
+fn a_fleet_of_hosts_never_spends_a_superseded_refresh_token() {
+    let (env, moto, a) = fleet_setup(3, -10);
+    let hosts =
+        [a, Host::new(&env, &moto, "b", "team/jira", ""), Host::new(&env, &moto, "c", "team/jira", "")];
+    let start = Instant::now();
+    let mut running: Vec<(Child, usize)> = Vec::new();
+    let mut finished: Vec<(Output, Instant, usize)> = Vec::new();
+    let mut next_round = start;
+    let mut rounds = 0;
+    while start.elapsed() < Duration::from_secs(30) {
+        if Instant::now() >= next_round {
+            for (i, host) in hosts.iter().enumerate() {
+                for _ in 0..5 {
+                    let child = host
+                        .command(&["print", "--min-valid", "1s"])
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .expect("spawn");
+                    running.push((child, i));
+                }
+            }
+            next_round += Duration::from_millis(500);
+            rounds += 1;
+        }
+        collect(&mut running, &mut finished);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_for("every print to finish", Duration::from_secs(60), || {
+        collect(&mut running, &mut finished);
+        running.is_empty()
+    });
+
+    assert!(rounds >= 59, "a round every half second: {rounds}");
+    assert_eq!(finished.len(), rounds * 15, "every print finished");
+    for (output, at, host) in &finished {
+        assert_exit(output, 0);
+        let token = stdout(output).trim().to_owned();
+        assert!(env.auth.access_valid_at(&token, *at), "host {host} printed {token}, not valid when printed");
+    }
+    assert_eq!(env.auth.superseded(), 0, "a superseded refresh token reached the server");
+    let generation = hosts[0].store()["generation"].as_u64().expect("generation");
+    assert_eq!(env.auth.refreshes(), generation - 1, "one refresh per generation");
+    eprintln!(
+        "fleet: {} prints in {rounds} rounds, {} refreshes, generation {generation}, {} token requests",
+        finished.len(),
+        env.auth.refreshes(),
+        env.auth.token_calls().len()
+    );
+    assert!(env.auth.refreshes() >= 9, "30 s of 3-second tokens need refreshes: {}", env.auth.refreshes());
+    assert!(env.auth.is_live(&hosts[0].refresh_token()), "the family is alive");
+}
+
+/// Moves finished children from `running` to `finished`, with the time they were seen done.
+fn collect(running: &mut Vec<(Child, usize)>, finished: &mut Vec<(Output, Instant, usize)>) {
+    let mut i = 0;
+    while i < running.len() {
+        if running[i].0.try_wait().expect("try_wait").is_some() {
+            let (child, host) = running.swap_remove(i);
+            let output = child.wait_with_output().expect("output");
+            finished.push((output, Instant::now(), host));
+        } else {
+            i += 1;
+        }
+    }
+}
+
+/// Starts a refresh that stops after `step`, waits until it says so, and kills it (SIGKILL).
+fn crash_after(host: &Host, step: &str) {
+    let mut child = host
+        .command(&["refresh"])
+        .env("ATL_TOKEN_TEST_ONLY_PAUSE_AT", step)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let paused = lines.next().expect("a line").expect("utf-8");
+    assert!(paused.contains(&format!("paused after step {step}")), "{paused}");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+}
+
+#[test]
+fn a_crash_after_the_claim_is_recovered_when_the_lease_runs_out() {
+    let (env, moto, a) = fleet_setup(3600, -10);
+    crash_after(&a, "claimed");
+    assert_eq!(env.auth.refreshes(), 0, "nothing was spent");
+    let lease = a.store()["lease"].clone();
+    assert_eq!(lease["live"], true, "the claim holds a lease: {lease}");
+
+    let b = Host::new(&env, &moto, "b", "team/jira", "");
+    let started = Instant::now();
+    let printed = b.run(&["print", "--min-valid", "1s"]);
+    assert_exit(&printed, 0);
+    assert!(started.elapsed() >= Duration::from_secs(1), "waited for the lease");
+    assert_eq!(env.auth.refreshes(), 1);
+    assert_eq!(env.auth.superseded(), 0);
+    assert!(env.auth.is_live(&b.refresh_token()), "the family is alive");
+    assert_eq!(b.store()["generation"], 2);
+}
+
+#[test]
+fn a_crash_after_the_durable_put_is_recovered_without_another_refresh() {
+    let (env, moto, a) = fleet_setup(3600, -10);
+    crash_after(&a, "put");
+    assert_eq!(env.auth.refreshes(), 1);
+    assert_eq!(a.store()["generation"], 1, "written, not promoted");
+
+    let b = Host::new(&env, &moto, "b", "team/jira", "");
+    let printed = b.run(&["print", "--min-valid", "1s"]);
+    assert_exit(&printed, 0);
+    assert_eq!(env.auth.refreshes(), 1, "the written set was promoted, not refreshed again");
+    assert_eq!(b.store()["generation"], 2);
+    assert!(env.auth.is_live(&b.refresh_token()), "the family is alive");
+    assert_eq!(env.auth.superseded(), 0);
+}
+
+#[test]
+fn a_lost_answer_on_data_center_is_reported_as_log_in_again_on_every_host() {
+    let (env, moto, a) = fleet_setup(3600, -10);
+    crash_after(&a, "answered");
+    assert_eq!(env.auth.refreshes(), 1, "the server rotated; the answer died with the process");
+
+    let b = Host::new(&env, &moto, "b", "team/jira", "");
+    let printed = b.run(&["print", "--min-valid", "1s"]);
+    assert_exit(&printed, 4);
+    let message = stderr(&printed);
+    assert!(message.contains("token family in secret team/jira is dead"), "{message}");
+    assert!(message.contains("run `atl-token login`"), "{message}");
+
+    // Every other host gets the same answer at once, without spending anything.
+    let calls = env.auth.token_calls().len();
+    let c = Host::new(&env, &moto, "c", "team/jira", "");
+    let again = c.run(&["refresh"]);
+    assert_exit(&again, 4);
+    assert!(stderr(&again).contains("is dead"), "{}", stderr(&again));
+    assert_eq!(env.auth.token_calls().len(), calls, "a dead family sends nothing");
+}
+
+#[test]
+fn a_lost_answer_on_cloud_is_recovered_within_the_grace_period() {
+    let env = TestEnv::new();
+    env.auth.set_reuse_window(Duration::from_secs(600));
+    let moto = Moto::start();
+    let a = Host::new(&env, &moto, "a", "team/jira", "");
+    env.write_token_at(&a.token_file(), -10);
+    assert_exit(&a.run(&["store", "push"]), 0);
+    std::fs::remove_file(a.token_file()).expect("rm");
+    crash_after(&a, "answered");
+
+    let b = Host::new(&env, &moto, "b", "team/jira", "");
+    let printed = b.run(&["print", "--min-valid", "1s"]);
+    assert_exit(&printed, 0);
+    assert!(env.auth.is_live(&b.refresh_token()), "the family is alive");
+}
+
+#[test]
+fn logout_marks_the_family_logged_out_for_every_host() {
+    let (env, moto, a) = fleet_setup(3600, 3000);
+    let b = Host::new(&env, &moto, "b", "team/jira", "");
+    assert_exit(&b.run(&["print"]), 0);
+    let out = a.run(&["logout"]);
+    assert_exit(&out, 0);
+    assert!(stderr(&out).contains("marked logged out"), "{}", stderr(&out));
+    assert_eq!(env.auth.revoked().len(), 1, "Data Center: revoked at the server");
+    let refused = b.run(&["refresh"]);
+    assert_exit(&refused, 4);
+    assert!(stderr(&refused).contains("logged out"), "{}", stderr(&refused));
+}
+
+#[test]
+fn a_wrong_aws_secret_key_gets_a_clear_aws_error() {
+    let env = TestEnv::new();
+    let moto = Moto::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "0")]);
+    let mut host = Host::new(&env, &moto, "a", "team/jira", "");
+    host.secret_key = "wrong-secret-key".to_owned();
+    let output = host.run(&["status"]);
+    assert_exit(&output, 1);
+    let message = stderr(&output);
+    assert!(message.contains("AWS Secrets Manager GetSecretValue on team/jira failed"), "{message}");
+    assert!(message.contains("AWS_SECRET_ACCESS_KEY"), "names what to check: {message}");
+    assert!(!message.contains("wrong-secret-key"), "no secret in the message: {message}");
+}
