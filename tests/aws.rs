@@ -26,25 +26,30 @@ impl Moto {
         Self::start_with(&[])
     }
 
-    /// Starts `moto_server -H 127.0.0.1 -p 0`, its log in a file (it logs every request),
-    /// and waits for the port it prints.
+    /// Starts `python3 -m moto.server -H 127.0.0.1 -p 0` (the `moto_server` script, through
+    /// the Python that pip installed it for), its log in a file (it logs every request), and
+    /// waits for the port it prints.
     fn start_with(env: &[(&str, &str)]) -> Self {
         let logs = tempfile::tempdir().expect("tempdir");
         let log = logs.path().join("moto.log");
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", "0"])
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"])
             .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start moto_server ({e}): install it with `pip install -r tests/aws/requirements.txt`"
-                )
+                panic!("cannot start python3 ({e}): install Python 3, then `pip install -r tests/aws/requirements.txt`")
             });
         let mut endpoint = None;
-        wait_for("moto_server to listen", Duration::from_secs(60), || {
+        let mut child = child;
+        wait_for("moto's server to listen", Duration::from_secs(60), || {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "moto's server exited ({status}): {text}\nInstall it with `pip install -r tests/aws/requirements.txt`"
+                );
+            }
             endpoint = text.lines().find_map(|l| l.split("Running on ").nth(1)).map(|u| u.trim().to_owned());
             endpoint.is_some()
         });

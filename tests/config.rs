@@ -93,3 +93,44 @@ fn help_documents_the_exit_codes() {
     assert_exit(&out, 0);
     assert!(stdout(&out).contains("4    no usable token: run `atl-token login`"), "{}", stdout(&out));
 }
+
+#[test]
+fn a_bad_store_setting_is_refused_before_the_network() {
+    let env = TestEnv::new();
+    env.write_token(-10);
+    for (setting, expected) in [
+        ("ATL_STORE=s3:bucket\n", "ATL_STORE in"),
+        ("ATL_STORE=aws-secretsmanager:\n", "aws-secretsmanager:NAME"),
+        ("ATL_STORE=aws-secretsmanager:team/jira\nATL_STORE_LEASE=1s\n", "must outlast one token request"),
+    ] {
+        env.write_env(setting);
+        let out = env.run(&["refresh"]);
+        assert_exit(&out, 2);
+        assert!(stderr(&out).contains(expected), "{setting}: {}", stderr(&out));
+    }
+    assert!(env.auth.token_calls().is_empty());
+    assert!(env.auth.is_live("rt-1"), "the token file's family was not touched");
+}
+
+/// The default build has no AWS client: the setting is refused, with how to get one.
+#[cfg(not(feature = "aws"))]
+#[test]
+fn the_aws_store_without_the_aws_feature_says_how_to_install_it() {
+    let env = TestEnv::new();
+    env.write_token(-10);
+    env.write_env("ATL_STORE=aws-secretsmanager:team/jira\n");
+    let out = env.run(&["print"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("built without it"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--features aws"), "{}", stderr(&out));
+    assert!(env.auth.token_calls().is_empty());
+}
+
+#[test]
+fn store_push_needs_a_shared_store() {
+    let env = TestEnv::new();
+    env.write_token(3600);
+    let out = env.run(&["store", "push"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("ATL_STORE is `file`"), "{}", stderr(&out));
+}
