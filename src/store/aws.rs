@@ -38,6 +38,7 @@ use serde_json::{Map, Value, json};
 use super::{Details, Outcome, Refresh, Slot, Stored, TokenStore, When};
 use crate::config::{Config, LEASE_SLACK, SecretSettings};
 use crate::exit::{self, Code, Exit};
+use crate::safe_path::Access;
 use crate::token::Token;
 
 const CURRENT: &str = "AWSCURRENT";
@@ -55,6 +56,8 @@ const JITTER_SHARE: u32 = 10;
 const MAX_JITTER: Duration = Duration::from_secs(300);
 /// Compare-and-set attempts before a write gives up (each one follows a fresh read).
 const WRITE_TRIES: usize = 8;
+/// No copy of an access token is larger.
+const MAX_COPY: u64 = 1024 * 1024;
 
 /// What the secret holds: a format, a generation, and the token set, a lease or a dead mark.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -272,7 +275,8 @@ impl SecretStore {
     /// Moves `AWSCURRENT` to `to` if `from` still holds it. Any error means "maybe not":
     /// the caller reads again rather than parse the message.
     fn promote(&self, to: &str, from: &str) -> Result<bool> {
-        let (id, to_owned, from) = (self.secret_id.clone(), to.to_owned(), from.to_owned());
+        let (id, to_owned, from_id) = (self.secret_id.clone(), to.to_owned(), from);
+        let from = from.to_owned();
         let answer = self.block(|client| async move {
             client
                 .update_secret_version_stage()
@@ -287,8 +291,11 @@ impl SecretStore {
             Ok(_) => Ok(true),
             Err(e) => match self.read()? {
                 Some(current) if current.version_id == to => Ok(true),
-                Some(_) => Ok(false),
-                None => Err(self.failed("UpdateSecretVersionStage", &e)),
+                // Another version was promoted meanwhile: lost.
+                Some(current) if current.version_id != from_id => Ok(false),
+                // Nothing moved, so the call itself failed (a policy without
+                // UpdateSecretVersionStage, say): trying again would only write more versions.
+                _ => Err(self.failed("UpdateSecretVersionStage", &e)),
             },
         }
     }
@@ -484,7 +491,11 @@ impl TokenStore for SecretStore {
 
     /// This host's copy of the access token, when it is a copy of this secret's family.
     fn peek(&self) -> Result<Option<Stored>> {
-        let Ok(bytes) = fs::read(&self.cache) else { return Ok(None) };
+        // As the token file is read: never through a link, never another user's file.
+        let Some(opened) = crate::safe_path::open(&self.cache, Access::Read, "access token copy")? else {
+            return Ok(None);
+        };
+        let bytes = crate::safe_path::read_limited(opened, &self.cache, MAX_COPY, "access token copy")?;
         let Ok(copy) = serde_json::from_slice::<Value>(&bytes) else { return Ok(None) };
         if copy["secret"] != self.secret_id.as_str() {
             return Ok(None);
@@ -505,8 +516,11 @@ impl TokenStore for SecretStore {
 
     fn refresh(&self, refresh: Refresh<'_>) -> Result<Outcome> {
         let give_up = Instant::now() + self.lease * 3;
+        let mut started_at = None;
+        let mut lost_claims = 0;
         loop {
             let current = self.read_existing()?;
+            let started_at = *started_at.get_or_insert(current.doc.generation);
             let has_lease = current.doc.lease.is_some();
             if (has_lease || current.doc.dead.is_some())
                 && let Some(next) = self.unpromoted_next(&current)?
@@ -517,6 +531,11 @@ impl TokenStore for SecretStore {
             let token = self.family(&current)?;
             (refresh.check)(&token)?;
             let remaining = token.remaining(crate::token::now(), None);
+            if current.doc.generation > started_at && current.doc.lease.is_none() {
+                // Another host refreshed while this one waited: that is the refresh asked for.
+                self.keep_copy(&current);
+                return Ok(Outcome::StillValid { token, remaining });
+            }
             let needed = match refresh.when {
                 When::Always => None,
                 When::ExpiresWithin(margin) => Some(margin),
@@ -553,6 +572,10 @@ impl TokenStore for SecretStore {
             claim.lease = Some(Lease { holder: self.holder.clone(), until_ms: now + millis(self.lease) });
             let claim_version = self.put(&claim, CLAIM)?;
             if !self.promote(&claim_version, &current.version_id)? {
+                lost_claims += 1;
+                if lost_claims >= WRITE_TRIES {
+                    return Err(self.busy());
+                }
                 continue;
             }
             pause_for_tests("claimed");
