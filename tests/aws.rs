@@ -386,3 +386,41 @@ fn a_wrong_aws_secret_key_gets_a_clear_aws_error() {
     assert!(message.contains("AWS_SECRET_ACCESS_KEY"), "names what to check: {message}");
     assert!(!message.contains("wrong-secret-key"), "no secret in the message: {message}");
 }
+
+/// `login` creates the secret when it is missing, and a second login starts a new family
+/// in it, one generation on, that every host then uses.
+#[test]
+fn login_creates_the_secret_and_a_second_login_replaces_the_family() {
+    use std::io::Write;
+    let env = TestEnv::new();
+    let moto = Moto::start();
+    let port = common::free_port();
+    let host = Host::new(
+        &env,
+        &moto,
+        "a",
+        "team/new",
+        &format!("ATL_REDIRECT_URI=http://127.0.0.1:{port}/callback\n"),
+    );
+    for round in 1..=2 {
+        let mut child = host
+            .command(&["login", "--paste"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let lines = common::StderrLines::take(&mut child);
+        let url =
+            url::Url::parse(lines.wait_line(|l| l.trim_start().starts_with("http://")).trim()).expect("URL");
+        let state = url.query_pairs().find(|(k, _)| k == "state").expect("state").1.into_owned();
+        let address = format!("http://127.0.0.1:{port}/callback?code={}&state={state}", common::CODE);
+        writeln!(child.stdin.take().expect("stdin"), "{address}").expect("paste");
+        let status = common::wait_exit(&mut child, Duration::from_secs(30));
+        assert_eq!(status.code(), Some(0), "{}", lines.all());
+        assert!(lines.all().contains("Token saved to secret team/new"), "{}", lines.all());
+        assert_eq!(host.store()["generation"], round);
+    }
+    assert!(!host.token_file().exists(), "no token file: the family is in the secret");
+    assert!(env.auth.is_live(&host.refresh_token()));
+}
