@@ -331,7 +331,8 @@ fn a_lost_answer_on_data_center_is_reported_as_log_in_again_on_every_host() {
     assert_exit(&printed, 4);
     let message = stderr(&printed);
     assert!(message.contains("token family in secret team/jira is dead"), "{message}");
-    assert!(message.contains("run `atl-token login`"), "{message}");
+    assert!(message.contains("Run `atl-token login` on one host"), "{message}");
+    assert!(message.contains("no host had rotated it"), "{message}");
 
     // Every other host gets the same answer at once, without spending anything.
     let calls = env.auth.token_calls().len();

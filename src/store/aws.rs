@@ -131,6 +131,18 @@ struct Aws {
     client: Client,
 }
 
+impl Aws {
+    /// A runtime of its own and the SDK client. Must not run inside another runtime.
+    fn connect(secret_id: &str, timeout: Duration) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        let client = runtime.block_on(client(secret_id, timeout))?;
+        Ok(Self { runtime, client })
+    }
+}
+
 impl SecretStore {
     pub fn new(config: &Config, settings: &SecretSettings) -> Result<Self> {
         let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
@@ -152,12 +164,14 @@ impl SecretStore {
         if let Some(aws) = self.aws.get() {
             return Ok(aws);
         }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
-        let client = runtime.block_on(client(&self.secret_id, self.http_timeout))?;
-        Ok(self.aws.get_or_init(|| Aws { runtime, client }))
+        let (secret_id, timeout) = (self.secret_id.as_str(), self.http_timeout);
+        let aws = if tokio::runtime::Handle::try_current().is_err() {
+            Aws::connect(secret_id, timeout)?
+        } else {
+            std::thread::scope(|scope| scope.spawn(|| Aws::connect(secret_id, timeout)).join())
+                .map_err(|_| anyhow!("setting up the AWS client panicked"))??
+        };
+        Ok(self.aws.get_or_init(|| aws))
     }
 
     /// Runs one SDK call to completion. Inside another runtime (a login), on a thread of
@@ -242,12 +256,7 @@ impl SecretStore {
     /// The token set of the current version, or exit 4 when the family is dead or empty.
     fn family(&self, current: &Current) -> Result<Token> {
         if let Some(why) = &current.doc.dead {
-            return Err(Exit::login_required(format!(
-                "the token family in {} is dead: {why}. Run `atl-token login` on one host; every \
-                 host then uses the new family",
-                self.what()
-            ))
-            .into());
+            return Err(self.dead(why));
         }
         current.doc.token().ok_or_else(|| {
             Exit::login_required(format!("{} holds no token: run `atl-token login`", self.what())).into()
@@ -411,7 +420,7 @@ impl SecretStore {
     /// The server rejected the refresh token of `generation`, spent under our claim. Another
     /// host may have rotated it: read again. Only if nothing newer exists is the family marked
     /// dead. Returns `Ok(())` when there is something newer to use.
-    fn after_rejection(&self, generation: u64, rejected: &anyhow::Error) -> Result<()> {
+    fn after_rejection(&self, generation: u64) -> Result<()> {
         let current = self.read_existing()?;
         if current.doc.generation > generation {
             return Ok(());
@@ -421,7 +430,7 @@ impl SecretStore {
             return Ok(());
         }
         let why = format!(
-            "the server rejected its refresh token at {} (seen by {}): {rejected}",
+            "the server rejected its refresh token at {} (seen by {}), and no host had rotated it",
             crate::health::rfc3339(crate::token::now()),
             self.holder
         );
@@ -430,15 +439,26 @@ impl SecretStore {
             generation: current.doc.generation,
             token: None,
             lease: None,
-            dead: Some(why),
+            dead: Some(why.clone()),
         };
         let version = self.put(&dead, CLAIM)?;
         if !self.promote(&version, &current.version_id)? {
             // Something changed meanwhile: look again.
             return Ok(());
         }
-        self.keep_copy(&Current { version_id: version, doc: dead.clone() });
-        Err(self.family(&Current { version_id: String::new(), doc: dead }).expect_err("dead"))
+        let error = self.dead(&why);
+        self.keep_copy(&Current { version_id: version, doc: dead });
+        Err(error)
+    }
+
+    /// Exit 4 for a family marked dead, with the reason.
+    fn dead(&self, why: &str) -> anyhow::Error {
+        Exit::login_required(format!(
+            "the token family in {} is dead: {why}. Run `atl-token login` on one host; every host \
+             then uses the new family",
+            self.what()
+        ))
+        .into()
     }
 
     fn busy(&self) -> anyhow::Error {
@@ -584,7 +604,7 @@ impl TokenStore for SecretStore {
             let new = match spent {
                 Ok(new) => new,
                 Err(e) if exit::code_for(&e) == Code::LoginRequired => {
-                    self.after_rejection(generation, &e)?;
+                    self.after_rejection(generation)?;
                     continue;
                 }
                 // The lease runs out, and another host takes over: see the protocol.
