@@ -520,8 +520,14 @@ impl TokenStore for SecretStore {
         if copy["secret"] != self.secret_id.as_str() {
             return Ok(None);
         }
-        let Some(Value::Object(token)) = copy.get("token").cloned() else { return Ok(None) };
-        let token = Token::from_fields(token);
+        let Some(Value::Object(mut fields)) = copy.get("token").cloned() else { return Ok(None) };
+        // Seen as expiring this host's jitter early, so that the hosts of a fleet go to the
+        // secret, and refresh, at different moments.
+        let early = self.margin(Duration::ZERO, &Token::from_fields(fields.clone())).as_secs();
+        if let Some(at) = fields.get(crate::token::EXPIRES_AT).and_then(Value::as_u64) {
+            fields.insert(crate::token::EXPIRES_AT.to_owned(), at.saturating_sub(early).into());
+        }
+        let token = Token::from_fields(fields);
         Ok(Some(Stored { bytes: token.to_bytes(), token, written_at: None }))
     }
 
