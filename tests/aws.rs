@@ -130,6 +130,12 @@ impl Host {
 fn fleet_setup(access_ttl: i64, access_left: i64) -> (TestEnv, Moto, Host) {
     let env = TestEnv::with(AuthServer::datacenter());
     env.auth.set_access_ttl(access_ttl);
+    family_in_secret(env, access_left)
+}
+
+/// A moto server, and a family pushed to the secret from host `a`'s token file (then
+/// deleted), its access token valid for `access_left` seconds.
+fn family_in_secret(env: TestEnv, access_left: i64) -> (TestEnv, Moto, Host) {
     let moto = Moto::start();
     let host = Host::new(&env, &moto, "a", "team/jira", "");
     env.write_token_at(&host.token_file(), access_left);
@@ -347,11 +353,7 @@ fn a_lost_answer_on_data_center_is_reported_as_log_in_again_on_every_host() {
 fn a_lost_answer_on_cloud_is_recovered_within_the_grace_period() {
     let env = TestEnv::new();
     env.auth.set_reuse_window(Duration::from_secs(600));
-    let moto = Moto::start();
-    let a = Host::new(&env, &moto, "a", "team/jira", "");
-    env.write_token_at(&a.token_file(), -10);
-    assert_exit(&a.run(&["store", "push"]), 0);
-    std::fs::remove_file(a.token_file()).expect("rm");
+    let (env, moto, a) = family_in_secret(env, -10);
     crash_after(&a, "answered");
 
     let b = Host::new(&env, &moto, "b", "team/jira", "");
@@ -414,8 +416,7 @@ fn login_creates_the_secret_and_a_second_login_replaces_the_family() {
         let lines = common::StderrLines::take(&mut child);
         let url =
             url::Url::parse(lines.wait_line(|l| l.trim_start().starts_with("http://")).trim()).expect("URL");
-        let state = url.query_pairs().find(|(k, _)| k == "state").expect("state").1.into_owned();
-        let address = format!("http://127.0.0.1:{port}/callback?code={}&state={state}", common::CODE);
+        let address = common::redirect_address(port, &common::state_of(&url));
         writeln!(child.stdin.take().expect("stdin"), "{address}").expect("paste");
         let status = common::wait_exit(&mut child, Duration::from_secs(30));
         assert_eq!(status.code(), Some(0), "{}", lines.all());

@@ -219,10 +219,10 @@ fn a_pasted_redirect_address_finishes_the_login_and_a_wrong_one_is_refused() {
             url::Url::parse(lines.wait_line(|l| l.trim_start().starts_with("http://")).trim()).expect("URL");
         lines.wait_line(|l| l.contains("paste it here"));
         assert!(TcpListener::bind(("127.0.0.1", port)).is_ok(), "no listener with --paste");
-        let state = url.query_pairs().find(|(k, _)| k == "state").expect("state").1.into_owned();
+        let state = state_of(&url);
         let state = if paste { state } else { "someone-else".to_owned() };
         // Where the browser goes after consent: a page that cannot load, as nothing listens.
-        let address = format!("http://127.0.0.1:{port}/callback?code={CODE}&state={state}");
+        let address = redirect_address(port, &state);
         let mut stdin = child.stdin.take().expect("stdin");
         writeln!(stdin, "  {address}  ").expect("paste");
         drop(stdin);

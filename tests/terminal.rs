@@ -47,8 +47,7 @@ fn exit_code(session: &PtySession) -> i32 {
 /// redirect to `port`, with its state and a code), and waits for the login to succeed.
 fn paste_the_redirect(t: &mut PtySession, url: &str, port: u16) {
     let url = url::Url::parse(url).expect("URL");
-    let state = url.query_pairs().find(|(k, _)| k == "state").expect("state").1.into_owned();
-    t.send_line(&format!("http://127.0.0.1:{port}/callback?code={CODE}&state={state}")).expect("paste");
+    t.send_line(&redirect_address(port, &state_of(&url))).expect("paste");
     t.exp_string("Logged in.").expect("signed in");
     t.exp_eof().expect("ends");
     assert_eq!(exit_code(t), 0);
@@ -116,7 +115,7 @@ fn the_waiting_line_shows_on_a_terminal_and_not_in_a_pipe() {
     assert!(line.contains("left"), "{line}");
     t.exp_string("/ Waiting for the browser").expect("the spinner turns");
     let url = url::Url::parse(&url).expect("URL");
-    let state = url.query_pairs().find(|(k, _)| k == "state").expect("state").1.into_owned();
+    let state = state_of(&url);
     let page =
         browser_get(port, &format!("127.0.0.1:{port}"), &format!("/callback?code={CODE}&state={state}"));
     assert_eq!(status_of(&page), 200, "{page}");

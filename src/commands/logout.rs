@@ -3,7 +3,7 @@
 use anyhow::{Result, anyhow};
 
 use crate::cli::LogoutArgs;
-use crate::config::{Auth, Config};
+use crate::config::{Auth, Config, Endpoint, OAuth2};
 use crate::http;
 use crate::provider::CLOUD_APPS_PAGE;
 use crate::store::{self, Stored};
@@ -20,15 +20,18 @@ pub fn run(config: &Config, args: &LogoutArgs) -> Result<()> {
     for removed in removed {
         eprintln!("deleted {removed}");
     }
-    if !revocable(config) {
+    if revoke_url(config).is_none() {
         eprintln!("{}", by_hand(config));
     }
     Ok(())
 }
 
-/// Whether the provider has an endpoint to revoke a token from here (Data Center's OAuth 2.0).
-fn revocable(config: &Config) -> bool {
-    matches!(&config.auth, Auth::OAuth2(oauth2) if oauth2.provider.revoke_url.is_some())
+/// Where the token can be revoked from here (Data Center's OAuth 2.0), if anywhere.
+fn revoke_url(config: &Config) -> Option<(&OAuth2, &Endpoint)> {
+    match &config.auth {
+        Auth::OAuth2(oauth2) => oauth2.provider.revoke_url.as_ref().map(|url| (oauth2, url)),
+        Auth::OAuth1(_) => None,
+    }
 }
 
 /// Where a person revokes a token that cannot be revoked from here.
@@ -50,11 +53,7 @@ fn by_hand(config: &Config) -> String {
 /// Revokes the stored refresh token where the provider can; an error keeps the family,
 /// unless `--force`.
 fn revoke(config: &Config, args: &LogoutArgs, stored: &Stored, path: &str) -> Result<()> {
-    let revoke_url = match &config.auth {
-        Auth::OAuth2(oauth2) => oauth2.provider.revoke_url.as_ref().map(|url| (oauth2, url)),
-        Auth::OAuth1(_) => None,
-    };
-    match (revoke_url, stored.token.refresh_token()) {
+    match (revoke_url(config), stored.token.refresh_token()) {
         (Some((oauth2, revoke_url)), Some(refresh_token)) => {
             super::refresh::check_issuer(&stored.token, config, path)?;
             let client = http::client(config)?;

@@ -74,7 +74,6 @@ pub(super) fn oauth1_stored(config: &Config, store: &dyn TokenStore) -> Result<S
 pub fn refresh(config: &Config, store: &dyn TokenStore, when: When) -> Result<Outcome> {
     let oauth2 = config.oauth2("a refresh")?;
     let location = store.location();
-    let client = http::client(config)?;
     let check = |token: &Token| check_issuer(token, config, &location).map_err(anyhow::Error::from);
     let mut spend = |stored: &Token, budget: Duration| -> Result<Token> {
         let refresh_token = stored.refresh_token().ok_or_else(|| {
@@ -82,6 +81,8 @@ pub fn refresh(config: &Config, store: &dyn TokenStore, when: When) -> Result<Ou
                 "{location} holds no refresh token (was `offline_access` in the scope?): run `atl-token login`"
             ))
         })?;
+        // Built only when a refresh is due: a fresh token needs no client.
+        let client = http::client(config)?;
         let retry = http::Retry { budget, ..http::REFRESH };
         let answer = super::runtime()?
             .block_on(http::request_token(&client, config, oauth2, Grant::RefreshToken(refresh_token), retry))

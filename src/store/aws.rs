@@ -97,8 +97,8 @@ impl Document {
         self.token.clone().map(Token::from_fields)
     }
 
-    fn bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a document serializes")
+    fn text(&self) -> String {
+        serde_json::to_string(self).expect("a document serializes")
     }
 }
 
@@ -265,7 +265,7 @@ impl SecretStore {
 
     /// Writes `doc` as a new version under `label` (never `AWSCURRENT`), idempotently.
     fn put(&self, doc: &Document, label: &'static str) -> Result<String> {
-        let (id, text) = (self.secret_id.clone(), String::from_utf8(doc.bytes()).expect("JSON is UTF-8"));
+        let (id, text) = (self.secret_id.clone(), doc.text());
         let request_token = uuid::Uuid::new_v4().to_string();
         let answer = self.block(|client| async move {
             client
@@ -284,15 +284,14 @@ impl SecretStore {
     /// Moves `AWSCURRENT` to `to` if `from` still holds it. Any error means "maybe not":
     /// the caller reads again rather than parse the message.
     fn promote(&self, to: &str, from: &str) -> Result<bool> {
-        let (id, to_owned, from_id) = (self.secret_id.clone(), to.to_owned(), from);
-        let from = from.to_owned();
+        let (id, target, source) = (self.secret_id.clone(), to.to_owned(), from.to_owned());
         let answer = self.block(|client| async move {
             client
                 .update_secret_version_stage()
                 .secret_id(id)
                 .version_stage(CURRENT)
-                .move_to_version_id(to_owned)
-                .remove_from_version_id(from)
+                .move_to_version_id(target)
+                .remove_from_version_id(source)
                 .send()
                 .await
         })?;
@@ -301,7 +300,7 @@ impl SecretStore {
             Err(e) => match self.read()? {
                 Some(current) if current.version_id == to => Ok(true),
                 // Another version was promoted meanwhile: lost.
-                Some(current) if current.version_id != from_id => Ok(false),
+                Some(current) if current.version_id != from => Ok(false),
                 // Nothing moved, so the call itself failed (a policy without
                 // UpdateSecretVersionStage, say): trying again would only write more versions.
                 _ => Err(self.failed("UpdateSecretVersionStage", &e)),
@@ -309,8 +308,15 @@ impl SecretStore {
         }
     }
 
-    /// A version labelled `atl-next` one generation ahead of the current one, written by a
-    /// host that refreshed and then stopped (or lost its lease) before promoting it.
+    /// Promotes a version labelled `atl-next` one generation ahead of the current one,
+    /// written by a host that refreshed and then stopped (or lost its lease) before promoting
+    /// it. Returns whether there was one.
+    fn recover(&self, current: &Current) -> Result<bool> {
+        let Some(next) = self.unpromoted_next(current)? else { return Ok(false) };
+        self.promote(&next, &current.version_id)?;
+        Ok(true)
+    }
+
     fn unpromoted_next(&self, current: &Current) -> Result<Option<String>> {
         let id = self.secret_id.clone();
         let answer =
@@ -348,26 +354,23 @@ impl SecretStore {
     /// Saves a new family (a login or a push) as the next generation, whatever the current
     /// version holds. Creates the secret if it does not exist.
     fn install_family(&self, token: &Token) -> Result<()> {
-        for _ in 0..WRITE_TRIES {
-            let Some(current) = self.read()? else {
-                if self.create(&Document::family(token, 1))? {
-                    return self.read_existing().map(|c| self.keep_copy(&c));
-                }
-                continue;
-            };
-            let doc = Document::family(token, current.doc.generation + 1);
-            let version = self.put(&doc, CLAIM)?;
-            if self.promote(&version, &current.version_id)? {
-                self.keep_copy(&Current { version_id: version, doc });
+        if self.read()?.is_none() {
+            let doc = Document::family(token, 1);
+            // Another host may create it first: then this family replaces that one.
+            if let Some(version_id) = self.create(&doc)? {
+                self.keep_copy(&Current { version_id, doc });
                 return Ok(());
             }
         }
-        Err(self.busy())
+        let written = self.rewrite(&mut |current| Ok(Document::family(token, current.doc.generation + 1)))?;
+        self.keep_copy(&written);
+        Ok(())
     }
 
-    /// Creates the secret holding `doc`; `false` if another host created it first.
-    fn create(&self, doc: &Document) -> Result<bool> {
-        let (id, text) = (self.secret_id.clone(), String::from_utf8(doc.bytes()).expect("JSON is UTF-8"));
+    /// Creates the secret holding `doc`, and returns its version; `None` if another host
+    /// created it first.
+    fn create(&self, doc: &Document) -> Result<Option<String>> {
+        let (id, text) = (self.secret_id.clone(), doc.text());
         let request_token = uuid::Uuid::new_v4().to_string();
         let answer = self.block(|client| async move {
             client
@@ -379,13 +382,14 @@ impl SecretStore {
                 .await
         })?;
         match answer {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) => Ok(false),
+            Ok(output) => Ok(Some(output.version_id().unwrap_or_default().to_owned())),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) => Ok(None),
             Err(e) => Err(self.failed("CreateSecret", &e)),
         }
     }
 
-    /// Writes `change(current)` at the same generation, by compare-and-set.
+    /// Writes `change(current)` as the current version, by compare-and-set, reading again
+    /// after each lost race.
     fn rewrite(&self, change: &mut dyn FnMut(&Current) -> Result<Document>) -> Result<Current> {
         for _ in 0..WRITE_TRIES {
             let current = self.read_existing()?;
@@ -425,8 +429,7 @@ impl SecretStore {
         if current.doc.generation > generation {
             return Ok(());
         }
-        if let Some(next) = self.unpromoted_next(&current)? {
-            self.promote(&next, &current.version_id)?;
+        if self.recover(&current)? {
             return Ok(());
         }
         let why = format!(
@@ -506,7 +509,7 @@ impl TokenStore for SecretStore {
         let Some(current) = self.read()? else { return Ok(None) };
         self.keep_copy(&current);
         let token = self.family(&current)?;
-        Ok(Some(Stored { bytes: token.to_bytes(), token, written_at: None }))
+        Ok(Some(stored(token)))
     }
 
     /// This host's copy of the access token, when it is a copy of this secret's family.
@@ -528,7 +531,7 @@ impl TokenStore for SecretStore {
             fields.insert(crate::token::EXPIRES_AT.to_owned(), at.saturating_sub(early).into());
         }
         let token = Token::from_fields(fields);
-        Ok(Some(Stored { bytes: token.to_bytes(), token, written_at: None }))
+        Ok(Some(stored(token)))
     }
 
     fn reserve(&self) -> Result<Box<dyn Slot + '_>> {
@@ -547,11 +550,7 @@ impl TokenStore for SecretStore {
         loop {
             let current = self.read_existing()?;
             let started_at = *started_at.get_or_insert(current.doc.generation);
-            let has_lease = current.doc.lease.is_some();
-            if (has_lease || current.doc.dead.is_some())
-                && let Some(next) = self.unpromoted_next(&current)?
-            {
-                self.promote(&next, &current.version_id)?;
+            if (current.doc.lease.is_some() || current.doc.dead.is_some()) && self.recover(&current)? {
                 continue;
             }
             let token = self.family(&current)?;
@@ -653,7 +652,7 @@ impl TokenStore for SecretStore {
         if current.doc.dead.is_some() {
             return Ok(None);
         }
-        before(&Stored { bytes: token.to_bytes(), token, written_at: None })?;
+        before(&stored(token))?;
         let why = format!("logged out at {} by {}", crate::health::rfc3339(crate::token::now()), self.holder);
         self.rewrite(&mut |current| {
             Ok(Document {
@@ -750,6 +749,11 @@ async fn client(secret_id: &str, timeout: Duration) -> Result<Client> {
         .region(aws_config::Region::new(region.to_owned()))
         .build();
     Ok(Client::from_conf(config))
+}
+
+/// A token set from the secret: its bytes are its own JSON, and its expiry is recorded.
+fn stored(token: Token) -> Stored {
+    Stored { bytes: token.to_bytes(), token, written_at: None }
 }
 
 fn not_found<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {

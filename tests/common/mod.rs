@@ -811,6 +811,17 @@ pub fn authorize(url: &url::Url) -> url::Url {
     url::Url::parse(location.trim()).expect("Location is a URL")
 }
 
+/// The `state` of an authorize URL.
+pub fn state_of(url: &url::Url) -> String {
+    url.query_pairs().find(|(k, _)| k == "state").expect("state").1.into_owned()
+}
+
+/// Where the browser is sent after consent, for a login listening on `port`: the address
+/// `login --paste` takes.
+pub fn redirect_address(port: u16, state: &str) -> String {
+    format!("http://127.0.0.1:{port}/callback?code={CODE}&state={state}")
+}
+
 /// The status code of a raw response.
 pub fn status_of(response: &str) -> u16 {
     response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
