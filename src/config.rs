@@ -107,6 +107,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     row[b.len()]
 }
 
+/// No env file is larger: a few dozen settings. A larger one is refused unread.
+const MAX_ENV_FILE: u64 = 64 * 1024;
+
 /// The environment variable that names the env file when `--env-file` is not given.
 pub const ENV_FILE_VAR: &str = "ATL_ENV_FILE";
 /// The environment variable that picks a profile when `--profile` is not given.
@@ -838,27 +841,23 @@ pub fn load(lookup: &Lookup, token_file_flag: Option<&Path>) -> anyhow::Result<C
         std::env::current_dir().map_err(|e| anyhow::anyhow!("cannot read the current directory: {e}"))?;
     let candidates = lookup.candidates(&cwd)?;
 
+    let home = std::env::var("HOME").ok().filter(|h| !h.is_empty());
     let mut file = None;
     for (path, missing) in &candidates {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| Exit::usage(format!("{}: not UTF-8 text", path.display())))?;
-                let vars =
-                    envfile::parse(&text).map_err(|e| Exit::usage(format!("{}: {e}", path.display())))?;
-                warn_about(path, &vars);
-                file = Some(EnvFile { path: path.clone(), vars });
-                break;
+        let Some(bytes) = crate::safe_path::read_trusted(path, &crate::safe_path::ENV_FILE, MAX_ENV_FILE)?
+        else {
+            if let Some(message) = missing {
+                return Err(Exit::usage(message.clone()).into());
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if let Some(message) = missing {
-                    return Err(Exit::usage(message.clone()).into());
-                }
-            }
-            Err(e) => {
-                return Err(Exit::usage(format!("cannot read env file {}: {e}", path.display())).into());
-            }
-        }
+            continue;
+        };
+        let text =
+            String::from_utf8(bytes).map_err(|_| Exit::usage(format!("{}: not UTF-8 text", path.display())))?;
+        let parsed = envfile::parse(&text, home.as_deref())
+            .map_err(|e| Exit::usage(format!("{}: {e}", path.display())))?;
+        warn_about(path, &parsed);
+        file = Some(EnvFile { path: path.clone(), vars: parsed.vars });
+        break;
     }
 
     let searched: Vec<PathBuf> = candidates.into_iter().map(|(p, _)| p).collect();
@@ -872,12 +871,19 @@ pub fn load(lookup: &Lookup, token_file_flag: Option<&Path>) -> anyhow::Result<C
     Ok(config)
 }
 
-/// Warns about what in an env file is likely a mistake: a misspelt key, and a file that
-/// holds the client secret but other users can read.
-fn warn_about(path: &Path, vars: &[(String, String)]) {
-    for (name, closest) in unknown_keys(vars) {
+/// Warns about what in an env file is likely a mistake: a misspelt key, a `$NAME` that is
+/// not filled in, and a file that holds the client secret but other users can read.
+fn warn_about(path: &Path, parsed: &envfile::Parsed) {
+    for (name, closest) in unknown_keys(&parsed.vars) {
         let hint = closest.map(|k| format!(": did you mean {k}?")).unwrap_or_default();
         eprintln!("atl-token: warning: {name} in {} is not a setting atl-token knows{hint}", path.display());
+    }
+    for name in &parsed.kept_dollars {
+        eprintln!(
+            "atl-token: warning: the value of {name} in {} holds a `$` that is kept as written: atl-token \
+             fills in only $HOME, ${{HOME}} and a leading ~, never other variables; write the value itself",
+            path.display()
+        );
     }
     if let Ok(meta) = std::fs::metadata(path) {
         crate::safe_path::warn_if_shared(path, &meta, "the env file");
@@ -901,7 +907,7 @@ mod tests {
         }
 
         fn file(mut self, text: &str) -> Self {
-            let vars = envfile::parse(text).expect("test env file parses");
+            let vars = envfile::parse(text, None).expect("test env file parses").vars;
             self.file = Some(EnvFile { path: PathBuf::from("/etc/atl/.env"), vars });
             self
         }

@@ -109,18 +109,23 @@ pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
     client.build().map_err(|e| anyhow::anyhow!("cannot set up the HTTP client: {}", chain(&e, &[])))
 }
 
-/// The certificates of a PEM bundle; at least one, or a usage error naming the file.
-fn read_roots(ca: &CaFile) -> Result<Vec<reqwest::Certificate>, Exit> {
+/// A CA bundle larger than this is not one (the system's whole bundle is about 200 KiB).
+const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
+
+/// The certificates of a PEM bundle; at least one, or a usage error naming the file. Like
+/// an env file, it must be one nobody else can write: it decides whom atl-token trusts.
+fn read_roots(ca: &CaFile) -> anyhow::Result<Vec<reqwest::Certificate>> {
     let path = ca.path.display();
-    let bytes = std::fs::read(&ca.path)
-        .map_err(|e| Exit::usage(format!("cannot read {path} ({}): {e}", ca.origin)))?;
+    let bytes = crate::safe_path::read_trusted(&ca.path, &crate::safe_path::CA_FILE, MAX_CA_FILE)
+        .map_err(|e| Exit::usage(format!("cannot use {path} ({}): {e:#}", ca.origin)))?
+        .ok_or_else(|| Exit::usage(format!("cannot read {path} ({}): no such file", ca.origin)))?;
     match reqwest::Certificate::from_pem_bundle(&bytes) {
         Ok(roots) if !roots.is_empty() => Ok(roots),
-        _ => Err(Exit::usage(format!(
+        _ => Err(anyhow::Error::from(Exit::usage(format!(
             "{path} ({}) holds no PEM certificate: give the company CA's certificates, each \
              between -----BEGIN CERTIFICATE----- and -----END CERTIFICATE----- lines",
             ca.origin
-        ))),
+        )))),
     }
 }
 

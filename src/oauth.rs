@@ -318,7 +318,7 @@ mod tests {
         let text =
             format!("ATL_CLIENT_ID=\"my id\"\nATL_CLIENT_SECRET=s&cret\nATL_SCOPE=read:jira-work\n{extra}");
         let file =
-            EnvFile { path: PathBuf::from("/x/.env"), vars: crate::envfile::parse(&text).expect("parses") };
+            EnvFile { path: PathBuf::from("/x/.env"), vars: crate::envfile::parse(&text, None).expect("parses").vars };
         let config = config::resolve(&Sources {
             token_file_flag: None,
             env: &|_| None,

@@ -31,6 +31,24 @@ const OTHERS_WRITE: u32 = 0o022;
 const STICKY: u32 = 0o1000;
 const ROOT: u32 = 0;
 
+/// Which files a path may lead to, and what to call them in messages.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules {
+    /// E.g. "token file".
+    pub what: &'static str,
+    /// The setting that names the file, for "set … to the real file".
+    pub key: &'static str,
+    /// Whether a file root owns is trusted too (settings in `/etc`), besides the user's own.
+    pub root_may_own: bool,
+}
+
+/// The token file: only the user's own.
+pub const TOKEN_FILE: Rules = Rules { what: "token file", key: "ATL_TOKEN_FILE", root_may_own: false };
+/// A file of settings (the env file, a CA bundle): the user's own or root's, and nobody else
+/// may write it, since it decides where tokens go and whom atl-token trusts.
+pub const ENV_FILE: Rules = Rules { what: "env file", key: "--env-file", root_may_own: true };
+pub const CA_FILE: Rules = Rules { what: "CA file", key: "ATL_CA_FILE", root_may_own: true };
+
 /// The effective user id: whose files atl-token may trust.
 fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
@@ -54,6 +72,11 @@ pub fn folder_of(path: &Path) -> &Path {
 /// is neither the user's nor root's, or sits in a folder others can write), a token folder
 /// others can write, and a file that is not the user's own regular file.
 pub fn resolve(path: &Path) -> Result<(PathBuf, Option<Metadata>)> {
+    resolve_with(path, &TOKEN_FILE)
+}
+
+/// [`resolve`], for the files `rules` describe.
+pub fn resolve_with(path: &Path, rules: &Rules) -> Result<(PathBuf, Option<Metadata>)> {
     let uid = euid();
     let mut pending: VecDeque<OsString> = VecDeque::new();
     let mut resolved = PathBuf::new();
@@ -86,24 +109,27 @@ pub fn resolve(path: &Path) -> Result<(PathBuf, Option<Metadata>)> {
         links += 1;
         if links > MAX_LINKS {
             return Err(refuse(format!(
-                "{} goes through more than {MAX_LINKS} symlinks: set ATL_TOKEN_FILE to the real file",
-                path.display()
+                "{} goes through more than {MAX_LINKS} symlinks: set {} to the real file",
+                path.display(),
+                rules.key
             )));
         }
-        check_link(&candidate, &meta, uid)?;
+        check_link(&candidate, &meta, uid, rules)?;
         let target = fs::read_link(&candidate)
             .with_context(|| format!("cannot read symlink {}", candidate.display()))?;
         push_front(&mut pending, &mut resolved, &target);
     }
     let meta = match last.map_or_else(|| fs::symlink_metadata(&resolved), Ok) {
         Ok(meta) => {
-            check_file(&resolved, &meta, uid, "token file")?;
+            check_file(&resolved, &meta, uid, rules)?;
             Some(meta)
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e).with_context(|| format!("cannot look at token file {}", resolved.display())),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot look at {} {}", rules.what, resolved.display()));
+        }
     };
-    check_folder(&resolved, meta.as_ref(), uid)?;
+    check_folder(&resolved, meta.as_ref(), uid, rules)?;
     Ok((resolved, meta))
 }
 
@@ -127,13 +153,14 @@ fn push_front(pending: &mut VecDeque<OsString>, resolved: &mut PathBuf, path: &P
 }
 
 /// A link is followed only if the user or root owns it and nobody else can write its folder.
-fn check_link(link: &Path, meta: &Metadata, uid: u32) -> Result<()> {
+fn check_link(link: &Path, meta: &Metadata, uid: u32, rules: &Rules) -> Result<()> {
     if meta.uid() != uid && meta.uid() != ROOT {
         return Err(refuse(format!(
             "{} is a symlink owned by user {}, not by you: atl-token does not follow it. \
-             Remove it, or set ATL_TOKEN_FILE to the real file",
+             Remove it, or set {} to the real file",
             link.display(),
-            meta.uid()
+            meta.uid(),
+            rules.key
         )));
     }
     let dir = folder_of(link);
@@ -142,9 +169,10 @@ fn check_link(link: &Path, meta: &Metadata, uid: u32) -> Result<()> {
         None => Ok(()),
         Some(why) => Err(refuse(format!(
             "{} is a symlink in {}, which {why}: atl-token does not follow links there, since \
-             another user could replace them. Set ATL_TOKEN_FILE to the real file",
+             another user could replace them. Set {} to the real file",
             link.display(),
-            dir.display()
+            dir.display(),
+            rules.key
         ))),
     }
 }
@@ -163,7 +191,7 @@ fn others_can_write(dir: &Metadata, uid: u32) -> Option<String> {
 
 /// Refuses a token folder that others can write, unless it is sticky (and so others cannot
 /// replace the user's own file in it) and the file, if there is one yet, is the user's own.
-fn check_folder(path: &Path, file: Option<&Metadata>, uid: u32) -> Result<()> {
+fn check_folder(path: &Path, file: Option<&Metadata>, uid: u32, rules: &Rules) -> Result<()> {
     let dir = folder_of(path);
     let meta = match fs::metadata(dir) {
         Ok(meta) => meta,
@@ -178,16 +206,36 @@ fn check_folder(path: &Path, file: Option<&Metadata>, uid: u32) -> Result<()> {
         return Ok(());
     }
     Err(refuse(format!(
-        "the token folder {} {why}, so another user could replace {}: keep the token in a folder \
-         only you can write (e.g. `chmod go-w {}`), or set ATL_TOKEN_FILE elsewhere",
+        "the {} folder {} {why}, so another user could replace {}: keep the file in a folder \
+         only you can write (e.g. `chmod go-w {}`), or set {} elsewhere",
+        rules.what.trim_end_matches(" file"),
         dir.display(),
         path.display(),
-        dir.display()
+        dir.display(),
+        rules.key
     )))
 }
 
-/// Refuses anything but a regular file owned by `uid`.
-fn check_file(path: &Path, meta: &Metadata, uid: u32, what: &str) -> Result<()> {
+/// Refuses anything but a regular file owned by `uid` (or root, where `rules` allow), that
+/// nobody else can write where root may own it.
+fn check_file(path: &Path, meta: &Metadata, uid: u32, rules: &Rules) -> Result<()> {
+    check_owned_file(path, meta, uid, rules.what, rules.root_may_own)?;
+    let mode = meta.permissions().mode();
+    if rules.root_may_own && mode & OTHERS_WRITE != 0 {
+        return Err(refuse(format!(
+            "{} {} can be changed by other users (mode {:o}): atl-token reads settings only from files \
+             nobody else can write. Run `chmod go-w {}`",
+            rules.what,
+            path.display(),
+            mode & 0o7777,
+            crate::shell::quote(&path.to_string_lossy())
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses anything but a regular file owned by `uid` (or by root, if `root_may_own`).
+fn check_owned_file(path: &Path, meta: &Metadata, uid: u32, what: &str, root_may_own: bool) -> Result<()> {
     let kind = meta.file_type();
     if !kind.is_file() {
         let is = if kind.is_dir() {
@@ -202,7 +250,7 @@ fn check_file(path: &Path, meta: &Metadata, uid: u32, what: &str) -> Result<()> 
             path.display()
         )));
     }
-    if meta.uid() != uid {
+    if meta.uid() != uid && !(root_may_own && meta.uid() == ROOT) {
         return Err(refuse(format!(
             "{what} {} belongs to user {}, not to you (user {uid}): atl-token only uses your own files; \
              move it away, or run atl-token as its owner",
@@ -248,8 +296,51 @@ pub fn open(path: &Path, access: Access, what: &str) -> Result<Option<(File, Met
     };
     let file = File::from(fd);
     let meta = file.metadata().with_context(|| format!("cannot look at {what} {}", path.display()))?;
-    check_file(path, &meta, euid(), what)?;
+    check_owned_file(path, &meta, euid(), what, false)?;
     Ok(Some((file, meta)))
+}
+
+/// Reads a file of settings that `rules` describe, if it exists: a safe path to a regular
+/// file that is the user's own (or root's), that nobody else can write, in a folder nobody
+/// else can write, opened without following a link or waiting on a FIFO, and at most
+/// `limit` bytes (larger is refused unread).
+pub fn read_trusted(path: &Path, rules: &Rules, limit: u64) -> Result<Option<Vec<u8>>> {
+    let (real, Some(_)) = resolve_with(path, rules)? else { return Ok(None) };
+    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::RDONLY;
+    let fd = match rustix::fs::open(&real, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => {
+            let what = rules.what;
+            return Err(io::Error::from(e)).with_context(|| format!("cannot open {what} {}", real.display()));
+        }
+    };
+    let mut file = File::from(fd);
+    let meta = file.metadata().with_context(|| format!("cannot look at {} {}", rules.what, real.display()))?;
+    // Checked again on what was opened: the path may have changed since it was resolved.
+    check_file(&real, &meta, euid(), rules)?;
+    let too_big = |size: u64| {
+        refuse(format!(
+            "{} {} is {size} bytes, more than {} KiB: it is not a {}; check {}",
+            rules.what,
+            real.display(),
+            limit / 1024,
+            rules.what,
+            rules.key
+        ))
+    };
+    if meta.len() > limit {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(limit + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {} {}", rules.what, real.display()))?;
+    if bytes.len() as u64 > limit {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(Some(bytes))
 }
 
 /// Whether group or others may read a file with this mode: then the `chmod` that fixes it.
