@@ -13,6 +13,7 @@ use crate::envfile;
 use crate::exit::Exit;
 use crate::provider::{self, Kind, Provider};
 use crate::secret::Secret;
+use crate::token::Bound;
 
 /// A configuration key, with the name the seed's bash script used for it, if any.
 #[derive(Debug, Clone, Copy)]
@@ -134,8 +135,9 @@ pub struct Config {
     pub site: Option<Url>,
     pub redirect: Redirect,
     pub token_file: PathBuf,
-    /// Atlassian Cloud's API gateway.
-    pub api_url: Url,
+    /// Where API calls go: Cloud's gateway (`ATL_API_URL`), or the Server or Data Center
+    /// base URL. The access token and signatures go to this origin only.
+    pub api: Endpoint,
     pub http_timeout: Duration,
     /// Extra trusted root certificates (a company CA), on top of the system's.
     pub ca_file: Option<CaFile>,
@@ -252,6 +254,24 @@ impl Config {
             Auth::OAuth2(oauth2) => &oauth2.provider.token_url,
             Auth::OAuth1(consumer) => &consumer.access_token_url,
         }
+    }
+
+    /// Every destination a token family from these settings is bound to, and the setting
+    /// that chose each: the token file must have recorded the same (see
+    /// [`crate::binding`]).
+    pub fn bindings(&self) -> Vec<(Bound, &Endpoint)> {
+        let revoke = match &self.auth {
+            Auth::OAuth2(oauth2) => oauth2.provider.revoke_url.as_ref(),
+            Auth::OAuth1(_) => None,
+        };
+        let mut bindings = vec![(Bound::Token, self.issuer()), (Bound::Api, &self.api)];
+        bindings.extend(revoke.map(|r| (Bound::Revoke, r)));
+        bindings
+    }
+
+    /// [`Config::bindings`] as a token set records them.
+    pub fn binding_urls(&self) -> Vec<(Bound, &str)> {
+        self.bindings().into_iter().map(|(which, e)| (which, e.url.as_str())).collect()
     }
 
     /// Where API calls go when that is known without asking a server: the Data Center or
@@ -404,9 +424,27 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
         None => base.join(sources.get(TOKEN_FILE).map_or(DEFAULT_TOKEN_FILE.into(), |s| s.value)),
     };
     let ca_file = sources.get(CA_FILE).map(|s| CaFile { path: base.join(s.value), origin: s.origin });
-    let api_url = match sources.get(API_URL) {
-        Some(setting) => parse_url(&setting)?,
-        None => Url::parse(DEFAULT_API_URL).expect("the default URL is valid"),
+    let api = match (&auth, sources.get(API_URL)) {
+        (Auth::OAuth2(OAuth2 { provider: Provider { api_base: None, .. }, .. }), Some(setting)) => {
+            Endpoint { url: parse_url(&setting)?, origin: setting.origin, custom: true }
+        }
+        (Auth::OAuth2(OAuth2 { provider: Provider { api_base: None, .. }, .. }), None) => Endpoint {
+            url: Url::parse(DEFAULT_API_URL).expect("the default URL is valid"),
+            origin: "the default".to_owned(),
+            custom: false,
+        },
+        (_, Some(setting)) => {
+            return Err(Exit::usage(format!(
+                "{} is for Atlassian Cloud's API gateway; on Server and Data Center API calls go to {}: \
+                 remove {}",
+                setting.origin, BASE_URL.name, API_URL.name
+            )));
+        }
+        // Server and Data Center: the base URL, which the issuer's endpoints sit below.
+        (_, None) => {
+            let base = server_base(&auth).expect("Server and Data Center have a base URL");
+            Endpoint { url: base.0, origin: base.1, custom: false }
+        }
     };
 
     let http_timeout = match sources.get(HTTP_TIMEOUT) {
@@ -421,7 +459,20 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
     };
 
     let store = store(sources, http_timeout)?;
-    Ok(Config { auth, site, redirect, token_file, api_url, http_timeout, ca_file, store })
+    Ok(Config { auth, site, redirect, token_file, api, http_timeout, ca_file, store })
+}
+
+/// The Server or Data Center base URL and the setting that chose it.
+fn server_base(auth: &Auth) -> Option<(Url, String)> {
+    let (base, origin) = match auth {
+        Auth::OAuth2(oauth2) => (oauth2.provider.api_base.as_deref()?, &oauth2.provider.token_url.origin),
+        Auth::OAuth1(consumer) => (consumer.base_url.as_str(), &consumer.access_token_url.origin),
+    };
+    let origin = match auth {
+        Auth::OAuth2(OAuth2 { provider: Provider { revoke_url: Some(revoke), .. }, .. }) => &revoke.origin,
+        _ => origin,
+    };
+    Some((Url::parse(base).ok()?, origin.clone()))
 }
 
 /// `ATL_STORE`'s value for a secret in AWS Secrets Manager: `aws-secretsmanager:NAME-OR-ARN`.

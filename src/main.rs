@@ -1,5 +1,6 @@
 //! atl-token: gets, keeps and hands out OAuth tokens for Atlassian products.
 
+mod binding;
 mod callback;
 mod cli;
 mod commands;

@@ -251,7 +251,16 @@ pub fn read_answer(
     }
     let success = (200..300).contains(&status);
     match json {
-        Ok(Value::Object(fields)) if success && has_access_token(&fields) => Ok(fields),
+        Ok(Value::Object(fields)) if success && has_access_token(&fields) => match malformed_token(&fields) {
+            None => Ok(fields),
+            Some(name) => Err(malformed(
+                status,
+                &format!(
+                    "the answer's {name} is not a token (RFC 6750 allows letters, digits and -._~+/ \
+                     followed by =), so it was not saved"
+                ),
+            )),
+        },
         // A success answer may hold tokens, so its content is never quoted.
         Ok(_) if success => Err(malformed(status, "the answer has no access_token")),
         Err(e) if success && e.is_eof() => {
@@ -278,6 +287,16 @@ pub fn read_revoke_answer(
 
 fn malformed(status: u16, detail: &str) -> TokenError {
     TokenError::Malformed { status, detail: detail.to_owned() }
+}
+
+/// The token field of a success answer that is not RFC 6750 token68, if any: one that could
+/// carry a line break into a header, or a quote into a shell word.
+fn malformed_token(fields: &Map<String, Value>) -> Option<&'static str> {
+    ["access_token", "refresh_token"].into_iter().find(|name| match fields.get(*name) {
+        None | Some(Value::Null) => false,
+        Some(Value::String(token)) => !crate::token::is_token68(token),
+        Some(_) => true,
+    })
 }
 
 fn has_access_token(fields: &Map<String, Value>) -> bool {

@@ -39,7 +39,13 @@ pub fn parse(body: &[u8]) -> Result<Vec<Site>, String> {
                 product: product_of(&scopes),
                 scopes,
             };
-            if site.id.is_empty() { Err("a site in the answer has no id".to_owned()) } else { Ok(site) }
+            if site.id.is_empty() {
+                Err("a site in the answer has no id".to_owned())
+            } else if !crate::token::is_cloud_id(&site.id) {
+                Err("a site in the answer has a cloud id that is not letters, digits and dashes".to_owned())
+            } else {
+                Ok(site)
+            }
         })
         .collect()
 }
@@ -138,6 +144,8 @@ mod tests {
         assert!(parse(b"{}").is_err());
         assert!(parse(br#"[{"url": "https://x"}]"#).is_err());
         assert_eq!(parse(b"[]"), Ok(vec![]));
+        let hostile = br#"[{"id": "x; touch /tmp/pwned; #", "url": "https://x"}]"#;
+        assert!(parse(hostile).expect_err("refused").contains("not letters, digits and dashes"));
     }
 
     #[test]

@@ -17,6 +17,11 @@ pub const OBTAINED_AT: &str = "obtained_at";
 pub const FAMILY_STARTED_AT: &str = "family_started_at";
 /// The token endpoint that issued the refresh token, and the only one it is ever sent to.
 pub const TOKEN_URL: &str = "token_url";
+/// The revoke endpoint the login recorded (Data Center), the only one `logout` sends to.
+pub const REVOKE_URL: &str = "revoke_url";
+/// The API root the login recorded (Cloud's gateway; the Server or Data Center base URL),
+/// the only one the access token or a signature is sent to.
+pub const API_URL: &str = "api_url";
 /// The Cloud site (URL) whose cloud id is cached in [`CLOUD_ID`].
 pub const CLOUD_SITE: &str = "cloud_site";
 /// The cloud id looked up for [`CLOUD_SITE`], so that printing it needs no network call.
@@ -27,6 +32,66 @@ const REFRESH_TOKEN: &str = "refresh_token";
 const EXPIRES_IN: &str = "expires_in";
 const OAUTH_TOKEN: &str = "oauth_token";
 const OAUTH_EXPIRES_IN: &str = "oauth_expires_in";
+
+/// The fields atl-token writes itself, which are never taken from a server's answer.
+const OWN_FIELDS: [&str; 8] =
+    [EXPIRES_AT, OBTAINED_AT, FAMILY_STARTED_AT, TOKEN_URL, REVOKE_URL, API_URL, CLOUD_SITE, CLOUD_ID];
+/// An OAuth 2.0 access token said to live longer than this is counted as living this long
+/// (Atlassian's live an hour): a server cannot make `print` stop refreshing.
+pub const MAX_ACCESS_LIFETIME: u64 = 24 * 3600;
+/// An OAuth 1.0a access token said to live longer than this is counted as living this long
+/// (Atlassian's live five years).
+pub const MAX_OAUTH1_LIFETIME: u64 = 10 * 366 * 24 * 3600;
+
+/// The destinations a token family is bound to: the login records each, and nothing from
+/// the family is sent to any other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// The token endpoint (OAuth 2.0) or access-token endpoint (OAuth 1.0a).
+    Token,
+    /// Where `logout` revokes the refresh token.
+    Revoke,
+    /// Where API calls go.
+    Api,
+}
+
+impl Bound {
+    /// The token file's field that records it.
+    pub fn field(self) -> &'static str {
+        match self {
+            Self::Token => TOKEN_URL,
+            Self::Revoke => REVOKE_URL,
+            Self::Api => API_URL,
+        }
+    }
+
+    /// What to call it in messages.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Token => "token endpoint",
+            Self::Revoke => "revoke endpoint",
+            Self::Api => "API",
+        }
+    }
+}
+
+/// A destination as recorded and compared: the URL without a trailing slash.
+pub fn bound_form(url: &str) -> &str {
+    url.trim_end_matches('/')
+}
+
+/// Whether `text` is an RFC 6750 `b64token` (token68): letters, digits and `-._~+/`, then
+/// `=` padding. Anything else (a line break, a space, a quote, a backslash) could break out
+/// of the header or shell word it is put in, so it is not accepted as a token.
+pub fn is_token68(text: &str) -> bool {
+    let body = text.trim_end_matches('=');
+    !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// Whether `text` can be a cloud id: letters, digits and `-` (Atlassian's are UUIDs).
+pub fn is_cloud_id(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
 
 /// Unix seconds now.
 pub fn now() -> u64 {
@@ -98,60 +163,68 @@ impl Token {
         Self { fields }
     }
 
-    /// A token from a successful answer of the token endpoint `token_url` (which must hold an
-    /// access token), with the times and the endpoint added, and the previous set's refresh
-    /// token and family start kept when the answer has none.
+    /// A token from a successful answer of the token endpoint (which must hold an access
+    /// token), with the times and `bindings` (the destinations of this family) added, and
+    /// the previous set's refresh token, family start and cloud id kept. Fields that are
+    /// atl-token's own are never taken from the answer, and `expires_in` counts for at most
+    /// [`MAX_ACCESS_LIFETIME`]. Returns whether it was capped, too.
     pub fn from_response(
         response: Map<String, Value>,
         previous: Option<&Token>,
         now: u64,
-        token_url: &str,
-    ) -> Self {
+        bindings: &[(Bound, &str)],
+    ) -> (Self, bool) {
         let mut fields = response;
-        // What atl-token looked up, not what the server says, survives a refresh.
-        for key in [CLOUD_SITE, CLOUD_ID] {
+        for key in OWN_FIELDS {
             fields.remove(key);
-            if let Some(value) = previous.and_then(|p| p.fields.get(key)) {
-                fields.insert(key.to_owned(), value.clone());
-            }
         }
-        if let Some(prev) = previous {
-            for key in [REFRESH_TOKEN, FAMILY_STARTED_AT] {
-                if !fields.contains_key(key)
-                    && let Some(value) = prev.fields.get(key)
-                {
-                    fields.insert(key.to_owned(), value.clone());
-                }
-            }
-        } else {
-            fields.insert(FAMILY_STARTED_AT.to_owned(), now.into());
-        }
-        let expires_in = fields.get(EXPIRES_IN).and_then(as_seconds);
-        match expires_in {
-            Some(secs) => fields.insert(EXPIRES_AT.to_owned(), now.saturating_add(secs).into()),
-            // A stale expiry from the server's answer must not survive: unknown is safer.
-            None => fields.remove(EXPIRES_AT),
+        let keep: &[&str] = match previous {
+            Some(_) => &[REFRESH_TOKEN, FAMILY_STARTED_AT, CLOUD_SITE, CLOUD_ID],
+            None => &[],
         };
+        for key in keep {
+            if !fields.contains_key(*key)
+                && let Some(value) = previous.and_then(|p| p.fields.get(*key))
+            {
+                fields.insert((*key).to_owned(), value.clone());
+            }
+        }
+        fields.entry(FAMILY_STARTED_AT).or_insert(now.into());
+        let capped = set_expiry(&mut fields, EXPIRES_IN, MAX_ACCESS_LIFETIME, now);
         fields.insert(OBTAINED_AT.to_owned(), now.into());
-        fields.insert(TOKEN_URL.to_owned(), token_url.into());
-        Self { fields }
+        let mut token = Self { fields };
+        token.bind(bindings);
+        (token, capped)
     }
 
     /// A token set from an OAuth 1.0a access-token answer (`oauth_token`, `oauth_token_secret`,
-    /// `oauth_expires_in`, ...), with `expires_at`, `obtained_at` and the endpoint added.
-    pub fn from_oauth1(answer: &[(String, String)], now: u64, access_token_url: &str) -> Self {
+    /// `oauth_expires_in`, ...), with `expires_at` (counting at most [`MAX_OAUTH1_LIFETIME`]),
+    /// `obtained_at` and `bindings` added. Returns whether the lifetime was capped, too.
+    pub fn from_oauth1(answer: &[(String, String)], now: u64, bindings: &[(Bound, &str)]) -> (Self, bool) {
         let mut fields = Map::new();
         for (name, value) in answer {
-            fields.insert(name.clone(), value.clone().into());
+            if !OWN_FIELDS.contains(&name.as_str()) {
+                fields.insert(name.clone(), value.clone().into());
+            }
         }
-        let expires_in = fields.get(OAUTH_EXPIRES_IN).and_then(as_seconds);
-        if let Some(secs) = expires_in {
-            fields.insert(EXPIRES_AT.to_owned(), now.saturating_add(secs).into());
-        }
+        let capped = set_expiry(&mut fields, OAUTH_EXPIRES_IN, MAX_OAUTH1_LIFETIME, now);
         fields.insert(OBTAINED_AT.to_owned(), now.into());
         fields.insert(FAMILY_STARTED_AT.to_owned(), now.into());
-        fields.insert(TOKEN_URL.to_owned(), access_token_url.into());
-        Self { fields }
+        let mut token = Self { fields };
+        token.bind(bindings);
+        (token, capped)
+    }
+
+    /// Records `bindings`, replacing what was recorded for each.
+    pub fn bind(&mut self, bindings: &[(Bound, &str)]) {
+        for (which, url) in bindings {
+            self.fields.insert(which.field().to_owned(), bound_form(url).into());
+        }
+    }
+
+    /// The recorded destination `which`, if the file has one.
+    pub fn bound(&self, which: Bound) -> Option<&str> {
+        self.string(which.field())
     }
 
     /// The OAuth 1.0a access token (`oauth_token`), which signed requests carry.
@@ -165,12 +238,6 @@ impl Token {
 
     pub fn refresh_token(&self) -> Option<&str> {
         self.string(REFRESH_TOKEN)
-    }
-
-    /// The token endpoint that issued this token set; `None` for a file written before
-    /// atl-token recorded it, such as the seed script's.
-    pub fn token_url(&self) -> Option<&str> {
-        self.string(TOKEN_URL)
     }
 
     /// When this token set was issued (Unix seconds), as recorded.
@@ -209,9 +276,10 @@ impl Token {
         self.fields.get(EXPIRES_AT).and_then(as_seconds)
     }
 
-    /// How long an access token lives from when it is issued (`expires_in`), as the server said.
+    /// How long an access token lives from when it is issued (`expires_in`, at most
+    /// [`MAX_ACCESS_LIFETIME`]).
     pub fn lifetime(&self) -> Option<Duration> {
-        self.fields.get(EXPIRES_IN).and_then(as_seconds).map(Duration::from_secs)
+        self.fields.get(EXPIRES_IN).and_then(as_seconds).map(|s| Duration::from_secs(s.min(MAX_ACCESS_LIFETIME)))
     }
 
     /// [`Token::expires_at`], or for a file written by the seed's script, which has none,
@@ -237,6 +305,21 @@ impl Token {
     }
 }
 
+/// Sets `expires_at` from the answer's `key` (seconds), counting at most `max`; without one
+/// removes it, since unknown is safer than stale. Returns whether the answer said more.
+fn set_expiry(fields: &mut Map<String, Value>, key: &str, max: u64, now: u64) -> bool {
+    match fields.get(key).and_then(as_seconds) {
+        Some(secs) => {
+            fields.insert(EXPIRES_AT.to_owned(), now.saturating_add(secs.min(max)).into());
+            secs > max
+        }
+        None => {
+            fields.remove(EXPIRES_AT);
+            false
+        }
+    }
+}
+
 /// Seconds as a JSON number or numeric string (some servers send `"3600"`).
 fn as_seconds(value: &Value) -> Option<u64> {
     match value {
@@ -252,6 +335,7 @@ mod tests {
     use serde_json::json;
 
     const URL: &str = "https://auth.example.com/oauth/token";
+    const BOUND: &[(Bound, &str)] = &[(Bound::Token, URL), (Bound::Api, "https://api.example.com/")];
 
     fn map(value: Value) -> Map<String, Value> {
         match value {
@@ -264,9 +348,11 @@ mod tests {
     fn a_login_answer_gets_times_and_a_family_start() {
         let answer = map(json!({"access_token": "a1", "refresh_token": "r1", "expires_in": 3600,
                                 "scope": "x", "token_type": "Bearer"}));
-        let t = Token::from_response(answer, None, 1000, URL);
+        let t = Token::from_response(answer, None, 1000, BOUND).0;
         assert_eq!(t.access_token(), Some("a1"));
-        assert_eq!(t.token_url(), Some(URL));
+        assert_eq!(t.bound(Bound::Token), Some(URL));
+        assert_eq!(t.bound(Bound::Api), Some("https://api.example.com"));
+        assert_eq!(t.bound(Bound::Revoke), None);
         assert_eq!(t.obtained_at(), Some(1000));
         assert_eq!(t.refresh_token(), Some("r1"));
         assert_eq!(t.expires_at(), Some(4600));
@@ -275,27 +361,27 @@ mod tests {
         assert_eq!(t.fields["scope"], json!("x"), "unknown fields are kept");
 
         let claims_another = map(json!({"access_token": "a", "token_url": "https://evil.example/"}));
-        let t = Token::from_response(claims_another, None, 1, URL);
-        assert_eq!(t.token_url(), Some(URL), "the server cannot name another issuer");
+        let t = Token::from_response(claims_another, None, 1, BOUND).0;
+        assert_eq!(t.bound(Bound::Token), Some(URL), "the server cannot name another issuer");
     }
 
     #[test]
     fn the_cached_cloud_id_survives_a_refresh_and_the_server_cannot_set_it() {
-        let first = Token::from_response(map(json!({"access_token": "a1"})), None, 1, URL)
+        let first = Token::from_response(map(json!({"access_token": "a1"})), None, 1, BOUND).0
             .with_cloud("https://x.atlassian.net", "id-1");
         let answer = map(json!({"access_token": "a2", "cloud_id": "evil", "cloud_site": "https://evil/"}));
-        let second = Token::from_response(answer, Some(&first), 2, URL);
+        let second = Token::from_response(answer, Some(&first), 2, BOUND).0;
         assert_eq!(second.cloud(), Some(("https://x.atlassian.net", "id-1")));
-        let fresh = Token::from_response(map(json!({"access_token": "a", "cloud_id": "evil"})), None, 1, URL);
+        let fresh = Token::from_response(map(json!({"access_token": "a", "cloud_id": "evil"})), None, 1, BOUND).0;
         assert_eq!(fresh.cloud(), None);
     }
 
     #[test]
     fn a_refresh_keeps_the_family_start_and_takes_the_rotated_token() {
         let first =
-            Token::from_response(map(json!({"access_token": "a1", "refresh_token": "r1"})), None, 1000, URL);
+            Token::from_response(map(json!({"access_token": "a1", "refresh_token": "r1"})), None, 1000, BOUND).0;
         let answer = map(json!({"access_token": "a2", "refresh_token": "r2", "expires_in": "60"}));
-        let second = Token::from_response(answer, Some(&first), 2000, URL);
+        let second = Token::from_response(answer, Some(&first), 2000, BOUND).0;
         assert_eq!(second.refresh_token(), Some("r2"));
         assert_eq!(second.fields[FAMILY_STARTED_AT], json!(1000));
         assert_eq!(second.fields[OBTAINED_AT], json!(2000));
@@ -305,10 +391,56 @@ mod tests {
     #[test]
     fn an_answer_without_refresh_token_keeps_the_old_one() {
         let first =
-            Token::from_response(map(json!({"access_token": "a1", "refresh_token": "r1"})), None, 1, URL);
-        let second = Token::from_response(map(json!({"access_token": "a2"})), Some(&first), 2, URL);
+            Token::from_response(map(json!({"access_token": "a1", "refresh_token": "r1"})), None, 1, BOUND).0;
+        let second = Token::from_response(map(json!({"access_token": "a2"})), Some(&first), 2, BOUND).0;
         assert_eq!(second.refresh_token(), Some("r1"));
         assert_eq!(second.access_token(), Some("a2"));
+    }
+
+    #[test]
+    fn atl_tokens_own_fields_never_come_from_the_answer() {
+        let first = Token::from_response(map(json!({"access_token": "a1", "refresh_token": "r1"})), None, 1000, BOUND).0;
+        let answer = map(json!({"access_token": "a2", "family_started_at": u64::MAX, "obtained_at": 5,
+                                "expires_at": u64::MAX, "api_url": "https://evil.example", "revoke_url": "x"}));
+        let (second, capped) = Token::from_response(answer, Some(&first), 2000, BOUND);
+        assert!(!capped);
+        assert_eq!(second.family_started_at(), Some(1000), "the server cannot move the family's start");
+        assert_eq!((second.obtained_at(), second.expires_at()), (Some(2000), None));
+        assert_eq!(second.bound(Bound::Api), Some("https://api.example.com"));
+        assert_eq!(second.bound(Bound::Revoke), None);
+        let fresh = Token::from_response(map(json!({"access_token": "a", "family_started_at": 7})), None, 9, BOUND).0;
+        assert_eq!(fresh.family_started_at(), Some(9));
+    }
+
+    #[test]
+    fn a_huge_expires_in_counts_for_a_day_and_says_so() {
+        let answer = map(json!({"access_token": "a", "expires_in": u64::MAX}));
+        let (t, capped) = Token::from_response(answer, None, 1000, BOUND);
+        assert!(capped);
+        assert_eq!(t.expires_at(), Some(1000 + MAX_ACCESS_LIFETIME));
+        assert_eq!(t.lifetime(), Some(Duration::from_secs(MAX_ACCESS_LIFETIME)));
+        let answer = [("oauth_token".to_owned(), "t".to_owned()), ("oauth_expires_in".to_owned(), u64::MAX.to_string()),
+                      ("token_url".to_owned(), "https://evil.example".to_owned())];
+        let (t, capped) = Token::from_oauth1(&answer, 10, BOUND);
+        assert!(capped);
+        assert_eq!(t.expires_at(), Some(10 + MAX_OAUTH1_LIFETIME));
+        assert_eq!(t.bound(Bound::Token), Some(URL));
+        let normal = [("oauth_token".to_owned(), "t".to_owned()), ("oauth_expires_in".to_owned(), "157680000".to_owned())];
+        assert!(!Token::from_oauth1(&normal, 10, BOUND).1);
+    }
+
+    #[test]
+    fn only_token68_is_a_token_and_only_letters_digits_and_dashes_a_cloud_id() {
+        for good in ["abc", "eyJ.a-b_c~d+e/f==", "a="] {
+            assert!(is_token68(good), "{good}");
+        }
+        for bad in ["", "=", "abc\r\nX-Injected: yes", "a b", "a\\", "a'b", "=a", "é"] {
+            assert!(!is_token68(bad), "{bad:?}");
+        }
+        assert!(is_cloud_id("11111111-2222-3333-4444-555555555555"));
+        for bad in ["", "x; touch /tmp/pwned; #", "a/b", "a b"] {
+            assert!(!is_cloud_id(bad), "{bad:?}");
+        }
     }
 
     #[test]
@@ -332,7 +464,7 @@ mod tests {
 
     #[test]
     fn bytes_round_trip_and_end_with_a_newline() {
-        let t = Token::from_response(map(json!({"access_token": "a", "zeta": 1, "alpha": 2})), None, 7, URL);
+        let t = Token::from_response(map(json!({"access_token": "a", "zeta": 1, "alpha": 2})), None, 7, BOUND).0;
         let bytes = t.to_bytes();
         assert_eq!(bytes.last(), Some(&b'\n'));
         assert_eq!(Token::parse(&bytes), Ok(t.clone()));
@@ -352,7 +484,7 @@ mod tests {
     #[test]
     fn debug_hides_the_tokens() {
         let t =
-            Token::from_response(map(json!({"access_token": "AAA", "refresh_token": "RRR"})), None, 1, URL);
+            Token::from_response(map(json!({"access_token": "AAA", "refresh_token": "RRR"})), None, 1, BOUND).0;
         let debug = format!("{t:?}");
         assert!(!debug.contains("AAA") && !debug.contains("RRR"), "{debug}");
     }

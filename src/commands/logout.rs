@@ -55,7 +55,7 @@ fn by_hand(config: &Config) -> String {
 fn revoke(config: &Config, args: &LogoutArgs, stored: &Stored, path: &str) -> Result<()> {
     match (revoke_url(config), stored.token.refresh_token()) {
         (Some((oauth2, revoke_url)), Some(refresh_token)) => {
-            super::refresh::check_issuer(&stored.token, config, path)?;
+            crate::binding::check(&stored.token, config, path)?;
             let client = http::client(config)?;
             let revoked =
                 super::runtime()?.block_on(http::revoke(&client, oauth2, &revoke_url.url, refresh_token));

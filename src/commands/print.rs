@@ -7,6 +7,7 @@ use std::io::Write;
 
 use anyhow::{Context, Result, anyhow};
 
+use crate::binding;
 use crate::cli::PrintArgs;
 use crate::commands::refresh;
 use crate::commands::sites;
@@ -20,17 +21,21 @@ use crate::token::{self, Token};
 
 pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
     let what = &args.what;
-    // Data Center's API base is in the settings: no token is read.
-    if what.api_base
-        && let Some(base) = config.api_base()
-    {
-        return write_out(format!("{base}\n").as_bytes());
-    }
     if what.cloud_id {
         sites::require_cloud(config, "--cloud-id")?;
     }
     let store = store::open(config)?;
     let store = store.as_ref();
+    // Data Center's API base is in the settings: no token is needed, but a family bound to
+    // another server is not pointed at this one.
+    if what.api_base
+        && let Some(base) = config.api_base()
+    {
+        if let Some(stored) = store.peek()? {
+            binding::check(&stored.token, config, &store.location())?;
+        }
+        return write_out(format!("{base}\n").as_bytes());
+    }
     if let Auth::OAuth1(consumer) = &config.auth {
         return oauth1(config, consumer, args, store);
     }
@@ -41,6 +46,10 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
         Some(stored) => stored,
         None => store.load_existing()?,
     };
+    if what.cloud_id || what.api_base || what.env {
+        // These say where to send the token, or ask the API: only where the family is bound.
+        binding::enforce(&stored.token, config, store)?;
+    }
     if what.cloud_id {
         // From the cache in the token file; looked up (with a fresh access token) only once.
         let (_, id) = sites::cloud_site(config, store, &stored.token)?;
@@ -82,10 +91,10 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
     output(config, args, token, &token.to_bytes(), store)
 }
 
-fn output(
+fn output<'a>(
     config: &Config,
     args: &PrintArgs,
-    token: &Token,
+    token: &'a Token,
     file_bytes: &[u8],
     store: &dyn TokenStore,
 ) -> Result<()> {
@@ -96,15 +105,19 @@ fn output(
         ))
     };
     let line = |text: &str| Cow::Owned(format!("{text}\n").into_bytes());
+    // A token that could break out of a header or a shell word is not printed.
+    let valid = |token: Option<&'a str>, what: &str| {
+        token.filter(|t| token::is_token68(t)).ok_or_else(|| missing(&format!("valid {what}")))
+    };
     let out = if args.what.json {
         Cow::Borrowed(file_bytes)
     } else if args.what.refresh {
-        line(token.refresh_token().ok_or_else(|| missing("refresh token"))?)
+        line(valid(token.refresh_token(), "refresh token")?)
     } else if args.what.env {
-        let access = token.access_token().ok_or_else(|| missing("access token"))?;
+        let access = valid(token.access_token(), "access token")?;
         Cow::Owned(env_lines(config, args, store, token, access)?.into_bytes())
     } else {
-        let access = token.access_token().ok_or_else(|| missing("access token"))?;
+        let access = valid(token.access_token(), "access token")?;
         if args.what.header { line(&format!("Authorization: Bearer {access}")) } else { line(access) }
     };
     write_out(&out)

@@ -27,7 +27,7 @@ pub fn run(config: &Config, args: &PushArgs) -> Result<()> {
         .into());
     };
     let source_name = source.location();
-    super::refresh::check_issuer(&stored.token, config, &source_name)?;
+    crate::binding::check(&stored.token, config, &source_name)?;
     let target = store::open(config)?;
     let location = target.location();
     match target.load() {

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 
+use crate::binding;
 use crate::cli::RefreshArgs;
 use crate::config::{Auth, CLIENT_ID, CLIENT_SECRET, Config, OAuth2};
 use crate::duration::human;
@@ -58,7 +59,7 @@ fn oauth1_expiry(config: &Config, store: &dyn TokenStore, quiet: bool) -> Result
 pub(super) fn oauth1_stored(config: &Config, store: &dyn TokenStore) -> Result<Stored> {
     let stored = store.load_existing()?;
     let path = store.location();
-    check_issuer(&stored.token, config, &path)?;
+    binding::check(&stored.token, config, &path)?;
     if stored.token.expires_at().is_some_and(|at| at <= token::now()) {
         return Err(Exit::login_required(format!(
             "the OAuth 1.0a access token in {path} has expired: run `atl-token login`"
@@ -74,7 +75,7 @@ pub(super) fn oauth1_stored(config: &Config, store: &dyn TokenStore) -> Result<S
 pub fn refresh(config: &Config, store: &dyn TokenStore, when: When) -> Result<Outcome> {
     let oauth2 = config.oauth2("a refresh")?;
     let location = store.location();
-    let check = |token: &Token| check_issuer(token, config, &location).map_err(anyhow::Error::from);
+    let check = |token: &Token| binding::check(token, config, &location).map_err(anyhow::Error::from);
     let mut spend = |stored: &Token, budget: Duration| -> Result<Token> {
         let refresh_token = stored.refresh_token().ok_or_else(|| {
             Exit::login_required(format!(
@@ -87,25 +88,24 @@ pub fn refresh(config: &Config, store: &dyn TokenStore, when: When) -> Result<Ou
         let answer = super::runtime()?
             .block_on(http::request_token(&client, config, oauth2, Grant::RefreshToken(refresh_token), retry))
             .map_err(|e| explain(e, oauth2, &location))?;
-        Ok(Token::from_response(answer, Some(stored), token::now(), oauth2.provider.token_url.url.as_str()))
+        Ok(issued(answer, Some(stored), config))
     };
     store.refresh(Refresh { when, check: &check, spend: &mut spend })
 }
 
-/// A token is sent only to the server that issued it, so that a settings file (a cloned
-/// repository's `.env`, say) cannot send it, and the client secret, elsewhere. A file
-/// without a recorded endpoint (the seed script's) is bound to it by this refresh.
-pub(super) fn check_issuer(token: &Token, config: &Config, token_file: &str) -> Result<(), Exit> {
-    let configured = config.issuer();
-    match token.token_url() {
-        Some(issuer) if issuer != configured.url.as_str() => Err(Exit::usage(format!(
-            "the token in {token_file} was issued by {issuer}, but the token endpoint is now \
-             {configured} ({}): atl-token sends a token only to the server that issued it. \
-             Remove that setting, or run `atl-token login` to start a new token family at {configured}",
-            configured.origin
-        ))),
-        _ => Ok(()),
+/// The token set from a token endpoint's answer, bound to the settings' destinations, with
+/// a note when the server said its access token lives longer than atl-token believes.
+pub fn issued(answer: serde_json::Map<String, serde_json::Value>, previous: Option<&Token>, config: &Config) -> Token {
+    let (token, capped) = Token::from_response(answer, previous, token::now(), &config.binding_urls());
+    if capped {
+        eprintln!(
+            "atl-token: note: the server said its access token lives longer than {}; atl-token \
+             counts {} and refreshes it then",
+            human(Duration::from_secs(token::MAX_ACCESS_LIFETIME)),
+            human(Duration::from_secs(token::MAX_ACCESS_LIFETIME))
+        );
     }
+    token
 }
 
 /// Turns a failed token request into an error a person can act on, with its exit code.

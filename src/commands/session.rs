@@ -12,6 +12,7 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use url::Url;
 
+use crate::binding;
 use crate::commands::refresh;
 use crate::config::{Auth, Config, Consumer};
 use crate::exit::Exit;
@@ -66,6 +67,7 @@ impl<'a> Session<'a> {
     pub fn open(config: &'a Config, store: &'a dyn TokenStore, call: Call) -> Result<(Self, Token)> {
         let (credential, token) = match &config.auth {
             Auth::OAuth2(_) => {
+                // The refresh checks where the family is bound before it does anything.
                 let token = refresh::refresh(config, store, When::ExpiresWithin(MIN_VALID))?.token().clone();
                 let access = token.access_token().ok_or_else(|| no_token(store, "access token"))?;
                 (Credential::Bearer(RefCell::new(access.to_owned())), token)
@@ -76,6 +78,7 @@ impl<'a> Session<'a> {
                 (Credential::OAuth1 { consumer, key: Box::new(key), token: access }, token)
             }
         };
+        binding::enforce(&token, config, store)?;
         let form = match &call.body {
             Some(body) if is_form(&call.headers) => oauth1::parse_form(body),
             _ => Vec::new(),

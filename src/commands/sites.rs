@@ -45,6 +45,7 @@ pub fn require_cloud(config: &Config, what: &str) -> Result<(), Exit> {
 /// is for that site, else looked up and cached: `(site URL, cloud id)`.
 pub fn cloud_site(config: &Config, store: &dyn TokenStore, token: &Token) -> Result<(String, String)> {
     if let Some((site, id)) = token.cloud()
+        && crate::token::is_cloud_id(id)
         && config.site.as_ref().is_none_or(|wanted| sites::same_site(site, wanted))
     {
         return Ok((site.to_owned(), id.to_owned()));
@@ -99,7 +100,7 @@ pub fn cloud_api_base(config: &Config, product: Product, id: &str) -> String {
 
 /// `ATL_API_URL` without a trailing slash.
 fn gateway(config: &Config) -> &str {
-    config.api_url.as_str().trim_end_matches('/')
+    config.api.url.as_str().trim_end_matches('/')
 }
 
 fn list_sites(list: &[Site]) -> String {
@@ -116,7 +117,7 @@ fn list_sites(list: &[Site]) -> String {
 /// session's rules for a 401 and for 429 and 503.
 fn look_up(config: &Config, store: &dyn TokenStore) -> Result<Vec<Site>> {
     let url = Url::parse(&format!("{}/{}", gateway(config), sites::RESOURCES_PATH))
-        .with_context(|| format!("cannot build the sites URL from {}", config.api_url))?;
+        .with_context(|| format!("cannot build the sites URL from {}", config.api))?;
     let (session, _) = Session::open(config, store, Call::get())?;
     let answer = session.send(&url)?;
     if !(200..300).contains(&answer.status) {

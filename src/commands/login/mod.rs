@@ -14,7 +14,7 @@ use crate::http;
 use crate::oauth::{self, Grant, Pkce, TokenError, clean};
 use crate::provider::Kind;
 use crate::store::{self, Slot, TokenStore};
-use crate::token::{self, Token};
+use crate::token::Token;
 use crate::ui;
 
 pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
@@ -270,7 +270,7 @@ async fn finish(
             return Err(explain(&e, config, oauth2));
         }
     };
-    let token = Token::from_response(answer, None, token::now(), oauth2.provider.token_url.url.as_str());
+    let token = super::refresh::issued(answer, None, config);
     save(config, store, slot, &token, arrival).await
 }
 

@@ -74,7 +74,7 @@ pub fn run(config: &Config, consumer: &Consumer, args: &LoginArgs) -> Result<()>
                 return Err(anyhow!("authorization failed: {error}"));
             }
         };
-        match access_token(&client, consumer, &key, &request_token, &verifier).await {
+        match access_token(&client, config, consumer, &key, &request_token, &verifier).await {
             Ok(token) => save(config, store.as_ref(), slot, &token, arrival).await,
             Err(e) => {
                 arrival
@@ -111,6 +111,7 @@ async fn request_token(
 /// Step 3: the access token for the request token and the verifier, as a token set to save.
 async fn access_token(
     client: &reqwest::Client,
+    config: &Config,
     consumer: &Consumer,
     key: &PrivateKey,
     request_token: &str,
@@ -123,7 +124,14 @@ async fn access_token(
     if oauth1::field(&fields, "oauth_token").is_none() {
         return Err(anyhow!("{url} answered without an oauth_token; no token was saved"));
     }
-    Ok(Token::from_oauth1(&fields, token::now(), url.as_str()))
+    let (token, capped) = Token::from_oauth1(&fields, token::now(), &config.binding_urls());
+    if capped {
+        eprintln!(
+            "atl-token: note: the server said its access token lives longer than 10 years; atl-token \
+             counts 10 years"
+        );
+    }
+    Ok(token)
 }
 
 /// A signed POST to a request-token or access-token endpoint, sent once: its form-encoded

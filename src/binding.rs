@@ -1,0 +1,57 @@
+//! Every destination is bound to the family: the login records, in the token set, each
+//! origin that may receive something from it (the token endpoint, the revoke endpoint, the
+//! API), and nothing from the family is sent anywhere else, whatever the settings say now.
+//!
+//! A token set with no record of one (the seed script's, or one written by atl-token 0.1) is
+//! bound by its first use. Used by the commands; uses the settings, the token and the store.
+
+use anyhow::Result;
+
+use crate::config::Config;
+use crate::exit::Exit;
+use crate::store::TokenStore;
+use crate::token::{Bound, Token, bound_form};
+
+/// Refuses (exit 2) when the settings would send something from `token` to a destination it
+/// is not bound to, naming both and the setting that chose the new one.
+pub fn check(token: &Token, config: &Config, location: &str) -> Result<(), Exit> {
+    for (which, endpoint) in config.bindings() {
+        let configured = bound_form(endpoint.url.as_str());
+        match token.bound(which) {
+            Some(recorded) if bound_form(recorded) != configured => {
+                return Err(Exit::usage(format!(
+                    "the token in {location} is bound to the {title} {recorded}, but the settings now \
+                     name {configured} ({origin}): atl-token sends a token family's tokens, signatures \
+                     and secrets only where its login sent them. Remove that setting, or run \
+                     `atl-token login` to start a new token family with {configured}",
+                    title = which.title(),
+                    origin = endpoint.origin,
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Whether `token` lacks a record of a destination the settings name.
+pub fn unbound(token: &Token, config: &Config) -> bool {
+    config.bindings().iter().any(|(which, _)| token.bound(*which).is_none())
+}
+
+/// [`check`], then the destinations `token` has no record of yet are recorded in the store:
+/// this first use binds them.
+pub fn enforce(token: &Token, config: &Config, store: &dyn TokenStore) -> Result<()> {
+    check(token, config, &store.location())?;
+    if unbound(token, config) {
+        let urls = config.binding_urls();
+        store.update(&mut |mut stored| {
+            // Only what is still missing: a concurrent login may have bound the rest.
+            let missing: Vec<(Bound, &str)> =
+                urls.iter().copied().filter(|(which, _)| stored.bound(*which).is_none()).collect();
+            stored.bind(&missing);
+            stored
+        })?;
+    }
+    Ok(())
+}
