@@ -902,8 +902,8 @@ pub fn load(lookup: &Lookup, token_file_flag: Option<&Path>) -> anyhow::Result<C
             }
             continue;
         };
-        let text =
-            String::from_utf8(bytes).map_err(|_| Exit::usage(format!("{}: not UTF-8 text", path.display())))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Exit::usage(format!("{}: not UTF-8 text", path.display())))?;
         let parsed = envfile::parse(&text, home.as_deref())
             .map_err(|e| Exit::usage(format!("{}: {e}", path.display())))?;
         warn_about(path, &parsed);

@@ -101,7 +101,10 @@ enum Problem {
     /// A quote is still open at the end: the value goes on on the next line.
     Unterminated,
     /// Spaces in an unquoted value, followed by more than a comment.
-    UnquotedSpace { key: String, value: String },
+    UnquotedSpace {
+        key: String,
+        value: String,
+    },
     Bad,
 }
 
@@ -165,7 +168,8 @@ fn value(raw: &str, home: Option<&str>, line: &mut Line) -> Result<(), Problem> 
             },
             (_, '$') => {
                 let after = &raw[at + 1..];
-                let name_follows = after.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == '{');
+                let name_follows =
+                    after.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_' || c == '{');
                 match (home, home_reference(after)) {
                     (Some(home), Some(length)) => {
                         out.push_str(home);
@@ -247,7 +251,10 @@ mod tests {
 
     #[test]
     fn a_malformed_line_is_reported_by_number() {
-        assert_eq!(parse("A=1\nB=2\nthis is not a pair\nC=3\n", None), Err(LineError { line: 3, unquoted: None }));
+        assert_eq!(
+            parse("A=1\nB=2\nthis is not a pair\nC=3\n", None),
+            Err(LineError { line: 3, unquoted: None })
+        );
         assert_eq!(parse("A=1\r\nB=\"unterminated\r\n", None), Err(LineError { line: 2, unquoted: None }));
     }
 
@@ -295,7 +302,10 @@ mod tests {
 
     #[test]
     fn a_quoted_value_may_span_lines() {
-        assert_eq!(pairs("A=\"one\ntwo\"\nB='x\ny'\nC=3\n"), vec![pair("A", "one\ntwo"), pair("B", "x\ny"), pair("C", "3")]);
+        assert_eq!(
+            pairs("A=\"one\ntwo\"\nB='x\ny'\nC=3\n"),
+            vec![pair("A", "one\ntwo"), pair("B", "x\ny"), pair("C", "3")]
+        );
         assert_eq!(pairs("A=\"a\\nb\" # note\n"), vec![pair("A", "a\nb")]);
     }
 

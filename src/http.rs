@@ -53,6 +53,11 @@ pub fn loggable(url: &url::Url, secrets: &[&str]) -> String {
     oauth::redact(shown.as_str(), secrets)
 }
 
+/// `url` for an error message: as [`loggable`] shows it, secret query values replaced.
+pub fn shown(url: &url::Url) -> String {
+    loggable(url, &[])
+}
+
 /// One line on stderr about a request, when `-v` asked for it.
 pub fn log(line: impl FnOnce() -> String) {
     if LOG_REQUESTS.load(Ordering::Relaxed) {

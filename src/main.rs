@@ -19,6 +19,7 @@ mod secret;
 mod shell;
 mod sites;
 mod store;
+mod text;
 mod token;
 mod ui;
 
@@ -35,7 +36,8 @@ fn main() -> ExitCode {
         Err(err) if exit::is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) if exit::Exit::is_silent(&err) => exit::code_for(&err).into(),
         Err(err) => {
-            eprintln!("atl-token: error: {err:#}");
+            // Errors may quote a server: nothing in them may act on the terminal.
+            eprintln!("atl-token: error: {}", text::printable(&format!("{err:#}")));
             exit::code_for(&err).into()
         }
     }

@@ -92,20 +92,92 @@ impl Grant<'_> {
     }
 }
 
-/// Server text with every secret atl-token sent replaced by `(redacted)`: as sent, form-encoded
-/// and JSON-escaped, since a proxy or framework that quotes a request may quote it in any of
-/// these forms.
+/// Server text with every secret atl-token sent replaced by `(redacted)`, in whatever form a
+/// proxy or framework that quotes a request may have written it: as sent, percent- or
+/// form-encoded (either case of hex), JSON-escaped (`\/`, `\u002b`), or as HTML character
+/// references (`&#43;`, `&#x2b;`, `&amp;`), each character in any of these forms, compared
+/// without regard to case.
 pub fn redact(text: &str, secrets: &[&str]) -> String {
     let mut text = text.to_owned();
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
-        let form: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
-        let quoted = Value::from(*secret).to_string();
-        let json = quoted.strip_prefix('"').and_then(|q| q.strip_suffix('"')).unwrap_or(&quoted);
-        for variant in [*secret, form.as_str(), json] {
-            text = text.replace(variant, "(redacted)");
-        }
+        text = redact_one(&text, secret.as_bytes());
     }
     text
+}
+
+fn redact_one(text: &str, secret: &[u8]) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let (mut at, mut copied) = (0, 0);
+    while at < bytes.len() {
+        match echo_at(&bytes[at..], secret) {
+            Some(length) => {
+                out.extend_from_slice(&bytes[copied..at]);
+                out.extend_from_slice(b"(redacted)");
+                at += length;
+                copied = at;
+            }
+            None => at += 1,
+        }
+    }
+    out.extend_from_slice(&bytes[copied..]);
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// The length of the echo of `secret` at the start of `text`, if there is one. A character
+/// may match both as itself and as the start of an encoded form (`&` of `&amp;`): both are
+/// tried.
+fn echo_at(text: &[u8], secret: &[u8]) -> Option<usize> {
+    let Some((&c, rest)) = secret.split_first() else { return Some(0) };
+    char_echoes(text, c)
+        .into_iter()
+        .flatten()
+        .find_map(|length| Some(length + echo_at(&text[length..], rest)?))
+}
+
+/// The lengths at which one byte `c` of a secret is written at the start of `text`: as
+/// itself, and in an encoded form that [`redact`] knows.
+fn char_echoes(text: &[u8], c: u8) -> [Option<usize>; 2] {
+    let Some(&first) = text.first() else { return [None, None] };
+    let literal = (first.eq_ignore_ascii_case(&c) || (c == b' ' && first == b'+')).then_some(1);
+    [literal, encoded(text, c)]
+}
+
+/// The length of `c` written at the start of `text` percent-encoded, JSON-escaped or as an
+/// HTML character reference.
+fn encoded(text: &[u8], c: u8) -> Option<usize> {
+    let hex = |digits: &[u8]| std::str::from_utf8(digits).ok().and_then(|d| u32::from_str_radix(d, 16).ok());
+    match text.first()? {
+        b'%' if text.len() >= 3 && hex(&text[1..3]) == Some(u32::from(c)) => Some(3),
+        b'\\' if text.get(1) == Some(&c) && b"/\"\\".contains(&c) => Some(2),
+        b'\\' if text.len() >= 6 && text[1] == b'u' && hex(&text[2..6]) == Some(u32::from(c)) => Some(6),
+        b'&' => {
+            let end = text.iter().take(12).position(|&b| b == b';')?;
+            let name = std::str::from_utf8(&text[1..end]).ok()?.to_ascii_lowercase();
+            let value = match name.strip_prefix('#') {
+                Some(number) => match number.strip_prefix('x') {
+                    Some(digits) => u32::from_str_radix(digits, 16).ok(),
+                    None => number.parse().ok(),
+                },
+                None => [
+                    ("amp", b'&'),
+                    ("lt", b'<'),
+                    ("gt", b'>'),
+                    ("quot", b'"'),
+                    ("apos", b'\''),
+                    ("plus", b'+'),
+                    ("sol", b'/'),
+                    ("equals", b'='),
+                    ("percnt", b'%'),
+                ]
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, b)| u32::from(*b)),
+            };
+            (value == Some(u32::from(c))).then_some(end + 1)
+        }
+        _ => None,
+    }
 }
 
 /// The token request's `Content-Type` and body.
@@ -336,8 +408,10 @@ mod tests {
     fn oauth2(extra: &str) -> OAuth2 {
         let text =
             format!("ATL_CLIENT_ID=\"my id\"\nATL_CLIENT_SECRET=s&cret\nATL_SCOPE=read:jira-work\n{extra}");
-        let file =
-            EnvFile { path: PathBuf::from("/x/.env"), vars: crate::envfile::parse(&text, None).expect("parses").vars };
+        let file = EnvFile {
+            path: PathBuf::from("/x/.env"),
+            vars: crate::envfile::parse(&text, None).expect("parses").vars,
+        };
         let config = config::resolve(&Sources {
             token_file_flag: None,
             env: &|_| None,
@@ -583,6 +657,38 @@ mod tests {
         let long = format!("{}s&cret/1", "x".repeat(EXCERPT_CHARS - 3));
         let err = read_answer(400, None, long.as_bytes(), &secrets).unwrap_err().to_string();
         assert!(!err.contains("s&c"), "{err}");
+    }
+
+    #[test]
+    fn every_form_of_an_echoed_secret_is_removed() {
+        let secrets = ["ref+resh/tok=en", "s&cret"];
+        for echo in [
+            "ref%2bresh%2ftok%3den",
+            "REF%2BRESH%2FTOK%3DEN",
+            "ref+resh\\/tok=en",
+            "ref\\u002bresh\\u002ftok\\u003den",
+            "ref&#43;resh&#x2F;tok&equals;en",
+            "s&amp;cret",
+            "s%26cret",
+        ] {
+            let shown = redact(&format!("<p>got {echo} here</p>"), &secrets);
+            assert_eq!(shown, "<p>got (redacted) here</p>", "{echo}");
+        }
+        assert_eq!(redact("nothing & no %zz \\u12", &secrets), "nothing & no %zz \\u12");
+        assert_eq!(redact("é ref+resh/tok=e", &secrets), "é ref+resh/tok=e", "a part is not the secret");
+    }
+
+    #[test]
+    fn a_token_that_is_not_token68_is_refused_unsaved() {
+        let body = br#"{"access_token": "abc\r\nX-Injected: yes", "expires_in": 60}"#;
+        let err = read(200, None, body).unwrap_err();
+        assert!(matches!(err, TokenError::Malformed { .. }), "{err:?}");
+        assert!(err.to_string().contains("access_token is not a token"), "{err}");
+        let body = br#"{"access_token": "good", "refresh_token": "a\\"}"#;
+        assert!(read(200, None, body).unwrap_err().to_string().contains("refresh_token is not a token"));
+        let body = br#"{"access_token": "good", "refresh_token": 5}"#;
+        assert!(read(200, None, body).is_err());
+        assert!(read(200, None, br#"{"access_token": "a.b-c_d~e+f/g=="}"#).is_ok());
     }
 
     #[test]

@@ -316,7 +316,8 @@ pub fn read_trusted(path: &Path, rules: &Rules, limit: u64) -> Result<Option<Vec
         }
     };
     let mut file = File::from(fd);
-    let meta = file.metadata().with_context(|| format!("cannot look at {} {}", rules.what, real.display()))?;
+    let meta =
+        file.metadata().with_context(|| format!("cannot look at {} {}", rules.what, real.display()))?;
     // Checked again on what was opened: the path may have changed since it was resolved.
     check_file(&real, &meta, euid(), rules)?;
     let too_big = |size: u64| {

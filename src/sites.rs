@@ -101,7 +101,9 @@ pub fn same_site(url: &str, wanted: &Url) -> bool {
 pub fn table(sites: &[Site]) -> String {
     let rows: Vec<[String; 5]> = sites
         .iter()
-        .map(|s| [s.name.clone(), s.url.clone(), s.id.clone(), s.product.to_owned(), s.scopes.join(" ")])
+        .map(|s| {
+            [&s.name, &s.url, &s.id, s.product, &s.scopes.join(" ")].map(|cell| crate::text::one_line(cell))
+        })
         .collect();
     let header = ["NAME", "URL", "CLOUD ID", "PRODUCT", "SCOPES"].map(str::to_owned);
     let mut widths = header.clone().map(|h| h.chars().count());
@@ -156,6 +158,15 @@ mod tests {
         assert_eq!(choose(&sites, None), Choice::Several);
         assert_eq!(choose(&sites[..2], None), Choice::One(&sites[0]), "one site, two products");
         assert_eq!(choose(&[], None), Choice::None);
+    }
+
+    #[test]
+    fn the_table_shows_no_escape_sequence_a_server_sent() {
+        let hostile = r#"[{"id": "c-1", "url": "https://a.atlassian.net\u001b]8;;https://evil/\u0007",
+                          "name": "\u001b[2J\u001b[31mHACKED", "scopes": ["read:jira-work\u009b"]}]"#;
+        let table = table(&parse(hostile.as_bytes()).expect("parses"));
+        assert!(!table.chars().any(|c| c.is_control() && c != '\n'), "{table:?}");
+        assert!(table.contains("[2J[31mHACKED"), "{table}");
     }
 
     #[test]

@@ -279,7 +279,10 @@ impl Token {
     /// How long an access token lives from when it is issued (`expires_in`, at most
     /// [`MAX_ACCESS_LIFETIME`]).
     pub fn lifetime(&self) -> Option<Duration> {
-        self.fields.get(EXPIRES_IN).and_then(as_seconds).map(|s| Duration::from_secs(s.min(MAX_ACCESS_LIFETIME)))
+        self.fields
+            .get(EXPIRES_IN)
+            .and_then(as_seconds)
+            .map(|s| Duration::from_secs(s.min(MAX_ACCESS_LIFETIME)))
     }
 
     /// [`Token::expires_at`], or for a file written by the seed's script, which has none,
@@ -367,19 +370,26 @@ mod tests {
 
     #[test]
     fn the_cached_cloud_id_survives_a_refresh_and_the_server_cannot_set_it() {
-        let first = Token::from_response(map(json!({"access_token": "a1"})), None, 1, BOUND).0
+        let first = Token::from_response(map(json!({"access_token": "a1"})), None, 1, BOUND)
+            .0
             .with_cloud("https://x.atlassian.net", "id-1");
         let answer = map(json!({"access_token": "a2", "cloud_id": "evil", "cloud_site": "https://evil/"}));
         let second = Token::from_response(answer, Some(&first), 2, BOUND).0;
         assert_eq!(second.cloud(), Some(("https://x.atlassian.net", "id-1")));
-        let fresh = Token::from_response(map(json!({"access_token": "a", "cloud_id": "evil"})), None, 1, BOUND).0;
+        let fresh =
+            Token::from_response(map(json!({"access_token": "a", "cloud_id": "evil"})), None, 1, BOUND).0;
         assert_eq!(fresh.cloud(), None);
     }
 
     #[test]
     fn a_refresh_keeps_the_family_start_and_takes_the_rotated_token() {
-        let first =
-            Token::from_response(map(json!({"access_token": "a1", "refresh_token": "r1"})), None, 1000, BOUND).0;
+        let first = Token::from_response(
+            map(json!({"access_token": "a1", "refresh_token": "r1"})),
+            None,
+            1000,
+            BOUND,
+        )
+        .0;
         let answer = map(json!({"access_token": "a2", "refresh_token": "r2", "expires_in": "60"}));
         let second = Token::from_response(answer, Some(&first), 2000, BOUND).0;
         assert_eq!(second.refresh_token(), Some("r2"));
@@ -399,7 +409,13 @@ mod tests {
 
     #[test]
     fn atl_tokens_own_fields_never_come_from_the_answer() {
-        let first = Token::from_response(map(json!({"access_token": "a1", "refresh_token": "r1"})), None, 1000, BOUND).0;
+        let first = Token::from_response(
+            map(json!({"access_token": "a1", "refresh_token": "r1"})),
+            None,
+            1000,
+            BOUND,
+        )
+        .0;
         let answer = map(json!({"access_token": "a2", "family_started_at": u64::MAX, "obtained_at": 5,
                                 "expires_at": u64::MAX, "api_url": "https://evil.example", "revoke_url": "x"}));
         let (second, capped) = Token::from_response(answer, Some(&first), 2000, BOUND);
@@ -408,7 +424,8 @@ mod tests {
         assert_eq!((second.obtained_at(), second.expires_at()), (Some(2000), None));
         assert_eq!(second.bound(Bound::Api), Some("https://api.example.com"));
         assert_eq!(second.bound(Bound::Revoke), None);
-        let fresh = Token::from_response(map(json!({"access_token": "a", "family_started_at": 7})), None, 9, BOUND).0;
+        let fresh =
+            Token::from_response(map(json!({"access_token": "a", "family_started_at": 7})), None, 9, BOUND).0;
         assert_eq!(fresh.family_started_at(), Some(9));
     }
 
@@ -419,13 +436,19 @@ mod tests {
         assert!(capped);
         assert_eq!(t.expires_at(), Some(1000 + MAX_ACCESS_LIFETIME));
         assert_eq!(t.lifetime(), Some(Duration::from_secs(MAX_ACCESS_LIFETIME)));
-        let answer = [("oauth_token".to_owned(), "t".to_owned()), ("oauth_expires_in".to_owned(), u64::MAX.to_string()),
-                      ("token_url".to_owned(), "https://evil.example".to_owned())];
+        let answer = [
+            ("oauth_token".to_owned(), "t".to_owned()),
+            ("oauth_expires_in".to_owned(), u64::MAX.to_string()),
+            ("token_url".to_owned(), "https://evil.example".to_owned()),
+        ];
         let (t, capped) = Token::from_oauth1(&answer, 10, BOUND);
         assert!(capped);
         assert_eq!(t.expires_at(), Some(10 + MAX_OAUTH1_LIFETIME));
         assert_eq!(t.bound(Bound::Token), Some(URL));
-        let normal = [("oauth_token".to_owned(), "t".to_owned()), ("oauth_expires_in".to_owned(), "157680000".to_owned())];
+        let normal = [
+            ("oauth_token".to_owned(), "t".to_owned()),
+            ("oauth_expires_in".to_owned(), "157680000".to_owned()),
+        ];
         assert!(!Token::from_oauth1(&normal, 10, BOUND).1);
     }
 
@@ -464,7 +487,8 @@ mod tests {
 
     #[test]
     fn bytes_round_trip_and_end_with_a_newline() {
-        let t = Token::from_response(map(json!({"access_token": "a", "zeta": 1, "alpha": 2})), None, 7, BOUND).0;
+        let t =
+            Token::from_response(map(json!({"access_token": "a", "zeta": 1, "alpha": 2})), None, 7, BOUND).0;
         let bytes = t.to_bytes();
         assert_eq!(bytes.last(), Some(&b'\n'));
         assert_eq!(Token::parse(&bytes), Ok(t.clone()));
@@ -484,7 +508,8 @@ mod tests {
     #[test]
     fn debug_hides_the_tokens() {
         let t =
-            Token::from_response(map(json!({"access_token": "AAA", "refresh_token": "RRR"})), None, 1, BOUND).0;
+            Token::from_response(map(json!({"access_token": "AAA", "refresh_token": "RRR"})), None, 1, BOUND)
+                .0;
         let debug = format!("{t:?}");
         assert!(!debug.contains("AAA") && !debug.contains("RRR"), "{debug}");
     }

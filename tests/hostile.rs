@@ -269,7 +269,7 @@ fn a_repositorys_env_cannot_send_the_refresh_token_elsewhere() {
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(attacker.requests().is_empty(), "nothing reached the other server");
-    assert!(err.contains(&format!("was issued by {}", env.auth.token_url())), "{err}");
+    assert!(err.contains(&format!("is bound to the token endpoint {}", env.auth.token_url())), "{err}");
     assert!(err.contains(&attacker.url("/t")), "{err}");
     assert!(err.contains(&format!("ATL_TOKEN_URL in {}", repo.join(".env").display())), "{err}");
     assert!(err.contains("run `atl-token login`"), "{err}");

@@ -13,9 +13,10 @@ use crate::commands::session::{Call, Session};
 use crate::commands::{print, sites};
 use crate::config::Config;
 use crate::exit::Exit;
-use crate::http::Answer;
+use crate::http::{self, Answer};
 use crate::paging::{self, Next};
 use crate::store;
+use crate::text;
 
 /// A listing longer than this many pages is taken to be a loop.
 const MAX_PAGES: usize = 100_000;
@@ -99,15 +100,17 @@ fn read_body(data: &str) -> Result<Vec<u8>> {
     }
 }
 
-/// The body as shown: pretty JSON on a terminal, the bytes as they came otherwise.
+/// The body as shown: the bytes as they came to a pipe or file (they are data); on a
+/// terminal, pretty JSON, or other text with its non-printing bytes escaped, so that
+/// nothing a server sent acts on the terminal.
 fn shown(body: &[u8]) -> Vec<u8> {
-    if std::io::stdout().is_terminal()
-        && let Ok(value) = serde_json::from_slice::<Value>(body)
-        && let Ok(pretty) = serde_json::to_string_pretty(&value)
-    {
-        return (pretty + "\n").into_bytes();
+    if !std::io::stdout().is_terminal() {
+        return body.to_vec();
     }
-    body.to_vec()
+    match serde_json::from_slice::<Value>(body).map(|value| serde_json::to_string_pretty(&value)) {
+        Ok(Ok(pretty)) => (text::json_for_terminal(pretty) + "\n").into_bytes(),
+        _ => text::bytes_for_terminal(body),
+    }
 }
 
 /// A non-2xx answer: said on stderr, exit 1.
@@ -115,7 +118,7 @@ fn check_status(answer: &Answer, url: &Url) -> Result<()> {
     if (200..300).contains(&answer.status) {
         return Ok(());
     }
-    Err(anyhow!("{url} answered HTTP {}", answer.status))
+    Err(anyhow!("{} answered HTTP {}", http::shown(url), answer.status))
 }
 
 /// Follows the pages from `first` and prints their items.
@@ -158,7 +161,7 @@ fn paginate(session: &Session<'_>, base: &str, first: Url, args: &ApiArgs) -> Re
             Next::Path(path) => target(base, &path)?,
         };
         if !seen.insert(url.to_string()) {
-            return Err(anyhow!("the pages lead back to {url}: stopping"));
+            return Err(anyhow!("the pages lead back to {}: stopping", http::shown(&url)));
         }
     }
     if !args.ndjson {
@@ -175,6 +178,7 @@ fn paginate(session: &Session<'_>, base: &str, first: Url, args: &ApiArgs) -> Re
 
 /// A page's items and what follows, or why it is not a page.
 fn read_page(session: &Session<'_>, answer: &Answer, url: &Url) -> Result<paging::Page> {
+    let url = http::shown(url);
     if !(200..300).contains(&answer.status) {
         let text = session.excerpt(&answer.body);
         return Err(anyhow!("{url} answered HTTP {}: \"{text}\"", answer.status));

@@ -95,7 +95,11 @@ pub fn refresh(config: &Config, store: &dyn TokenStore, when: When) -> Result<Ou
 
 /// The token set from a token endpoint's answer, bound to the settings' destinations, with
 /// a note when the server said its access token lives longer than atl-token believes.
-pub fn issued(answer: serde_json::Map<String, serde_json::Value>, previous: Option<&Token>, config: &Config) -> Token {
+pub fn issued(
+    answer: serde_json::Map<String, serde_json::Value>,
+    previous: Option<&Token>,
+    config: &Config,
+) -> Token {
     let (token, capped) = Token::from_response(answer, previous, token::now(), &config.binding_urls());
     if capped {
         eprintln!(

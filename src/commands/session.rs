@@ -145,7 +145,7 @@ impl<'a> Session<'a> {
             if answer.status == 401 {
                 return Err(Exit::login_required(format!(
                     "{} rejected the access token, also after a refresh: run `atl-token login`",
-                    urls[i]
+                    http::shown(&urls[i])
                 ))
                 .into());
             }
@@ -179,7 +179,7 @@ impl<'a> Session<'a> {
                 &secrets,
             )
             .await
-            .map_err(|e| anyhow!("{url} failed: {e}"))?;
+            .map_err(|e| anyhow!("{} failed: {e}", http::shown(url)))?;
             let busy = matches!(answer.status, 429 | 503);
             let wait = answer.retry_after.as_deref().and_then(oauth::parse_retry_after).unwrap_or(backoff);
             if !busy || attempt >= BUSY_TRIES || waited + wait > BUSY_BUDGET {
@@ -226,10 +226,11 @@ fn is_form(headers: &[(String, String)]) -> bool {
 /// The error for a 401 to a signed request, from its `oauth_problem` when there is one.
 fn oauth1_refused(url: &Url, body: &[u8]) -> anyhow::Error {
     match oauth1::Problem::of(body) {
-        Some(problem) => problem.error(url.as_str()),
+        Some(problem) => problem.error(&http::shown(url)),
         None => Exit::login_required(format!(
-            "{url} refused the OAuth 1.0a signature (HTTP 401, no oauth_problem): the token may have \
-             been revoked; run `atl-token login`"
+            "{} refused the OAuth 1.0a signature (HTTP 401, no oauth_problem): the token may have \
+             been revoked; run `atl-token login`",
+            http::shown(url)
         ))
         .into(),
     }

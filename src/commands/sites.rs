@@ -21,7 +21,9 @@ pub fn run(config: &Config, args: &SitesArgs) -> Result<()> {
         store.update(&mut |token| token.with_cloud(&site.url, &site.id))?;
     }
     let out = if args.json {
-        serde_json::to_string_pretty(&list).context("cannot write the sites as JSON")? + "\n"
+        crate::text::json_for_terminal(
+            serde_json::to_string_pretty(&list).context("cannot write the sites as JSON")?,
+        ) + "\n"
     } else if list.is_empty() {
         "(no sites: the token reaches no site; check the app's permissions and consent again)\n".to_owned()
     } else {
@@ -121,7 +123,12 @@ fn look_up(config: &Config, store: &dyn TokenStore) -> Result<Vec<Site>> {
     let (session, _) = Session::open(config, store, Call::get())?;
     let answer = session.send(&url)?;
     if !(200..300).contains(&answer.status) {
-        return Err(anyhow!("{url} answered HTTP {}: \"{}\"", answer.status, session.excerpt(&answer.body)));
+        let shown = crate::http::shown(&url);
+        return Err(anyhow!(
+            "{shown} answered HTTP {}: \"{}\"",
+            answer.status,
+            session.excerpt(&answer.body)
+        ));
     }
-    sites::parse(&answer.body).map_err(|e| anyhow!("{url}: {e}"))
+    sites::parse(&answer.body).map_err(|e| anyhow!("{}: {e}", crate::http::shown(&url)))
 }

@@ -133,7 +133,8 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
                 Verdict::LoginRequired(why) => format!("LOGIN REQUIRED: {why}"),
             },
         ));
-        lines.iter().map(|(k, v)| format!("{k:<14} {v}\n")).collect()
+        // Scopes, sites and lease holders come from servers and other hosts.
+        lines.iter().map(|(k, v)| format!("{k:<14} {}\n", crate::text::one_line(v))).collect()
     };
     super::print::write_out(out.as_bytes())
 }

@@ -547,7 +547,13 @@ mod tests {
     fn token(refresh: &str, obtained_at: u64) -> Token {
         let answer = json!({"access_token": "a", "refresh_token": refresh, "expires_in": 60});
         let serde_json::Value::Object(map) = answer else { unreachable!() };
-        Token::from_response(map, None, obtained_at, "https://auth.example.com/oauth/token")
+        Token::from_response(
+            map,
+            None,
+            obtained_at,
+            &[(crate::token::Bound::Token, "https://auth.example.com/oauth/token")],
+        )
+        .0
     }
 
     fn store_in(dir: &tempfile::TempDir) -> FileStore {
