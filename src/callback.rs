@@ -318,6 +318,38 @@ impl Drop for Listener {
     }
 }
 
+/// The users (uids) other than this one with a socket listening on TCP `port`, from
+/// `/proc/net/tcp` and `/proc/net/tcp6`: whoever holds the redirect port receives the code
+/// the browser brings back. Empty where the tables cannot be read (not Linux).
+pub fn other_holders(port: u16) -> Vec<u32> {
+    let me = crate::safe_path::euid();
+    let mut uids: Vec<u32> = ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .flat_map(|text| listeners(&text, port))
+        .filter(|uid| *uid != me)
+        .collect();
+    uids.sort_unstable();
+    uids.dedup();
+    uids
+}
+
+/// The uids of the sockets listening on `port` in a `/proc/net/tcp` or `tcp6` table.
+fn listeners(table: &str, port: u16) -> Vec<u32> {
+    /// `st` of a listening socket.
+    const LISTEN: &str = "0A";
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (local, state, uid) = (fields.get(1)?, fields.get(3)?, fields.get(7)?);
+            let local_port = u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()?;
+            (local_port == port && *state == LISTEN).then(|| uid.parse().ok()).flatten()
+        })
+        .collect()
+}
+
 impl Listener {
     /// Binds the redirect URI's port on loopback: 127.0.0.1 and/or ::1, with TLS when the
     /// redirect URI is `https://`.
@@ -529,6 +561,19 @@ async fn read_head(stream: &mut Box<dyn Io>) -> Result<String, u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_holders_of_a_port_are_read_from_the_kernels_tables() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                   0: 0100007F:1F4E 00000000:0000 0A 00000000:00000000 00:00000000 00000000  4242        0 1 1\n\
+                   1: 0100007F:1F4E 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000  1000        0 2 1\n\
+                   2: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1\n";
+        assert_eq!(listeners(tcp, 8014), [4242], "listening only, on that port");
+        let tcp6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+                    0: 00000000000000000000000001000000:1F4E 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1001        0 4 1\n";
+        assert_eq!(listeners(tcp6, 8014), [1001]);
+        assert!(listeners("garbage\nmore garbage", 8014).is_empty());
+    }
 
     fn expected() -> Expected {
         Expected {

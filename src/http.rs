@@ -101,10 +101,12 @@ pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
         // Never resend the client secret to wherever a redirect points.
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("atl-token/", env!("CARGO_PKG_VERSION")));
-    if crate::config::loopback_host(&config.issuer().url).is_some() {
-        // A proxy would see a loopback request, client secret included, in plain text, and
-        // could not reach this machine's loopback anyway.
-        client = client.no_proxy();
+    // A proxy would see a loopback request, client secret or token included, in plain text,
+    // and could not reach this machine's loopback anyway: the environment's proxy is used
+    // for every other destination only.
+    client = client.no_proxy();
+    if let Some(proxy) = environment_proxy() {
+        client = client.proxy(proxy);
     }
     if let Some(ca) = &config.ca_file {
         for root in read_roots(ca)? {
@@ -112,6 +114,31 @@ pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
         }
     }
     client.build().map_err(|e| anyhow::anyhow!("cannot set up the HTTP client: {}", chain(&e, &[])))
+}
+
+/// The proxy the environment names (`https_proxy`, `http_proxy`, `all_proxy`, in either
+/// case, with `NO_PROXY`), for every destination that is not on loopback.
+fn environment_proxy() -> Option<reqwest::Proxy> {
+    // As curl and reqwest do: under CGI, HTTP_PROXY may come from a request's `Proxy:` header.
+    let cgi = std::env::var_os("REQUEST_METHOD").is_some();
+    let var = |names: [&str; 4]| {
+        names
+            .iter()
+            .filter(|n| !(cgi && **n == "HTTP_PROXY"))
+            .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+    };
+    let https = var(["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]);
+    let http = var(["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]);
+    if https.is_none() && http.is_none() {
+        return None;
+    }
+    let proxy = reqwest::Proxy::custom(move |url| {
+        if crate::config::loopback_host(url).is_some() {
+            return None;
+        }
+        if url.scheme() == "https" { https.clone() } else { http.clone() }
+    });
+    Some(proxy.no_proxy(reqwest::NoProxy::from_env()))
 }
 
 /// A CA bundle larger than this is not one (the system's whole bundle is about 200 KiB).

@@ -33,18 +33,19 @@ pub struct Offsets {
 }
 
 impl Offsets {
-    /// The `startAt` of every page after this one.
-    pub fn remaining(&self) -> Vec<u64> {
-        if self.page_size == 0 {
-            return Vec::new();
+    /// How many pages follow this one, by the page's own word.
+    pub fn pages_left(&self) -> u64 {
+        match self.start_at.checked_add(self.page_size) {
+            Some(next) if self.page_size > 0 && next < self.total => (self.total - next).div_ceil(self.page_size),
+            _ => 0,
         }
-        let mut starts = Vec::new();
-        let mut at = self.start_at + self.page_size;
-        while at < self.total {
-            starts.push(at);
-            at += self.page_size;
-        }
-        starts
+    }
+
+    /// The `startAt` of every page after this one, in order, made as they are asked for.
+    pub fn remaining(&self) -> impl Iterator<Item = u64> + use<> {
+        let Self { start_at, page_size, total } = *self;
+        let first = if page_size == 0 { None } else { start_at.checked_add(page_size) };
+        std::iter::successors(first, move |at| at.checked_add(page_size)).take_while(move |&at| at < total)
     }
 }
 
@@ -95,11 +96,11 @@ pub fn read(page: Value) -> Result<Page, String> {
         if let Some(total) = total {
             offsets = Some(Offsets { start_at, page_size, total });
         }
-        let end = start_at + count;
-        if is_true("isLast") || count == 0 || total.is_some_and(|t| end >= t) {
-            Next::Done
-        } else {
-            Next::Query(vec![("startAt".into(), end.to_string())])
+        match start_at.checked_add(count) {
+            Some(end) if !is_true("isLast") && count > 0 && total.is_none_or(|t| end < t) => {
+                Next::Query(vec![("startAt".into(), end.to_string())])
+            }
+            _ => Next::Done,
         }
     } else {
         Next::Done
@@ -140,7 +141,9 @@ mod tests {
             .expect("page");
         assert_eq!(page.items, [json!({"id": 1}), json!({"id": 2})]);
         assert_eq!(page.next, q("startAt", "2"));
-        assert_eq!(page.offsets.expect("offsets").remaining(), [2, 4]);
+        let offsets = page.offsets.expect("offsets");
+        assert_eq!(offsets.remaining().collect::<Vec<_>>(), [2, 4]);
+        assert_eq!(offsets.pages_left(), 2);
         let last =
             read(json!({"startAt": 4, "maxResults": 2, "total": 5, "issues": [{"id": 5}]})).expect("page");
         assert_eq!(last.next, Next::Done);
@@ -184,6 +187,19 @@ mod tests {
         assert!(read(json!("text")).is_err());
     }
 
+    #[test]
+    fn a_huge_total_is_counted_not_listed() {
+        let page = read(json!({"startAt": 0, "maxResults": 1, "total": 100_000_000_000u64, "issues": [1]}))
+            .expect("page");
+        let offsets = page.offsets.expect("offsets");
+        assert_eq!(offsets.pages_left(), 99_999_999_999);
+        assert_eq!(offsets.remaining().take(3).collect::<Vec<_>>(), [1, 2, 3]);
+        let edge = Offsets { start_at: u64::MAX - 1, page_size: 5, total: u64::MAX };
+        assert_eq!((edge.pages_left(), edge.remaining().count()), (0, 0));
+        let near = read(json!({"startAt": u64::MAX, "issues": [1, 2]})).expect("no overflow");
+        assert_eq!(near.next, Next::Done);
+    }
+
     proptest::proptest! {
         #[test]
         fn prop_any_json_page_is_read_without_panic(text in "\\PC{0,200}") {
@@ -194,7 +210,9 @@ mod tests {
 
         #[test]
         fn prop_offsets_cover_the_total_exactly_once(start in 0u64..100, size in 1u64..50, total in 0u64..2000) {
-            let starts = Offsets { start_at: start, page_size: size, total }.remaining();
+            let offsets = Offsets { start_at: start, page_size: size, total };
+            let starts: Vec<u64> = offsets.remaining().collect();
+            proptest::prop_assert_eq!(starts.len() as u64, offsets.pages_left());
             for pair in starts.windows(2) {
                 proptest::prop_assert_eq!(pair[1] - pair[0], size);
             }

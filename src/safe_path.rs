@@ -50,7 +50,7 @@ pub const ENV_FILE: Rules = Rules { what: "env file", key: "--env-file", root_ma
 pub const CA_FILE: Rules = Rules { what: "CA file", key: "ATL_CA_FILE", root_may_own: true };
 
 /// The effective user id: whose files atl-token may trust.
-fn euid() -> u32 {
+pub fn euid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 

@@ -18,8 +18,11 @@ use crate::paging::{self, Next};
 use crate::store;
 use crate::text;
 
-/// A listing longer than this many pages is taken to be a loop.
+/// A listing longer than this many pages is taken to be a loop, or a server that lies about
+/// its total.
 const MAX_PAGES: usize = 100_000;
+/// `--paginate` without `--ndjson` keeps the array until the last page: no more than this.
+const MAX_ARRAY_BYTES: usize = 1024 * 1024 * 1024;
 
 pub fn run(config: &Config, args: &ApiArgs) -> Result<()> {
     // The command line first: a mistake there costs no request.
@@ -62,8 +65,19 @@ pub(super) fn target(base: &str, path: &str) -> Result<Url, Exit> {
         return Ok(url);
     }
     let slash = if path.starts_with('/') { "" } else { "/" };
-    Url::parse(&format!("{base}{slash}{path}"))
-        .map_err(|e| Exit::usage(format!("{path}: not a valid path ({e})")))
+    let url = Url::parse(&format!("{base}{slash}{path}"))
+        .map_err(|e| Exit::usage(format!("{path}: not a valid path ({e})")))?;
+    // `..` is resolved by the parse: the result must still be below the base.
+    let below = base_url.path().trim_end_matches('/');
+    let path_now = url.path();
+    if url.origin() != base_url.origin()
+        || !(path_now == below || path_now.starts_with(&format!("{below}/")) || below.is_empty())
+    {
+        return Err(Exit::usage(format!(
+            "{path} leads out of the API base {base}: atl-token sends the token only below it"
+        )));
+    }
+    Ok(url)
 }
 
 /// `Name: value` headers. `Authorization` is atl-token's to set.
@@ -121,37 +135,45 @@ fn check_status(answer: &Answer, url: &Url) -> Result<()> {
     Err(anyhow!("{} answered HTTP {}", http::shown(url), answer.status))
 }
 
-/// Follows the pages from `first` and prints their items.
+/// Follows the pages from `first` and prints their items: with `--ndjson` each page's as it
+/// comes (in order), else one JSON array at the end, which a failed page leaves unprinted.
 fn paginate(session: &Session<'_>, base: &str, first: Url, args: &ApiArgs) -> Result<()> {
-    let mut items: Vec<Value> = Vec::new();
-    let mut emit = |page_items: Vec<Value>| -> Result<()> {
-        if args.ndjson {
-            let mut out = String::new();
-            for item in &page_items {
-                out.push_str(&item.to_string());
-                out.push('\n');
-            }
-            print::write_out(out.as_bytes())
-        } else {
-            items.extend(page_items);
-            Ok(())
-        }
-    };
+    let mut out = Items::new(args.ndjson, std::io::stdout().is_terminal(), MAX_ARRAY_BYTES);
     let mut url = first.clone();
+    // Hashes, not URLs: a listing of endless page tokens must not grow memory.
     let mut seen = std::collections::HashSet::new();
-    for _ in 0..MAX_PAGES {
+    for fetched in 1.. {
+        if fetched > MAX_PAGES {
+            return Err(anyhow!("the listing goes on past {MAX_PAGES} pages: stopping; narrow the query"));
+        }
         let answer = session.send(&url)?;
         let page = read_page(session, &answer, &url)?;
-        emit(page.items)?;
+        out.page(page.items)?;
         // Jira's offsets with a total: every remaining page is known, fetched side by side.
         if let (Some(offsets), Next::Query(_)) = (page.offsets, &page.next) {
-            let urls: Vec<Url> = offsets
-                .remaining()
-                .iter()
-                .map(|start| with_query(&first, &[("startAt".into(), start.to_string())]))
-                .collect();
-            for (answer, url) in session.send_all(&urls, usize::from(args.parallel))?.iter().zip(&urls) {
-                emit(read_page(session, answer, url)?.items)?;
+            let left = offsets.pages_left();
+            if left > (MAX_PAGES - fetched) as u64 {
+                return Err(anyhow!(
+                    "{} says the listing has {} items in pages of {}: {left} more pages, past the limit of \
+                     {MAX_PAGES}; narrow the query",
+                    http::shown(&url),
+                    offsets.total,
+                    offsets.page_size
+                ));
+            }
+            // A few rounds of requests at a time, printed in order before the next: memory
+            // stays bounded whatever the total.
+            let chunk = usize::from(args.parallel) * 4;
+            let mut starts = offsets.remaining().peekable();
+            while starts.peek().is_some() {
+                let urls: Vec<Url> = starts
+                    .by_ref()
+                    .take(chunk)
+                    .map(|start| with_query(&first, &[("startAt".into(), start.to_string())]))
+                    .collect();
+                for (answer, url) in session.send_all(&urls, usize::from(args.parallel))?.iter().zip(&urls) {
+                    out.page(read_page(session, answer, url)?.items)?;
+                }
             }
             break;
         }
@@ -160,20 +182,74 @@ fn paginate(session: &Session<'_>, base: &str, first: Url, args: &ApiArgs) -> Re
             Next::Query(params) => with_query(&first, &params),
             Next::Path(path) => target(base, &path)?,
         };
-        if !seen.insert(url.to_string()) {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(url.as_str(), &mut hasher);
+        if !seen.insert(std::hash::Hasher::finish(&hasher)) {
             return Err(anyhow!("the pages lead back to {}: stopping", http::shown(&url)));
         }
     }
-    if !args.ndjson {
-        let value = Value::Array(items);
-        let text = if std::io::stdout().is_terminal() {
-            serde_json::to_string_pretty(&value)
-        } else {
-            serde_json::to_string(&value)
-        };
-        print::write_out((text.context("cannot write the items")? + "\n").as_bytes())?;
+    out.finish()
+}
+
+/// Where the items of a listing go: each to stdout as a line of its own (`--ndjson`), or
+/// into one JSON array, kept as text (smaller than parsed values) up to a limit.
+struct Items {
+    ndjson: bool,
+    pretty: bool,
+    array: String,
+    count: usize,
+    limit: usize,
+}
+
+impl Items {
+    fn new(ndjson: bool, pretty: bool, limit: usize) -> Self {
+        Self { ndjson, pretty, array: String::new(), count: 0, limit }
     }
-    Ok(())
+
+    fn page(&mut self, items: Vec<Value>) -> Result<()> {
+        if self.ndjson {
+            let mut lines = String::new();
+            for item in &items {
+                lines.push_str(&item.to_string());
+                lines.push('\n');
+            }
+            return print::write_out(self.shown(lines).as_bytes());
+        }
+        for item in &items {
+            self.array.push_str(if self.count == 0 { "" } else { "," });
+            if self.pretty {
+                let text = serde_json::to_string_pretty(item).context("cannot write the items")?;
+                self.array.push_str("\n  ");
+                self.array.push_str(&text.replace('\n', "\n  "));
+            } else {
+                self.array.push_str(&item.to_string());
+            }
+            self.count += 1;
+            if self.array.len() > self.limit {
+                return Err(anyhow!(
+                    "the listing is more than {} MiB as one JSON array: use --ndjson, which prints each \
+                     item as its page arrives and keeps none",
+                    self.limit / (1024 * 1024)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Prints the array (`--ndjson` printed as it went).
+    fn finish(self) -> Result<()> {
+        if self.ndjson {
+            return Ok(());
+        }
+        let close = if self.pretty && self.count > 0 { "\n]\n" } else { "]\n" };
+        let text = format!("[{}{close}", self.array);
+        print::write_out(self.shown(text).as_bytes())
+    }
+
+    /// On a terminal, nothing in the items acts on it.
+    fn shown(&self, json: String) -> String {
+        if std::io::stdout().is_terminal() { text::json_for_terminal(json) } else { json }
+    }
 }
 
 /// A page's items and what follows, or why it is not a page.
@@ -217,6 +293,12 @@ mod tests {
             target(base, "https://evil.example.com/ex/jira/c-1/x").expect_err("another host").to_string();
         assert!(err.contains("sends the token to the API's host only"), "{err}");
         assert!(target(base, "http://api.example.com/x").is_err(), "another scheme is another origin");
+        for escape in ["/../../evil", "../x", "/..%2F../x/../../../y", "/a/../../../b"] {
+            let err = target(base, escape).map(|u| u.to_string());
+            assert!(err.as_ref().is_err_and(|e| e.to_string().contains("leads out of the API base")) || err.as_ref().is_ok_and(|u| u.starts_with(&format!("{base}/"))), "{escape}: {err:?}");
+        }
+        assert!(target(base, "/../../evil").is_err());
+        assert_eq!(target("https://jira.example.com", "/../rest/x").expect("root base").as_str(), "https://jira.example.com/rest/x");
     }
 
     #[test]
@@ -226,6 +308,26 @@ mod tests {
         assert!(parse_headers(&["no colon".into()]).is_err());
         assert!(parse_headers(&["Bad Name: x".into()]).is_err());
         assert!(parse_headers(&["authorization: Bearer x".into()]).is_err());
+    }
+
+    #[test]
+    fn the_array_is_the_json_serde_would_write_and_has_a_size_limit() {
+        let items = || vec![serde_json::json!({"a": [1, {"b": null}]}), serde_json::json!("x")];
+        for pretty in [false, true] {
+            let mut out = Items::new(false, pretty, 1000);
+            out.page(items()).expect("fits");
+            out.page(vec![]).expect("fits");
+            out.page(vec![serde_json::json!(3)]).expect("fits");
+            let expected = Value::Array([items(), vec![serde_json::json!(3)]].concat());
+            let serde = if pretty { serde_json::to_string_pretty(&expected) } else { serde_json::to_string(&expected) };
+            let close = if pretty { "\n]" } else { "]" };
+            assert_eq!(format!("[{}{close}", out.array), serde.expect("json"), "pretty: {pretty}");
+        }
+        let empty = Items::new(false, true, 10);
+        assert_eq!(format!("[{}]", empty.array), "[]");
+        let mut small = Items::new(false, false, 10);
+        let err = small.page(vec![serde_json::json!("0123456789")]).expect_err("too big").to_string();
+        assert!(err.contains("use --ndjson"), "{err}");
     }
 
     #[test]

@@ -42,6 +42,10 @@ use crate::safe_path::Access;
 use crate::token::Token;
 
 const CURRENT: &str = "AWSCURRENT";
+/// A lease may end this much later than `ATL_STORE_LEASE` from now (clocks differ a little
+/// between hosts) before it is taken to come from a wrong clock.
+const FUTURE_LEASE_SLACK: Duration = Duration::from_secs(60);
+
 /// Our label for claims, dead marks and cache updates: versions that keep the generation.
 const CLAIM: &str = "atl-claim";
 /// Our label for a new token set, one generation ahead, until it is promoted.
@@ -331,6 +335,30 @@ impl SecretStore {
         Ok(ahead.then_some(next))
     }
 
+    /// Whether another host's `lease` still holds at `now` (Unix ms). A lease that ends
+    /// further ahead than this host's `ATL_STORE_LEASE` plus a minute could not have been
+    /// taken with the settings a fleet shares: a host with a wrong clock (or a hand) wrote
+    /// it, and waiting for it would stop every host. It counts as expired, and this says so.
+    fn is_live(&self, lease: &Lease, now: u64) -> bool {
+        if lease.until_ms <= now {
+            return false;
+        }
+        let furthest = now.saturating_add(millis(self.lease + FUTURE_LEASE_SLACK));
+        if lease.until_ms > furthest {
+            eprintln!(
+                "atl-token: warning: {} holds a lease by {} until {}, further ahead than a lease of {} \
+                 can reach: that host's clock is wrong, or the lease was written by hand. It is \
+                 treated as expired",
+                self.what(),
+                crate::text::one_line(&lease.holder),
+                crate::health::rfc3339(lease.until_ms / 1000),
+                crate::duration::human(self.lease)
+            );
+            return false;
+        }
+        true
+    }
+
     /// How long before expiry this host refreshes, for a token set that must be valid for
     /// `margin`: a bit earlier than the others, at random.
     fn margin(&self, margin: Duration, token: &Token) -> Duration {
@@ -572,7 +600,7 @@ impl TokenStore for SecretStore {
                 return Ok(Outcome::StillValid { token, remaining });
             }
             let now = now_ms();
-            if let Some(lease) = current.doc.lease.as_ref().filter(|l| l.until_ms > now) {
+            if let Some(lease) = current.doc.lease.as_ref().filter(|l| self.is_live(l, now)) {
                 // Another host is refreshing: its access token may do; else wait for its result.
                 if let Some(margin) = needed
                     && remaining >= margin
@@ -678,9 +706,10 @@ impl TokenStore for SecretStore {
         let now = now_ms();
         let lease = current.doc.lease.as_ref().map(|l| {
             let until = crate::health::rfc3339(l.until_ms / 1000);
-            let state = if l.until_ms > now { "held" } else { "expired" };
+            let live = self.is_live(l, now);
+            let state = if live { "held" } else { "expired" };
             (
-                json!({"holder": l.holder, "until": until, "live": l.until_ms > now}),
+                json!({"holder": l.holder, "until": until, "live": live}),
                 format!("{state} by {} until {until}", l.holder),
             )
         });

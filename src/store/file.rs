@@ -149,7 +149,9 @@ impl FileStore {
     fn delete(&self, _held: &Lock) -> Result<Vec<PathBuf>> {
         let mut targets = vec![self.path.clone()];
         if let Ok(entries) = fs::read_dir(self.dir()) {
-            targets.extend(entries.flatten().map(|e| e.path()).filter(|p| is_rescue_of(p, &self.path)));
+            // Only the user's own: another user's file is no copy of this family.
+            let own = |p: &PathBuf| safe_path::open(p, Access::Read, "rescue file").is_ok_and(|o| o.is_some());
+            targets.extend(entries.flatten().map(|e| e.path()).filter(|p| is_rescue_of(p, &self.path) && own(p)));
         }
         let mut removed = Vec::new();
         for path in targets {
@@ -176,7 +178,17 @@ impl FileStore {
             if !is_rescue_of(&path, &self.path) {
                 continue;
             }
-            let Some(opened) = safe_path::open(&path, Access::Read, "rescue file")? else { continue };
+            // Another user's file (a sticky folder lets anyone plant one) is no rescue: it
+            // must not stop the refresh, which the victim could not then undo.
+            let opened = match safe_path::open(&path, Access::Read, "rescue file") {
+                Ok(Some(opened)) => opened,
+                Ok(None) => continue,
+                Err(e) if crate::exit::code_for(&e) == crate::exit::Code::Usage => {
+                    eprintln!("atl-token: warning: {}; left alone", crate::text::one_line(&format!("{e:#}")));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let bytes = safe_path::read_limited(opened, &path, MAX_TOKEN_FILE, "rescue file")?;
             let Ok(token) = Token::parse(&bytes) else {
                 eprintln!("atl-token: warning: {} is not a token file; left alone", path.display());

@@ -88,15 +88,24 @@ async fn wait_for_browser(
     url: url::Url,
 ) -> Result<Arrival> {
     let listener = if args.paste {
+        // The browser may be on another machine (over SSH), where this port is not this one.
+        if let Some(warning) = port_holder(config).err() {
+            eprintln!("atl-token: warning: {warning}, if the browser runs on this machine");
+        }
         None
     } else {
         match Listener::bind(&config.redirect, params, state.to_owned(), url.to_string()).await {
             Ok(listener) => Some(listener),
-            Err(e) if ui::stdin_is_terminal() => {
+            // Before the browser opens, and before the paste is offered instead: the browser
+            // would deliver the code to whoever holds the port.
+            Err(e) => {
+                port_holder(config)?;
+                if !ui::stdin_is_terminal() {
+                    return Err(anyhow!("{e:#}; or run `atl-token login --paste`"));
+                }
                 eprintln!("atl-token: {e:#}.\nCarrying on without the listener: paste the address instead.");
                 None
             }
-            Err(e) => return Err(anyhow!("{e:#}; or run `atl-token login --paste`")),
         }
     };
     let Some(listener) = listener else {
@@ -126,6 +135,21 @@ async fn wait_for_browser(
         config.redirect.uri
     );
     wait(listener, args).await
+}
+
+/// Refuses (exit 2) when another user listens on the redirect port.
+fn port_holder(config: &Config) -> Result<(), Exit> {
+    let port = config.redirect.port;
+    match callback::other_holders(port).as_slice() {
+        [] => Ok(()),
+        uids => Err(Exit::usage(format!(
+            "port {port} is held by user {}, who would receive the authorization code the browser \
+             brings back to {}: set {} to another port, and register that callback URL for the app",
+            uids.iter().map(u32::to_string).collect::<Vec<_>>().join(" and user "),
+            config.redirect.uri,
+            crate::config::PORT.name
+        ))),
+    }
 }
 
 /// The wait itself, with the spinner on a terminal.
