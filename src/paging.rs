@@ -36,7 +36,9 @@ impl Offsets {
     /// How many pages follow this one, by the page's own word.
     pub fn pages_left(&self) -> u64 {
         match self.start_at.checked_add(self.page_size) {
-            Some(next) if self.page_size > 0 && next < self.total => (self.total - next).div_ceil(self.page_size),
+            Some(next) if self.page_size > 0 && next < self.total => {
+                (self.total - next).div_ceil(self.page_size)
+            }
             _ => 0,
         }
     }

@@ -295,10 +295,17 @@ mod tests {
         assert!(target(base, "http://api.example.com/x").is_err(), "another scheme is another origin");
         for escape in ["/../../evil", "../x", "/..%2F../x/../../../y", "/a/../../../b"] {
             let err = target(base, escape).map(|u| u.to_string());
-            assert!(err.as_ref().is_err_and(|e| e.to_string().contains("leads out of the API base")) || err.as_ref().is_ok_and(|u| u.starts_with(&format!("{base}/"))), "{escape}: {err:?}");
+            assert!(
+                err.as_ref().is_err_and(|e| e.to_string().contains("leads out of the API base"))
+                    || err.as_ref().is_ok_and(|u| u.starts_with(&format!("{base}/"))),
+                "{escape}: {err:?}"
+            );
         }
         assert!(target(base, "/../../evil").is_err());
-        assert_eq!(target("https://jira.example.com", "/../rest/x").expect("root base").as_str(), "https://jira.example.com/rest/x");
+        assert_eq!(
+            target("https://jira.example.com", "/../rest/x").expect("root base").as_str(),
+            "https://jira.example.com/rest/x"
+        );
     }
 
     #[test]
@@ -319,7 +326,11 @@ mod tests {
             out.page(vec![]).expect("fits");
             out.page(vec![serde_json::json!(3)]).expect("fits");
             let expected = Value::Array([items(), vec![serde_json::json!(3)]].concat());
-            let serde = if pretty { serde_json::to_string_pretty(&expected) } else { serde_json::to_string(&expected) };
+            let serde = if pretty {
+                serde_json::to_string_pretty(&expected)
+            } else {
+                serde_json::to_string(&expected)
+            };
             let close = if pretty { "\n]" } else { "]" };
             assert_eq!(format!("[{}{close}", out.array), serde.expect("json"), "pretty: {pretty}");
         }

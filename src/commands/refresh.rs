@@ -103,10 +103,8 @@ pub fn issued(
     let (token, capped) = Token::from_response(answer, previous, token::now(), &config.binding_urls());
     if capped {
         eprintln!(
-            "atl-token: note: the server said its access token lives longer than {}; atl-token \
-             counts {} and refreshes it then",
-            human(Duration::from_secs(token::MAX_ACCESS_LIFETIME)),
-            human(Duration::from_secs(token::MAX_ACCESS_LIFETIME))
+            "atl-token: note: the server said its access token lives longer than a day; atl-token \
+             counts a day, and refreshes it then"
         );
     }
     token

@@ -18,7 +18,7 @@ use crate::token;
 pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
     if args.check {
         let (code, line) = check(config, args.warn_days)?;
-        println!("{line}");
+        println!("{}", crate::text::one_line(&line));
         return if code == Code::Success { Ok(()) } else { Err(Exit::silent(code).into()) };
     }
     let store = store::open(config)?;
@@ -62,7 +62,9 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
         });
         let (field, value) = details.json;
         document[field] = value;
-        serde_json::to_string_pretty(&document).context("cannot write the status as JSON")? + "\n"
+        crate::text::json_for_terminal(
+            serde_json::to_string_pretty(&document).context("cannot write the status as JSON")?,
+        ) + "\n"
     } else {
         let mut lines = vec![("provider", title.to_owned())];
         match (config.api_base(), site) {

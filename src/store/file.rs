@@ -150,8 +150,11 @@ impl FileStore {
         let mut targets = vec![self.path.clone()];
         if let Ok(entries) = fs::read_dir(self.dir()) {
             // Only the user's own: another user's file is no copy of this family.
-            let own = |p: &PathBuf| safe_path::open(p, Access::Read, "rescue file").is_ok_and(|o| o.is_some());
-            targets.extend(entries.flatten().map(|e| e.path()).filter(|p| is_rescue_of(p, &self.path) && own(p)));
+            let own =
+                |p: &PathBuf| safe_path::open(p, Access::Read, "rescue file").is_ok_and(|o| o.is_some());
+            targets.extend(
+                entries.flatten().map(|e| e.path()).filter(|p| is_rescue_of(p, &self.path) && own(p)),
+            );
         }
         let mut removed = Vec::new();
         for path in targets {
