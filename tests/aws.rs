@@ -426,3 +426,30 @@ fn login_creates_the_secret_and_a_second_login_replaces_the_family() {
     assert!(!host.token_file().exists(), "no token file: the family is in the secret");
     assert!(env.auth.is_live(&host.refresh_token()));
 }
+
+/// A host with a wrong clock (or a hand) wrote a lease that ends ten years from now: the
+/// fleet goes on, counting it as expired, and says so.
+#[test]
+fn a_lease_from_the_future_does_not_stop_the_fleet() {
+    let (env, moto, a) = fleet_setup(3600, -10);
+    let script = r#"
+import boto3, json, sys, time
+c = boto3.client("secretsmanager", endpoint_url=sys.argv[1], region_name="us-east-1",
+                 aws_access_key_id="AKIAIOSFODNN7EXAMPLE", aws_secret_access_key="testing")
+doc = json.loads(c.get_secret_value(SecretId="team/jira")["SecretString"])
+doc["lease"] = {"holder": "wrong-clock:1:abcd", "until_ms": int(time.time() * 1000) + 10 * 365 * 86400 * 1000}
+c.put_secret_value(SecretId="team/jira", SecretString=json.dumps(doc))
+"#;
+    let put = Command::new("python3").args(["-c", script, &moto.endpoint]).output().expect("python3");
+    assert!(put.status.success(), "{}", String::from_utf8_lossy(&put.stderr));
+    assert_eq!(a.store()["lease"]["live"], false, "shown as expired");
+
+    let started = Instant::now();
+    let printed = a.run(&["print", "--min-valid", "1s"]);
+    assert_exit(&printed, 0);
+    assert!(started.elapsed() < Duration::from_secs(8), "no wait for the lease");
+    let err = stderr(&printed);
+    assert!(err.contains("wrong-clock:1:abcd") && err.contains("treated as expired"), "{err}");
+    assert_eq!(env.auth.refreshes(), 1);
+    assert!(env.auth.is_live(&a.refresh_token()), "the family is alive");
+}
