@@ -101,9 +101,7 @@ pub fn same_site(url: &str, wanted: &Url) -> bool {
 pub fn table(sites: &[Site]) -> String {
     let rows: Vec<[String; 5]> = sites
         .iter()
-        .map(|s| {
-            [&s.name, &s.url, &s.id, s.product, &s.scopes.join(" ")].map(|cell| crate::text::one_line(cell))
-        })
+        .map(|s| [&s.name, &s.url, &s.id, s.product, &s.scopes.join(" ")].map(crate::text::one_line))
         .collect();
     let header = ["NAME", "URL", "CLOUD ID", "PRODUCT", "SCOPES"].map(str::to_owned);
     let mut widths = header.clone().map(|h| h.chars().count());
