@@ -340,6 +340,11 @@ mod tests {
     const URL: &str = "https://auth.example.com/oauth/token";
     const BOUND: &[(Bound, &str)] = &[(Bound::Token, URL), (Bound::Api, "https://api.example.com/")];
 
+    /// The token set from an answer, bound as the tests' settings say.
+    fn issued(answer: Value, previous: Option<&Token>, now: u64) -> Token {
+        Token::from_response(map(answer), previous, now, BOUND).0
+    }
+
     fn map(value: Value) -> Map<String, Value> {
         match value {
             Value::Object(m) => m,
@@ -370,26 +375,18 @@ mod tests {
 
     #[test]
     fn the_cached_cloud_id_survives_a_refresh_and_the_server_cannot_set_it() {
-        let first = Token::from_response(map(json!({"access_token": "a1"})), None, 1, BOUND)
-            .0
-            .with_cloud("https://x.atlassian.net", "id-1");
+        let first =
+            issued(json!({"access_token": "a1"}), None, 1).with_cloud("https://x.atlassian.net", "id-1");
         let answer = map(json!({"access_token": "a2", "cloud_id": "evil", "cloud_site": "https://evil/"}));
         let second = Token::from_response(answer, Some(&first), 2, BOUND).0;
         assert_eq!(second.cloud(), Some(("https://x.atlassian.net", "id-1")));
-        let fresh =
-            Token::from_response(map(json!({"access_token": "a", "cloud_id": "evil"})), None, 1, BOUND).0;
+        let fresh = issued(json!({"access_token": "a", "cloud_id": "evil"}), None, 1);
         assert_eq!(fresh.cloud(), None);
     }
 
     #[test]
     fn a_refresh_keeps_the_family_start_and_takes_the_rotated_token() {
-        let first = Token::from_response(
-            map(json!({"access_token": "a1", "refresh_token": "r1"})),
-            None,
-            1000,
-            BOUND,
-        )
-        .0;
+        let first = issued(json!({"access_token": "a1", "refresh_token": "r1"}), None, 1000);
         let answer = map(json!({"access_token": "a2", "refresh_token": "r2", "expires_in": "60"}));
         let second = Token::from_response(answer, Some(&first), 2000, BOUND).0;
         assert_eq!(second.refresh_token(), Some("r2"));
@@ -400,22 +397,15 @@ mod tests {
 
     #[test]
     fn an_answer_without_refresh_token_keeps_the_old_one() {
-        let first =
-            Token::from_response(map(json!({"access_token": "a1", "refresh_token": "r1"})), None, 1, BOUND).0;
-        let second = Token::from_response(map(json!({"access_token": "a2"})), Some(&first), 2, BOUND).0;
+        let first = issued(json!({"access_token": "a1", "refresh_token": "r1"}), None, 1);
+        let second = issued(json!({"access_token": "a2"}), Some(&first), 2);
         assert_eq!(second.refresh_token(), Some("r1"));
         assert_eq!(second.access_token(), Some("a2"));
     }
 
     #[test]
     fn atl_tokens_own_fields_never_come_from_the_answer() {
-        let first = Token::from_response(
-            map(json!({"access_token": "a1", "refresh_token": "r1"})),
-            None,
-            1000,
-            BOUND,
-        )
-        .0;
+        let first = issued(json!({"access_token": "a1", "refresh_token": "r1"}), None, 1000);
         let answer = map(json!({"access_token": "a2", "family_started_at": u64::MAX, "obtained_at": 5,
                                 "expires_at": u64::MAX, "api_url": "https://evil.example", "revoke_url": "x"}));
         let (second, capped) = Token::from_response(answer, Some(&first), 2000, BOUND);
@@ -424,8 +414,7 @@ mod tests {
         assert_eq!((second.obtained_at(), second.expires_at()), (Some(2000), None));
         assert_eq!(second.bound(Bound::Api), Some("https://api.example.com"));
         assert_eq!(second.bound(Bound::Revoke), None);
-        let fresh =
-            Token::from_response(map(json!({"access_token": "a", "family_started_at": 7})), None, 9, BOUND).0;
+        let fresh = issued(json!({"access_token": "a", "family_started_at": 7}), None, 9);
         assert_eq!(fresh.family_started_at(), Some(9));
     }
 
@@ -487,8 +476,7 @@ mod tests {
 
     #[test]
     fn bytes_round_trip_and_end_with_a_newline() {
-        let t =
-            Token::from_response(map(json!({"access_token": "a", "zeta": 1, "alpha": 2})), None, 7, BOUND).0;
+        let t = issued(json!({"access_token": "a", "zeta": 1, "alpha": 2}), None, 7);
         let bytes = t.to_bytes();
         assert_eq!(bytes.last(), Some(&b'\n'));
         assert_eq!(Token::parse(&bytes), Ok(t.clone()));
@@ -507,9 +495,7 @@ mod tests {
 
     #[test]
     fn debug_hides_the_tokens() {
-        let t =
-            Token::from_response(map(json!({"access_token": "AAA", "refresh_token": "RRR"})), None, 1, BOUND)
-                .0;
+        let t = issued(json!({"access_token": "AAA", "refresh_token": "RRR"}), None, 1);
         let debug = format!("{t:?}");
         assert!(!debug.contains("AAA") && !debug.contains("RRR"), "{debug}");
     }
