@@ -9,6 +9,8 @@ returns a new pair whose sizes resemble Atlassian's. Writes its port to the file
 For the paging benchmark, with any bearer token: GET /oauth/token/accessible-resources lists
 one site, and GET /ex/jira/bench-cloud-id/rest/api/3/search?startAt=N answers, after 50 ms
 (a server's time to run a search), a page of 50 issues out of 2500, Jira's offset style.
+For the paging memory benchmark, GET .../rest/api/3/big?pages=P&startAt=N answers at once
+with a page of 50 issues of about 10 KB each (0.5 MB), out of P pages.
 """
 import argparse
 import http.server
@@ -22,6 +24,8 @@ PAGE_SIZE = 50
 TOTAL = 2500
 PAGE_DELAY = 0.05
 SEARCH = "/ex/jira/bench-cloud-id/rest/api/3/search"
+BIG = "/ex/jira/bench-cloud-id/rest/api/3/big"
+BIG_TEXT = "x" * 10_000
 
 LIVE = set()
 LOCK = threading.Lock()
@@ -58,6 +62,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             issues = [{"id": str(10000 + i), "key": f"BENCH-{i}", "fields": {"summary": f"Issue number {i}"}}
                       for i in range(start, min(start + PAGE_SIZE, TOTAL))]
             self.reply(200, {"startAt": start, "maxResults": PAGE_SIZE, "total": TOTAL, "issues": issues})
+        elif url.path == BIG:
+            query = dict(urllib.parse.parse_qsl(url.query))
+            start, total = int(query.get("startAt", 0)), int(query.get("pages", 100)) * PAGE_SIZE
+            issues = [{"id": str(i), "key": f"BIG-{i}", "fields": {"description": BIG_TEXT}}
+                      for i in range(start, min(start + PAGE_SIZE, total))]
+            self.reply(200, {"startAt": start, "maxResults": PAGE_SIZE, "total": total, "issues": issues})
         else:
             self.reply(404, {"errorMessages": ["not found"]})
 

@@ -90,6 +90,11 @@ hyperfine -N --warmup 1 --runs 10 --export-json "$work/paging.json" \
   -n "atl-token api --paginate" "$atl api --paginate /rest/api/3/search" \
   -n "curl + jq loop" "bash $repo/bench/curl_paginate.sh $search_url $access" >&2
 
+echo "== paging memory: api --paginate --ndjson over 100 and 1000 pages of 0.5 MB" >&2
+rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n1; }
+mem_pages_100=$(rss $atl api --paginate --ndjson "/rest/api/3/big?pages=100")
+mem_pages_1000=$(rss $atl api --paginate --ndjson "/rest/api/3/big?pages=1000")
+
 peak() { # the largest max-RSS (KiB) of 30 runs
   for _ in $(seq 30); do /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -n1; done | sort -n | tail -n1
 }
@@ -100,12 +105,13 @@ mem_jq=$(peak jq -r .access_token token.json)
 size=$(stat -c %s "$bin")
 
 cd "$repo"
-table=$(python3 - "$work/print.json" "$work/refresh.json" "$mem_print" "$mem_refresh" "$mem_cat" "$mem_jq" "$size" "$work/paging.json" <<'PY'
+table=$(python3 - "$work/print.json" "$work/refresh.json" "$mem_print" "$mem_refresh" "$mem_cat" "$mem_jq" "$size" "$work/paging.json" "$mem_pages_100" "$mem_pages_1000" <<'PY'
 import json, sys
 def medians(path):
     return {r["command"]: r["median"] for r in json.load(open(path))["results"]}
 p, r, g = medians(sys.argv[1]), medians(sys.argv[2]), medians(sys.argv[8])
 mem_print, mem_refresh, mem_cat, mem_jq, size = map(int, sys.argv[3:8])
+pages_100, pages_1000 = map(int, sys.argv[9:11])
 ms = lambda s: f"{s * 1000:.2f} ms"
 def check(ok): return "met" if ok else "NOT MET"
 pa, jq, cat = p["atl-token print --access"], p["jq -r .access_token"], p["cat token.json"]
@@ -122,6 +128,8 @@ rows = [
     ("curl + jq paging loop", ms(gc), "", "", ""),
     ("`print --access` peak RSS", f"{mem_print / 1024:.2f} MiB", f"`cat` {mem_cat / 1024:.2f} MiB, `jq` {mem_jq / 1024:.2f} MiB", "at most 4 MiB", check(mem_print <= 4096)),
     ("`refresh` peak RSS", f"{mem_refresh / 1024:.2f} MiB", "", "", ""),
+    ("`api --paginate --ndjson` peak RSS, 100 / 1000 pages of 0.5 MB", f"{pages_100 / 1024:.1f} / {pages_1000 / 1024:.1f} MiB",
+     f"{pages_1000 / pages_100:.2f}x", "flat: at most 1.2x", check(pages_1000 <= 1.2 * pages_100)),
     ("release binary", f"{size / 1e6:.2f} MB", "", "", ""),
 ]
 print("| measure | value | ratio | target | |")
@@ -146,6 +154,7 @@ if [ "${1:-}" = "--save" ]; then
     echo "RSS is the largest of 30 runs of \`/usr/bin/time -f %M\`. The server is bench/auth_server.py"
     echo "on loopback, the same for both sides; its search pages take 50 ms each. \`api --paginate\`"
     echo "fetches 4 pages at once (the default \`--parallel\`) once the first page gives the total."
+    echo "Paging memory is one run each of \`/usr/bin/time -f %M\` over 100 and 1000 pages of 0.5 MB."
     echo
     echo "$table"
   } >bench/RESULTS.md

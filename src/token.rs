@@ -56,6 +56,8 @@ pub enum Bound {
 }
 
 impl Bound {
+    pub const ALL: [Self; 3] = [Self::Token, Self::Api, Self::Revoke];
+
     /// The token file's field that records it.
     pub fn field(self) -> &'static str {
         match self {

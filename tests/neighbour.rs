@@ -91,6 +91,8 @@ fn a_planted_env_cannot_send_the_access_token_or_a_variable_to_another_api() {
         assert!(err.contains("the value of ATL_API_URL in") && err.contains("kept as written"), "{err}");
         assert!(!err.contains("victims-aws-key"), "{err}");
     }
+    let status = run_in(&repo, &["status"]);
+    assert!(stdout(&status).contains("SETTINGS DIFFER"), "{}", stdout(&status));
     assert!(attacker.requests().is_empty(), "the other server got {:?}", attacker.requests());
     assert_eq!(fs::read(env.token_file()).expect("token file"), before, "no cloud id cached");
 }

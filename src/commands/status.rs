@@ -13,7 +13,7 @@ use crate::exit::{Code, Exit};
 use crate::health::{self, Health, Verdict};
 use crate::provider::{OAUTH1, OAUTH1_TITLE};
 use crate::store::{self, Stored};
-use crate::token;
+use crate::token::{self, Bound, Token};
 
 pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
     if args.check {
@@ -59,6 +59,9 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
             },
             "family": {"started_at": time(health.family_started_at), "ends_at": time(health.family_ends_at)},
             "check": {"status": status, "reason": reason, "warn_days": args.warn_days},
+            "bound": Bound::ALL.map(|which| (which.field(), stored.token.bound(which))).into_iter()
+                .filter_map(|(field, url)| Some((field.to_owned(), Value::from(url?))))
+                .collect::<serde_json::Map<_, _>>(),
         });
         let (field, value) = details.json;
         document[field] = value;
@@ -127,6 +130,7 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
             },
         ));
         lines.extend(details.lines);
+        lines.push(("bound to", bound_line(config, &stored.token, &store.location())));
         lines.push((
             "health",
             match &verdict {
@@ -200,6 +204,23 @@ fn until(now: u64, at: u64) -> String {
         format!("in {} ({})", health::days(at - now), health::rfc3339(at))
     } else {
         format!("on {} (passed)", health::rfc3339(at))
+    }
+}
+
+/// Where the family may send anything, as its login recorded, and whether the settings agree.
+fn bound_line(config: &Config, token: &Token, location: &str) -> String {
+    let recorded: Vec<String> = Bound::ALL
+        .iter()
+        .filter_map(|which| Some(format!("{} {}", which.title(), token.bound(*which)?)))
+        .collect();
+    let recorded = if recorded.is_empty() {
+        "nothing yet: the next use binds it".to_owned()
+    } else {
+        recorded.join(", ")
+    };
+    match crate::binding::check(token, config, location) {
+        Ok(()) => recorded,
+        Err(e) => format!("{recorded}. SETTINGS DIFFER: {e}"),
     }
 }
 
