@@ -424,27 +424,21 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
         None => base.join(sources.get(TOKEN_FILE).map_or(DEFAULT_TOKEN_FILE.into(), |s| s.value)),
     };
     let ca_file = sources.get(CA_FILE).map(|s| CaFile { path: base.join(s.value), origin: s.origin });
-    let api = match (&auth, sources.get(API_URL)) {
-        (Auth::OAuth2(OAuth2 { provider: Provider { api_base: None, .. }, .. }), Some(setting)) => {
-            Endpoint { url: parse_url(&setting)?, origin: setting.origin, custom: true }
-        }
-        (Auth::OAuth2(OAuth2 { provider: Provider { api_base: None, .. }, .. }), None) => Endpoint {
-            url: Url::parse(DEFAULT_API_URL).expect("the default URL is valid"),
-            origin: "the default".to_owned(),
-            custom: false,
-        },
-        (_, Some(setting)) => {
+    let api = match (server_base(&auth), sources.get(API_URL)) {
+        (Some(base), None) => base,
+        (Some(_), Some(setting)) => {
             return Err(Exit::usage(format!(
                 "{} is for Atlassian Cloud's API gateway; on Server and Data Center API calls go to {}: \
                  remove {}",
                 setting.origin, BASE_URL.name, API_URL.name
             )));
         }
-        // Server and Data Center: the base URL, which the issuer's endpoints sit below.
-        (_, None) => {
-            let base = server_base(&auth).expect("Server and Data Center have a base URL");
-            Endpoint { url: base.0, origin: base.1, custom: false }
-        }
+        (None, Some(setting)) => Endpoint { url: parse_url(&setting)?, origin: setting.origin, custom: true },
+        (None, None) => Endpoint {
+            url: Url::parse(DEFAULT_API_URL).expect("the default URL is valid"),
+            origin: "the default".to_owned(),
+            custom: false,
+        },
     };
 
     let http_timeout = match sources.get(HTTP_TIMEOUT) {
@@ -462,17 +456,16 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
     Ok(Config { auth, site, redirect, token_file, api, http_timeout, ca_file, store })
 }
 
-/// The Server or Data Center base URL and the setting that chose it.
-fn server_base(auth: &Auth) -> Option<(Url, String)> {
+/// The Server or Data Center base URL, where API calls go, and the setting that chose it;
+/// `None` on Atlassian Cloud.
+fn server_base(auth: &Auth) -> Option<Endpoint> {
     let (base, origin) = match auth {
-        Auth::OAuth2(oauth2) => (oauth2.provider.api_base.as_deref()?, &oauth2.provider.token_url.origin),
+        Auth::OAuth2(oauth2) => {
+            (oauth2.provider.api_base.as_deref()?, &oauth2.provider.revoke_url.as_ref()?.origin)
+        }
         Auth::OAuth1(consumer) => (consumer.base_url.as_str(), &consumer.access_token_url.origin),
     };
-    let origin = match auth {
-        Auth::OAuth2(OAuth2 { provider: Provider { revoke_url: Some(revoke), .. }, .. }) => &revoke.origin,
-        _ => origin,
-    };
-    Some((Url::parse(base).ok()?, origin.clone()))
+    Some(Endpoint { url: Url::parse(base).ok()?, origin: origin.clone(), custom: false })
 }
 
 /// `ATL_STORE`'s value for a secret in AWS Secrets Manager: `aws-secretsmanager:NAME-OR-ARN`.
@@ -1165,6 +1158,34 @@ mod tests {
         assert_eq!(
             root.o().provider.token_url.url.as_str(),
             "https://jira.example.com/rest/oauth2/latest/token"
+        );
+    }
+
+    #[test]
+    fn the_api_is_the_gateway_on_cloud_and_the_base_url_elsewhere() {
+        let cloud = Fixture::new().file(MINIMAL).config();
+        assert_eq!(
+            (cloud.api.url.as_str(), cloud.api.origin.as_str()),
+            ("https://api.atlassian.com/", "the default")
+        );
+        let dc = Fixture::new().file(&format!("{MINIMAL}{DC}")).config();
+        assert_eq!(dc.api.url.as_str(), "https://example.com/jira");
+        assert_eq!(dc.api.origin, "ATL_BASE_URL in /etc/atl/.env");
+        let urls: Vec<(Bound, &str)> = dc.binding_urls();
+        assert_eq!(
+            urls,
+            [
+                (Bound::Token, "https://example.com/jira/rest/oauth2/latest/token"),
+                (Bound::Api, "https://example.com/jira"),
+                (Bound::Revoke, "https://example.com/jira/rest/oauth2/latest/revoke"),
+            ]
+        );
+        let oauth1 = Fixture::new().file(OAUTH1).config();
+        assert_eq!(oauth1.api.url.as_str(), "https://jira.example.com/jira");
+        let err = Fixture::new().file(&format!("{MINIMAL}{DC}ATL_API_URL=https://api.example.com\n")).error();
+        assert!(
+            err.starts_with("ATL_API_URL in /etc/atl/.env is for Atlassian Cloud's API gateway"),
+            "{err}"
         );
     }
 
