@@ -266,7 +266,7 @@ pub fn render(vars: &[(&str, String)]) -> String {
 }
 
 /// A value as env-file text: bare when it is plain, else in single quotes, else in double
-/// quotes with `\`, `"` and `$` escaped (dotenvy knows no escaped backtick).
+/// quotes with `\`, `"` and `$` escaped (the env-file reader knows no escaped backtick).
 fn quote(value: &str) -> String {
     let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:,@%".contains(c);
     if !value.is_empty() && value.chars().all(plain) {
