@@ -90,7 +90,7 @@ async fn wait_for_browser(
     let listener = if args.paste {
         // The browser may be on another machine (over SSH), where this port is not this one.
         if let Some(warning) = port_holder(config).err() {
-            eprintln!("atl-token: warning: {warning}, if the browser runs on this machine");
+            eprintln!("atl-token: warning: if the browser runs on this machine: {warning}");
         }
         None
     } else {
