@@ -232,6 +232,8 @@ fn another_user_holding_the_callback_port_stops_login_before_the_browser_opens()
 
     env.write_env(&format!("ATL_PORT={port}\n"));
     let out = env.run(&["login", "--no-browser", "--timeout", "3s"]);
+    // With --paste the browser may be on another machine: a warning, not a refusal.
+    let pasted = env.run(&["login", "--paste", "--timeout", "2s"]);
     let _ = holder.kill();
     let _ = holder.wait();
     assert_exit(&out, 2);
@@ -239,6 +241,13 @@ fn another_user_holding_the_callback_port_stops_login_before_the_browser_opens()
     assert!(err.contains(&format!("port {port} is held by user {OTHER_USER}")), "{err}");
     assert!(err.contains("would receive the authorization code") && err.contains("ATL_PORT"), "{err}");
     assert!(!err.contains("Open this URL"), "refused before the browser: {err}");
+    let warned = stderr(&pasted);
+    assert!(
+        warned.contains(&format!(
+            "warning: if the browser runs on this machine: port {port} is held by user {OTHER_USER}"
+        )),
+        "{warned}"
+    );
 }
 
 // --- 4. Paging with bounds ---
