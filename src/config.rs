@@ -366,22 +366,7 @@ impl Sources<'_> {
     /// The value of `key` by precedence: environment before env file, and within each the
     /// key's own name before its alias. Empty values count as unset.
     fn get(&self, key: Key) -> Option<Setting> {
-        let names = || std::iter::once(key.name).chain(key.alias);
-        let from_env = names().find_map(|name| {
-            (self.env)(name)
-                .filter(|v| !v.is_empty())
-                .map(|value| Setting { value, origin: format!("{name} in the environment") })
-        });
-        from_env.or_else(|| {
-            let file = self.file?;
-            names().find_map(|name| {
-                // The last assignment in a file wins, as when the shell sources it.
-                file.vars.iter().rev().find(|(k, v)| k == name && !v.is_empty()).map(|(_, value)| Setting {
-                    value: value.clone(),
-                    origin: format!("{name} in {}", file.path.display()),
-                })
-            })
-        })
+        find(self.env, self.file, key)
     }
 
     fn require(&self, key: Key) -> Result<Setting, Exit> {
@@ -398,6 +383,37 @@ impl Sources<'_> {
             Exit::usage(format!("{}{alias} is not set: {place}", key.name))
         })
     }
+}
+
+/// The value of `key` by precedence: environment before env file, and within each the key's
+/// own name before its alias. Empty values count as unset.
+fn find(env: &dyn Fn(&str) -> Option<String>, file: Option<&EnvFile>, key: Key) -> Option<Setting> {
+    let names = || std::iter::once(key.name).chain(key.alias);
+    let from_env = names().find_map(|name| {
+        env(name).filter(|v| !v.is_empty()).map(|value| Setting { value, origin: format!("{name} in the environment") })
+    });
+    from_env.or_else(|| {
+        let file = file?;
+        names().find_map(|name| {
+            // The last assignment in a file wins, as when the shell sources it.
+            file.vars.iter().rev().find(|(k, v)| k == name && !v.is_empty()).map(|(_, value)| Setting {
+                value: value.clone(),
+                origin: format!("{name} in {}", file.path.display()),
+            })
+        })
+    })
+}
+
+/// [`find`]'s value alone, for the hot path, which needs no origin.
+pub fn lookup_value(env: &dyn Fn(&str) -> Option<String>, file: Option<&EnvFile>, key: Key) -> Option<String> {
+    find(env, file, key).map(|s| s.value)
+}
+
+/// The token file: `value` (`ATL_TOKEN_FILE`), else `token.json`, relative to the env file's
+/// folder (else `cwd`).
+pub fn token_file_in(file: Option<&EnvFile>, cwd: &Path, value: Option<String>) -> PathBuf {
+    let base = file.and_then(|f| f.path.parent()).unwrap_or(cwd);
+    base.join(value.unwrap_or_else(|| DEFAULT_TOKEN_FILE.to_owned()))
 }
 
 fn display_paths(paths: &[PathBuf]) -> String {
@@ -421,7 +437,7 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
     let base = sources.file.and_then(|f| f.path.parent()).unwrap_or(sources.cwd);
     let token_file = match sources.token_file_flag {
         Some(flag) => sources.cwd.join(flag),
-        None => base.join(sources.get(TOKEN_FILE).map_or(DEFAULT_TOKEN_FILE.into(), |s| s.value)),
+        None => token_file_in(sources.file, sources.cwd, sources.get(TOKEN_FILE).map(|s| s.value)),
     };
     let ca_file = sources.get(CA_FILE).map(|s| CaFile { path: base.join(s.value), origin: s.origin });
     let api = match (server_base(&auth), sources.get(API_URL)) {
@@ -878,15 +894,20 @@ pub enum Named<'a> {
     Var,
 }
 
-/// Reads the env file and the process environment, then [`resolve`]s them.
-pub fn load(lookup: &Lookup, token_file_flag: Option<&Path>) -> anyhow::Result<Config> {
-    let env = |name: &str| std::env::var(name).ok();
-    let cwd =
-        std::env::current_dir().map_err(|e| anyhow::anyhow!("cannot read the current directory: {e}"))?;
-    let candidates = lookup.candidates(&cwd)?;
+/// The env file found (if any), the files looked for, and the warnings about it.
+pub struct EnvSettings {
+    pub file: Option<EnvFile>,
+    pub searched: Vec<PathBuf>,
+    pub warnings: Vec<String>,
+}
 
+/// Finds and reads the env file by [`Lookup`]'s order and the rules for files of settings
+/// ([`crate::safe_path::read_trusted`]); warnings are returned, not printed.
+pub fn read_env_file(lookup: &Lookup, cwd: &Path) -> anyhow::Result<EnvSettings> {
+    let candidates = lookup.candidates(cwd)?;
     let home = std::env::var("HOME").ok().filter(|h| !h.is_empty());
     let mut file = None;
+    let mut warnings = Vec::new();
     for (path, missing) in &candidates {
         let Some(bytes) = crate::safe_path::read_trusted(path, &crate::safe_path::ENV_FILE, MAX_ENV_FILE)?
         else {
@@ -899,39 +920,55 @@ pub fn load(lookup: &Lookup, token_file_flag: Option<&Path>) -> anyhow::Result<C
             .map_err(|_| Exit::usage(format!("{}: not UTF-8 text", path.display())))?;
         let parsed = envfile::parse(&text, home.as_deref())
             .map_err(|e| Exit::usage(format!("{}: {e}", path.display())))?;
-        warn_about(path, &parsed);
+        warnings = warnings_about(path, &parsed);
         file = Some(EnvFile { path: path.clone(), vars: parsed.vars });
         break;
     }
+    let searched = candidates.into_iter().map(|(p, _)| p).collect();
+    Ok(EnvSettings { file, searched, warnings })
+}
 
-    let searched: Vec<PathBuf> = candidates.into_iter().map(|(p, _)| p).collect();
+/// Reads the env file and the process environment, then [`resolve`]s them.
+pub fn load(lookup: &Lookup, token_file_flag: Option<&Path>) -> anyhow::Result<Config> {
+    let env = |name: &str| std::env::var(name).ok();
+    let cwd =
+        std::env::current_dir().map_err(|e| anyhow::anyhow!("cannot read the current directory: {e}"))?;
+    let settings = read_env_file(lookup, &cwd)?;
+    for warning in &settings.warnings {
+        eprintln!("{warning}");
+    }
     let config = resolve(&Sources {
         token_file_flag,
         env: &env,
-        file: file.as_ref(),
-        searched: &searched,
+        file: settings.file.as_ref(),
+        searched: &settings.searched,
         cwd: &cwd,
     })?;
     Ok(config)
 }
 
-/// Warns about what in an env file is likely a mistake: a misspelt key, a `$NAME` that is
-/// not filled in, and a file that holds the client secret but other users can read.
-fn warn_about(path: &Path, parsed: &envfile::Parsed) {
+/// What in an env file is likely a mistake: a misspelt key, a `$NAME` that is not filled
+/// in, and a file that holds the client secret but other users can read.
+fn warnings_about(path: &Path, parsed: &envfile::Parsed) -> Vec<String> {
+    let mut warnings = Vec::new();
     for (name, closest) in unknown_keys(&parsed.vars) {
         let hint = closest.map(|k| format!(": did you mean {k}?")).unwrap_or_default();
-        eprintln!("atl-token: warning: {name} in {} is not a setting atl-token knows{hint}", path.display());
+        warnings.push(format!(
+            "atl-token: warning: {name} in {} is not a setting atl-token knows{hint}",
+            path.display()
+        ));
     }
     for name in &parsed.kept_dollars {
-        eprintln!(
+        warnings.push(format!(
             "atl-token: warning: the value of {name} in {} holds a `$` that is kept as written: atl-token \
              fills in only $HOME, ${{HOME}} and a leading ~, never other variables; write the value itself",
             path.display()
-        );
+        ));
     }
     if let Ok(meta) = std::fs::metadata(path) {
-        crate::safe_path::warn_if_shared(path, &meta, "the env file");
+        warnings.extend(crate::safe_path::shared_warning(path, &meta, "the env file"));
     }
+    warnings
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod duration;
 mod envfile;
 mod exit;
 mod health;
+mod hot;
 mod http;
 mod oauth;
 mod oauth1;
@@ -30,7 +31,12 @@ use clap::Parser;
 use crate::cli::{Cli, Command, StoreCommand};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `print` on a fresh token, before anything else is built.
+    if hot::print(&args) {
+        return ExitCode::SUCCESS;
+    }
+    let cli = Cli::parse_from(args);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if exit::is_broken_pipe(&err) => ExitCode::SUCCESS,

@@ -352,14 +352,21 @@ pub fn shared_mode_fix(path: &Path, mode: u32) -> Option<String> {
 /// Warns on stderr when other users can read `path`, which holds secrets, with the `chmod`
 /// that fixes it. The command goes on: the warning is for the person, not the script.
 pub fn warn_if_shared(path: &Path, meta: &Metadata, what: &str) {
+    if let Some(warning) = shared_warning(path, meta, what) {
+        eprintln!("{warning}");
+    }
+}
+
+/// [`warn_if_shared`]'s warning, if there is one.
+pub fn shared_warning(path: &Path, meta: &Metadata, what: &str) -> Option<String> {
     let mode = meta.permissions().mode();
-    if let Some(fix) = shared_mode_fix(path, mode) {
-        eprintln!(
+    shared_mode_fix(path, mode).map(|fix| {
+        format!(
             "atl-token: warning: {what} {} can be read by other users (mode {:o}): run `{fix}`",
             path.display(),
             mode & 0o777
-        );
-    }
+        )
+    })
 }
 
 /// Refuses a file of `size` bytes when that is more than `limit`.

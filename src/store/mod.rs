@@ -19,7 +19,7 @@ use crate::token::Token;
 mod aws;
 mod file;
 
-pub use file::FileStore;
+pub use file::{FileStore, MAX_TOKEN_FILE};
 
 /// A token set as read from its store.
 #[derive(Debug)]

@@ -1,0 +1,165 @@
+//! The hot path: `print`, `print --access` and `print --header` on a fresh token in a token
+//! file, the command scripts run thousands of times. It does what a ten-line reader does,
+//! plus the checks that make it safe (the env file's and the token file's rules, a token that
+//! cannot break out of a header or a shell word), and nothing else: no command-line parser,
+//! no settings but the few it needs, no async runtime, no HTTP client.
+//!
+//! Anything else, and anything that is not plainly fine (a flag it does not know, `--help`,
+//! an expiring token, a refused file, another store, OAuth 1.0a), goes to the full path,
+//! which says what is wrong. So this path never decides an error, and never warns twice.
+//! Imports only the layers below the commands.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::config::{self, Lookup};
+use crate::safe_path::{self, Access};
+use crate::token::{self, Token};
+
+/// What `print` prints on this path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shown {
+    Access,
+    Header,
+}
+
+/// The command line, when it is one this path serves.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Args {
+    env_file: Option<PathBuf>,
+    profile: Option<String>,
+    token_file: Option<PathBuf>,
+    shown: Option<Shown>,
+}
+
+/// `print`'s own default for `--min-valid`: a token with less left is refreshed first.
+const MIN_VALID: Duration = Duration::from_secs(60);
+
+/// Prints the token if this path can; `false` sends the caller to the full path.
+pub fn print(args: &[OsString]) -> bool {
+    let Some(args) = parse(args) else { return false };
+    let Some(found) = fresh_token(&args) else { return false };
+    for warning in &found.warnings {
+        eprintln!("{warning}");
+    }
+    let line = match args.shown.unwrap_or(Shown::Access) {
+        Shown::Access => format!("{}\n", found.access),
+        Shown::Header => format!("Authorization: Bearer {}\n", found.access),
+    };
+    let mut stdout = std::io::stdout().lock();
+    // A closed pipe is not an error (as on the full path); there is nothing else to say.
+    let _ = stdout.write_all(line.as_bytes()).and_then(|()| stdout.flush());
+    true
+}
+
+/// The global options the full parser knows (`--env-file`, `--profile`, `--token-file`,
+/// before or after `print`, `--opt value` or `--opt=value`), `print`, and `--access` or
+/// `--header`. Anything else is the full parser's.
+fn parse(raw: &[OsString]) -> Option<Args> {
+    let mut args = Args::default();
+    let mut saw_print = false;
+    let mut words = raw.iter().skip(1);
+    while let Some(word) = words.next() {
+        let text = word.to_str()?;
+        let (name, inline) = match text.split_once('=') {
+            Some((name, value)) if name.starts_with("--") => (name, Some(value)),
+            _ => (text, None),
+        };
+        let mut value = || inline.map(OsString::from).or_else(|| words.next().cloned()).filter(|v| !v.is_empty());
+        match name {
+            "print" if !saw_print && inline.is_none() => saw_print = true,
+            "--env-file" if args.env_file.is_none() => args.env_file = Some(value()?.into()),
+            "--profile" if args.profile.is_none() => args.profile = Some(value()?.into_string().ok()?),
+            "--token-file" if args.token_file.is_none() => args.token_file = Some(value()?.into()),
+            "--access" if saw_print && args.shown.is_none() && inline.is_none() => args.shown = Some(Shown::Access),
+            "--header" if saw_print && args.shown.is_none() && inline.is_none() => args.shown = Some(Shown::Header),
+            _ => return None,
+        }
+    }
+    // The full parser refuses both together.
+    (saw_print && !(args.env_file.is_some() && args.profile.is_some())).then_some(args)
+}
+
+/// A fresh, printable access token, and the warnings the full path would give on the way.
+struct Found {
+    access: String,
+    warnings: Vec<String>,
+}
+
+fn fresh_token(args: &Args) -> Option<Found> {
+    let lookup = Lookup::new(args.env_file.as_deref(), args.profile.as_deref());
+    let cwd = std::env::current_dir().ok()?;
+    let env = |name: &str| std::env::var(name).ok();
+    let settings = config::read_env_file(&lookup, &cwd).ok()?;
+    let get = |key: config::Key| config::lookup_value(&env, settings.file.as_ref(), key);
+    // OAuth 1.0a has no bearer token, and other stores are the full path's.
+    let oauth1 = get(config::PROVIDER).is_some_and(|p| p.eq_ignore_ascii_case(crate::provider::OAUTH1));
+    let store = get(config::STORE);
+    if oauth1 || store.as_deref().is_some_and(|s| s.trim() != "file") {
+        return None;
+    }
+    let path = match &args.token_file {
+        Some(flag) => cwd.join(flag),
+        None => config::token_file_in(settings.file.as_ref(), &cwd, get(config::TOKEN_FILE)),
+    };
+    let (access, mut warnings) = read_access(&path)?;
+    let mut all = settings.warnings;
+    all.append(&mut warnings);
+    Some(Found { access, warnings: all })
+}
+
+/// The access token of the token file at `path`, read by the token file's rules, if it has
+/// [`MIN_VALID`] left and is a token68.
+fn read_access(path: &Path) -> Option<(String, Vec<String>)> {
+    let (path, meta) = safe_path::resolve(path).ok()?;
+    safe_path::check_size(&path, meta?.len(), crate::store::MAX_TOKEN_FILE, "token file").ok()?;
+    let opened = safe_path::open(&path, Access::Read, "token file").ok()??;
+    let warnings = safe_path::shared_warning(&path, &opened.1, "the token file").into_iter().collect();
+    let written_at = opened.1.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+    let bytes = safe_path::read_limited(opened, &path, crate::store::MAX_TOKEN_FILE, "token file").ok()?;
+    let token = Token::parse(&bytes).ok()?;
+    if token.remaining(token::now(), written_at.map(|d| d.as_secs())) < MIN_VALID {
+        return None;
+    }
+    let access = token.access_token().filter(|t| token::is_token68(t))?;
+    Some((access.to_owned(), warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(words: &[&str]) -> Option<Args> {
+        let raw: Vec<OsString> = std::iter::once("atl-token").chain(words.iter().copied()).map(OsString::from).collect();
+        parse(&raw)
+    }
+
+    #[test]
+    fn only_the_plain_print_forms_take_this_path() {
+        assert_eq!(args(&["print"]), Some(Args::default()));
+        let header = args(&["--env-file", "a.env", "print", "--header"]).expect("served");
+        assert_eq!((header.env_file, header.shown), (Some(PathBuf::from("a.env")), Some(Shown::Header)));
+        let after = args(&["print", "--access", "--token-file=t.json", "--profile", "prod"]).expect("served");
+        assert_eq!((after.token_file, after.profile), (Some(PathBuf::from("t.json")), Some("prod".to_owned())));
+        for other in [
+            &["print", "--help"][..],
+            &["print", "--refresh"],
+            &["print", "--access", "--header"],
+            &["print", "--min-valid", "5m"],
+            &["print", "--json"],
+            &["-v", "print"],
+            &["refresh"],
+            &["print", "print"],
+            &["--env-file", "a", "--profile", "p", "print"],
+            &["--env-file", "a", "--env-file", "b", "print"],
+            &["--env-file"],
+            &["--env-file=", "print"],
+            &[],
+            &["print", "--access=yes"],
+        ] {
+            assert_eq!(args(other), None, "{other:?}");
+        }
+    }
+}
