@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::config::{self, Lookup};
 use crate::safe_path::{self, Access};
-use crate::token::{self, Token};
+use crate::token;
 
 /// What `print` prints on this path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,12 +119,24 @@ fn read_access(path: &Path) -> Option<(String, Vec<String>)> {
     let warnings = safe_path::shared_warning(&path, &opened.1, "the token file").into_iter().collect();
     let written_at = opened.1.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
     let bytes = safe_path::read_limited(opened, &path, crate::store::MAX_TOKEN_FILE, "token file").ok()?;
-    let token = Token::parse(&bytes).ok()?;
-    if token.remaining(token::now(), written_at.map(|d| d.as_secs())) < MIN_VALID {
+    // Only the three fields it needs; a file that holds them in another form (seconds as
+    // strings, say) is the full path's.
+    let fresh: Fresh<'_> = serde_json::from_slice(&bytes).ok()?;
+    let expires_at = fresh.expires_at.or_else(|| Some(written_at?.as_secs().saturating_add(fresh.expires_in?)))?;
+    if expires_at.saturating_sub(token::now()) < MIN_VALID.as_secs() {
         return None;
     }
-    let access = token.access_token().filter(|t| token::is_token68(t))?;
+    let access = fresh.access_token.filter(|t| token::is_token68(t))?;
     Some((access.to_owned(), warnings))
+}
+
+/// What the hot path reads of a token file (see [`crate::token::Token`] for the whole).
+#[derive(serde::Deserialize)]
+struct Fresh<'a> {
+    #[serde(borrow)]
+    access_token: Option<&'a str>,
+    expires_at: Option<u64>,
+    expires_in: Option<u64>,
 }
 
 #[cfg(test)]
