@@ -56,7 +56,8 @@ fn link_options() {
 /// The minor version of the compiler building atl-token (`rustc 1.95.0` gives 95).
 fn rustc_minor() -> u32 {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let version = std::process::Command::new(rustc).arg("--version").output().map(|o| o.stdout).unwrap_or_default();
+    let version =
+        std::process::Command::new(rustc).arg("--version").output().map(|o| o.stdout).unwrap_or_default();
     String::from_utf8_lossy(&version).split(['.', ' ']).nth(2).and_then(|m| m.parse().ok()).unwrap_or(0)
 }
 

@@ -390,7 +390,9 @@ impl Sources<'_> {
 fn find(env: &dyn Fn(&str) -> Option<String>, file: Option<&EnvFile>, key: Key) -> Option<Setting> {
     let names = || std::iter::once(key.name).chain(key.alias);
     let from_env = names().find_map(|name| {
-        env(name).filter(|v| !v.is_empty()).map(|value| Setting { value, origin: format!("{name} in the environment") })
+        env(name)
+            .filter(|v| !v.is_empty())
+            .map(|value| Setting { value, origin: format!("{name} in the environment") })
     });
     from_env.or_else(|| {
         let file = file?;
@@ -405,7 +407,11 @@ fn find(env: &dyn Fn(&str) -> Option<String>, file: Option<&EnvFile>, key: Key) 
 }
 
 /// [`find`]'s value alone, for the hot path, which needs no origin.
-pub fn lookup_value(env: &dyn Fn(&str) -> Option<String>, file: Option<&EnvFile>, key: Key) -> Option<String> {
+pub fn lookup_value(
+    env: &dyn Fn(&str) -> Option<String>,
+    file: Option<&EnvFile>,
+    key: Key,
+) -> Option<String> {
     find(env, file, key).map(|s| s.value)
 }
 

@@ -67,14 +67,19 @@ fn parse(raw: &[OsString]) -> Option<Args> {
             Some((name, value)) if name.starts_with("--") => (name, Some(value)),
             _ => (text, None),
         };
-        let mut value = || inline.map(OsString::from).or_else(|| words.next().cloned()).filter(|v| !v.is_empty());
+        let mut value =
+            || inline.map(OsString::from).or_else(|| words.next().cloned()).filter(|v| !v.is_empty());
         match name {
             "print" if !saw_print && inline.is_none() => saw_print = true,
             "--env-file" if args.env_file.is_none() => args.env_file = Some(value()?.into()),
             "--profile" if args.profile.is_none() => args.profile = Some(value()?.into_string().ok()?),
             "--token-file" if args.token_file.is_none() => args.token_file = Some(value()?.into()),
-            "--access" if saw_print && args.shown.is_none() && inline.is_none() => args.shown = Some(Shown::Access),
-            "--header" if saw_print && args.shown.is_none() && inline.is_none() => args.shown = Some(Shown::Header),
+            "--access" if saw_print && args.shown.is_none() && inline.is_none() => {
+                args.shown = Some(Shown::Access)
+            }
+            "--header" if saw_print && args.shown.is_none() && inline.is_none() => {
+                args.shown = Some(Shown::Header)
+            }
             _ => return None,
         }
     }
@@ -122,7 +127,8 @@ fn read_access(path: &Path) -> Option<(String, Vec<String>)> {
     // Only the three fields it needs; a file that holds them in another form (seconds as
     // strings, say) is the full path's.
     let fresh: Fresh<'_> = serde_json::from_slice(&bytes).ok()?;
-    let expires_at = fresh.expires_at.or_else(|| Some(written_at?.as_secs().saturating_add(fresh.expires_in?)))?;
+    let expires_at =
+        fresh.expires_at.or_else(|| Some(written_at?.as_secs().saturating_add(fresh.expires_in?)))?;
     if expires_at.saturating_sub(token::now()) < MIN_VALID.as_secs() {
         return None;
     }
@@ -144,7 +150,8 @@ mod tests {
     use super::*;
 
     fn args(words: &[&str]) -> Option<Args> {
-        let raw: Vec<OsString> = std::iter::once("atl-token").chain(words.iter().copied()).map(OsString::from).collect();
+        let raw: Vec<OsString> =
+            std::iter::once("atl-token").chain(words.iter().copied()).map(OsString::from).collect();
         parse(&raw)
     }
 
@@ -154,7 +161,10 @@ mod tests {
         let header = args(&["--env-file", "a.env", "print", "--header"]).expect("served");
         assert_eq!((header.env_file, header.shown), (Some(PathBuf::from("a.env")), Some(Shown::Header)));
         let after = args(&["print", "--access", "--token-file=t.json", "--profile", "prod"]).expect("served");
-        assert_eq!((after.token_file, after.profile), (Some(PathBuf::from("t.json")), Some("prod".to_owned())));
+        assert_eq!(
+            (after.token_file, after.profile),
+            (Some(PathBuf::from("t.json")), Some("prod".to_owned()))
+        );
         for other in [
             &["print", "--help"][..],
             &["print", "--refresh"],
