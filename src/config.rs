@@ -11,7 +11,7 @@ use url::{Host, Url};
 
 use crate::envfile;
 use crate::exit::Exit;
-use crate::provider::{self, Kind, Provider};
+use crate::provider::{self, BodyFormat, Endpoint, Kind, Provider};
 use crate::secret::Secret;
 use crate::token::Bound;
 
@@ -173,22 +173,6 @@ pub struct CaFile {
     pub origin: String,
 }
 
-/// An endpoint URL, and the setting that chose it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub url: Url,
-    /// E.g. "ATL_TOKEN_URL in /home/me/jira/.env", "ATL_BASE_URL in …", "the default".
-    pub origin: String,
-    /// Set by its own key (`ATL_AUTHORIZE_URL`, `ATL_TOKEN_URL`) rather than by the provider.
-    pub custom: bool,
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.url.fmt(f)
-    }
-}
-
 /// The two protocols: OAuth 2.0 (Cloud and Data Center), and OAuth 1.0a (application links).
 #[derive(Debug)]
 pub enum Auth {
@@ -325,15 +309,6 @@ pub enum LoopbackHost {
     Localhost,
     V4,
     V6,
-}
-
-/// How the token endpoint wants its request body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BodyFormat {
-    /// `application/json`, as Atlassian documents for Cloud.
-    Json,
-    /// `application/x-www-form-urlencoded`, as RFC 6749 says.
-    Form,
 }
 
 /// An env file that was found and read.

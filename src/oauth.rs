@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use url::Url;
 
-use crate::config::{BodyFormat, OAuth2};
+use crate::config::OAuth2;
+use crate::provider::BodyFormat;
 use crate::provider::Delivery;
 
 /// An error excerpt longer than this is cut.

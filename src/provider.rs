@@ -3,7 +3,32 @@
 //! [`config`](crate::config) resolves the settings into a [`Provider`]; the commands, the
 //! request bodies and the retry loop ask it, rather than asking which server this is.
 
-use crate::config::{BodyFormat, Endpoint};
+use url::Url;
+
+/// An endpoint URL, and the setting that chose it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: Url,
+    /// E.g. "ATL_TOKEN_URL in /home/me/jira/.env", "ATL_BASE_URL in …", "the default".
+    pub origin: String,
+    /// Set by its own key (`ATL_AUTHORIZE_URL`, `ATL_TOKEN_URL`) rather than by the provider.
+    pub custom: bool,
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.url.fmt(f)
+    }
+}
+
+/// How the token endpoint wants its request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// `application/json`, as Atlassian documents for Cloud.
+    Json,
+    /// `application/x-www-form-urlencoded`, as RFC 6749 says.
+    Form,
+}
 
 /// The kinds of Atlassian authorization server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

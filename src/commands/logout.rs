@@ -3,7 +3,8 @@
 use anyhow::{Result, anyhow};
 
 use crate::cli::LogoutArgs;
-use crate::config::{Auth, Config, Endpoint, OAuth2};
+use crate::config::{Auth, Config, OAuth2};
+use crate::provider::Endpoint;
 use crate::http;
 use crate::provider::CLOUD_APPS_PAGE;
 use crate::store::{self, Stored};
