@@ -11,6 +11,14 @@ use crate::exit::Exit;
 use crate::oauth::{self, Grant, TokenError};
 use crate::provider::{Delivery, Rotation};
 
+/// A current-thread runtime, built only by the paths that make a request or listen.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+}
+
 /// `-v`: log each request on stderr.
 static LOG_REQUESTS: AtomicBool = AtomicBool::new(false);
 

@@ -1,7 +1,9 @@
 //! atl-token: gets, keeps and hands out OAuth tokens for Atlassian products.
 
+mod api_base;
 mod binding;
 mod callback;
+mod checkup;
 mod cli;
 mod commands;
 mod config;
@@ -13,10 +15,13 @@ mod hot;
 mod http;
 mod oauth;
 mod oauth1;
+mod output;
 mod paging;
 mod provider;
+mod renew;
 mod safe_path;
 mod secret;
+mod session;
 mod shell;
 mod sites;
 mod store;

@@ -97,11 +97,7 @@ fn expand(text: &str) -> Vec<Vec<String>> {
             _ => {}
         }
     }
-    items
-        .into_iter()
-        .flat_map(expand)
-        .map(|tail| prefix.iter().cloned().chain(tail).collect())
-        .collect()
+    items.into_iter().flat_map(expand).map(|tail| prefix.iter().cloned().chain(tail).collect()).collect()
 }
 
 /// The module a path names: its longest prefix that is a module.
@@ -178,7 +174,11 @@ fn circles(edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
 #[test]
 fn the_modules_import_one_another_without_circles() {
     let modules = modules();
-    assert!(modules.contains_key("commands::print") && modules.contains_key("config"), "{:?}", modules.keys());
+    assert!(
+        modules.contains_key("commands::print") && modules.contains_key("config"),
+        "{:?}",
+        modules.keys()
+    );
     let edges = graph(&modules);
     let found = circles(&edges);
     let shown: Vec<String> = found
@@ -186,9 +186,7 @@ fn the_modules_import_one_another_without_circles() {
         .map(|c| {
             let inside: Vec<String> = c
                 .iter()
-                .flat_map(|a| {
-                    edges[a].iter().filter(|b| c.contains(b)).map(move |b| format!("{a} -> {b}"))
-                })
+                .flat_map(|a| edges[a].iter().filter(|b| c.contains(b)).map(move |b| format!("{a} -> {b}")))
                 .collect();
             inside.join(", ")
         })

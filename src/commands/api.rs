@@ -8,13 +8,13 @@ use reqwest::Method;
 use serde_json::Value;
 use url::Url;
 
+use crate::api_base::{self, target};
 use crate::cli::ApiArgs;
-use crate::commands::session::{Call, Session};
-use crate::commands::{print, sites};
 use crate::config::Config;
 use crate::exit::Exit;
 use crate::http::{self, Answer};
 use crate::paging::{self, Next};
+use crate::session::{Call, Session};
 use crate::store;
 use crate::text;
 
@@ -39,45 +39,14 @@ pub fn run(config: &Config, args: &ApiArgs) -> Result<()> {
     };
     let store = store::open(config)?;
     let (session, token) = Session::open(config, store.as_ref(), Call { method, headers, body })?;
-    let base = sites::api_base(config, store.as_ref(), &token, args.product)?;
+    let base = api_base::api_base(config, store.as_ref(), &token, args.product.name())?;
     let url = target(&base, &args.path)?;
     if args.paginate {
         return paginate(&session, &base, url, args);
     }
     let answer = session.send(&url)?;
-    print::write_out(&shown(&answer.body))?;
+    crate::output::write_out(&shown(&answer.body))?;
     check_status(&answer, &url)
-}
-
-/// The URL for `path`: below `base` when relative, or a full URL on the base's host (the
-/// token goes nowhere else).
-pub(super) fn target(base: &str, path: &str) -> Result<Url, Exit> {
-    let base_url =
-        Url::parse(base).map_err(|e| Exit::usage(format!("the API base {base} is not a URL: {e}")))?;
-    if path.starts_with("http://") || path.starts_with("https://") {
-        let url = Url::parse(path).map_err(|e| Exit::usage(format!("{path} is not a URL: {e}")))?;
-        if url.origin() != base_url.origin() {
-            return Err(Exit::usage(format!(
-                "{path} is not on {}, where the API is: atl-token sends the token to the API's host only",
-                base_url.origin().ascii_serialization()
-            )));
-        }
-        return Ok(url);
-    }
-    let slash = if path.starts_with('/') { "" } else { "/" };
-    let url = Url::parse(&format!("{base}{slash}{path}"))
-        .map_err(|e| Exit::usage(format!("{path}: not a valid path ({e})")))?;
-    // `..` is resolved by the parse: the result must still be below the base.
-    let below = base_url.path().trim_end_matches('/');
-    let path_now = url.path();
-    if url.origin() != base_url.origin()
-        || !(path_now == below || path_now.starts_with(&format!("{below}/")) || below.is_empty())
-    {
-        return Err(Exit::usage(format!(
-            "{path} leads out of the API base {base}: atl-token sends the token only below it"
-        )));
-    }
-    Ok(url)
 }
 
 /// `Name: value` headers. `Authorization` is atl-token's to set.
@@ -213,7 +182,7 @@ impl Items {
                 lines.push_str(&item.to_string());
                 lines.push('\n');
             }
-            return print::write_out(self.shown(lines).as_bytes());
+            return crate::output::write_out(self.shown(lines).as_bytes());
         }
         for item in &items {
             self.array.push_str(if self.count == 0 { "" } else { "," });
@@ -243,7 +212,7 @@ impl Items {
         }
         let close = if self.pretty && self.count > 0 { "\n]\n" } else { "]\n" };
         let text = format!("[{}{close}", self.array);
-        print::write_out(self.shown(text).as_bytes())
+        crate::output::write_out(self.shown(text).as_bytes())
     }
 
     /// On a terminal, nothing in the items acts on it.
@@ -276,37 +245,6 @@ fn with_query(url: &Url, params: &[(String, String)]) -> Url {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn paths_go_below_the_base_and_full_urls_stay_on_its_host() {
-        let base = "https://api.example.com/ex/jira/c-1";
-        assert_eq!(
-            target(base, "/rest/api/3/myself").expect("url").as_str(),
-            "https://api.example.com/ex/jira/c-1/rest/api/3/myself"
-        );
-        assert_eq!(
-            target(base, "rest/x?a=1").expect("url").as_str(),
-            "https://api.example.com/ex/jira/c-1/rest/x?a=1"
-        );
-        assert!(target(base, "https://api.example.com/other").is_ok());
-        let err =
-            target(base, "https://evil.example.com/ex/jira/c-1/x").expect_err("another host").to_string();
-        assert!(err.contains("sends the token to the API's host only"), "{err}");
-        assert!(target(base, "http://api.example.com/x").is_err(), "another scheme is another origin");
-        for escape in ["/../../evil", "../x", "/..%2F../x/../../../y", "/a/../../../b"] {
-            let err = target(base, escape).map(|u| u.to_string());
-            assert!(
-                err.as_ref().is_err_and(|e| e.to_string().contains("leads out of the API base"))
-                    || err.as_ref().is_ok_and(|u| u.starts_with(&format!("{base}/"))),
-                "{escape}: {err:?}"
-            );
-        }
-        assert!(target(base, "/../../evil").is_err());
-        assert_eq!(
-            target("https://jira.example.com", "/../rest/x").expect("root base").as_str(),
-            "https://jira.example.com/rest/x"
-        );
-    }
 
     #[test]
     fn headers_are_checked_and_authorization_is_refused() {

@@ -22,7 +22,7 @@ include!(concat!(env!("OUT_DIR"), "/docs.rs"));
 /// `atl-token completions SHELL`: the completion script on stdout.
 pub fn completions(shell: Shell) -> Result<()> {
     let script = COMPLETIONS.iter().find(|(s, _)| *s == shell).map(|(_, text)| *text).unwrap_or_default();
-    super::print::write_out(script.as_bytes())
+    crate::output::write_out(script.as_bytes())
 }
 
 /// `atl-token man [COMMAND]`: the manual page, in roff, on stdout. The tool's page lists the
@@ -32,7 +32,7 @@ pub fn man(command: Option<&str>) -> Result<()> {
     let page = page.ok_or_else(|| {
         no_such_command(command.unwrap_or_default(), MAN_PAGES.iter().filter_map(|(n, _)| *n))
     })?;
-    super::print::write_out(page.as_bytes())
+    crate::output::write_out(page.as_bytes())
 }
 
 /// The tool's command definition, or one subcommand's, named as it is run.

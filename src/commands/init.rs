@@ -37,7 +37,7 @@ pub fn run(lookup: &Lookup, args: &InitArgs) -> Result<()> {
         .into());
     }
     let ask = !args.no_input && ui::stdin_is_terminal();
-    let runtime = super::runtime()?;
+    let runtime = crate::http::runtime()?;
     let mut vars = runtime.block_on(gather(args, ask, &cwd))?;
     let port = args.port.unwrap_or(DEFAULT_PORT);
     if port != DEFAULT_PORT {
@@ -344,7 +344,7 @@ fn report(target: &Target, vars: &[(&'static str, String)], port: u16) {
         }
     }
     let _ = writeln!(out, "\nThen sign in:\n\n    atl-token{flag} login");
-    let _ = super::print::write_out(out.as_bytes());
+    let _ = crate::output::write_out(out.as_bytes());
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@ use anyhow::{Result, anyhow};
 
 use crate::cli::LogoutArgs;
 use crate::config::{Auth, Config, OAuth2};
-use crate::provider::Endpoint;
 use crate::http;
 use crate::provider::CLOUD_APPS_PAGE;
+use crate::provider::Endpoint;
 use crate::store::{self, Stored};
 
 pub fn run(config: &Config, args: &LogoutArgs) -> Result<()> {
@@ -58,8 +58,12 @@ fn revoke(config: &Config, args: &LogoutArgs, stored: &Stored, path: &str) -> Re
         (Some((oauth2, revoke_url)), Some(refresh_token)) => {
             crate::binding::check(&stored.token, config, path)?;
             let client = http::client(config)?;
-            let revoked =
-                super::runtime()?.block_on(http::revoke(&client, oauth2, &revoke_url.url, refresh_token));
+            let revoked = crate::http::runtime()?.block_on(http::revoke(
+                &client,
+                oauth2,
+                &revoke_url.url,
+                refresh_token,
+            ));
             match revoked {
                 Ok(()) => eprintln!("revoked the refresh token at {revoke_url}"),
                 Err(e) if args.force => eprintln!(

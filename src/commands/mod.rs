@@ -1,4 +1,5 @@
-//! One module per subcommand, and the refresh that `refresh` and `print` share.
+//! One module per subcommand: each reads its arguments and the settings, and calls the
+//! layers below. Nothing below imports a command, and commands do not import each other.
 
 pub mod api;
 pub mod docs;
@@ -10,16 +11,5 @@ pub mod print;
 pub mod profiles;
 pub mod push;
 pub mod refresh;
-mod session;
 pub mod sites;
 pub mod status;
-
-use anyhow::{Context, Result};
-
-/// A current-thread runtime, built only by the paths that make a request or listen.
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-}

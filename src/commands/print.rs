@@ -3,18 +3,18 @@
 //! The common path reads one file and writes one line: no async runtime, no HTTP client.
 
 use std::borrow::Cow;
-use std::io::Write;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Result, anyhow};
 
+use crate::api_base;
 use crate::binding;
 use crate::cli::PrintArgs;
-use crate::commands::refresh;
-use crate::commands::sites;
 use crate::config::{Auth, Config, Consumer, PROVIDER};
 use crate::duration::human;
 use crate::exit::Exit;
 use crate::oauth1;
+use crate::output::write_out;
+use crate::renew;
 use crate::shell;
 use crate::store::{self, TokenStore, When};
 use crate::token::{self, Token};
@@ -22,7 +22,7 @@ use crate::token::{self, Token};
 pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
     let what = &args.what;
     if what.cloud_id {
-        sites::require_cloud(config, "--cloud-id")?;
+        api_base::require_cloud(config, "--cloud-id")?;
     }
     let store = store::open(config)?;
     let store = store.as_ref();
@@ -52,11 +52,11 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
     }
     if what.cloud_id {
         // From the cache in the token file; looked up (with a fresh access token) only once.
-        let (_, id) = sites::cloud_site(config, store, &stored.token)?;
+        let (_, id) = api_base::cloud_site(config, store, &stored.token)?;
         return write_out(format!("{id}\n").as_bytes());
     }
     if what.api_base {
-        let base = sites::api_base(config, store, &stored.token, args.product)?;
+        let base = api_base::api_base(config, store, &stored.token, args.product.name())?;
         return write_out(format!("{base}\n").as_bytes());
     }
     let remaining = stored.remaining(token::now());
@@ -86,7 +86,7 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
         ))
         .into());
     }
-    let outcome = refresh::refresh(config, store, When::ExpiresWithin(args.min_valid))?;
+    let outcome = renew::refresh(config, store, When::ExpiresWithin(args.min_valid))?;
     let token = outcome.token();
     output(config, args, token, &token.to_bytes(), store)
 }
@@ -142,19 +142,12 @@ fn oauth1(config: &Config, consumer: &Consumer, args: &PrintArgs, store: &dyn To
     };
     let method = reqwest::Method::from_bytes(args.method.to_ascii_uppercase().as_bytes())
         .map_err(|_| Exit::usage(format!("--method {}: not an HTTP method", args.method)))?;
-    let url = super::api::target(&consumer.base_url, target)?;
-    let (_, access) = super::session::oauth1_token(config, store)?;
+    let url = api_base::target(&consumer.base_url, target)?;
+    let (_, access) = crate::session::oauth1_token(config, store)?;
     let key = oauth1::load_key(&consumer.private_key_file)?;
     let signer = oauth1::Signer { consumer_key: &consumer.consumer_key, key: &key, token: Some(&access) };
     let header = signer.header(method.as_str(), &url, &[], &oauth1::Extra::default())?;
     write_out(format!("Authorization: {header}\n").as_bytes())
-}
-
-/// One write, so a reader never sees half a token.
-pub fn write_out(bytes: &[u8]) -> Result<()> {
-    let mut stdout = std::io::stdout().lock();
-    let written = stdout.write_all(bytes);
-    written.and_then(|()| stdout.flush()).context("cannot write to stdout")
 }
 
 /// `export` lines for the access token, the cloud id (Cloud) and the API base, each value
@@ -171,9 +164,9 @@ fn env_lines(
     match config.api_base() {
         Some(base) => out += &export("ATL_API_BASE", base),
         None => {
-            let (_, id) = sites::cloud_site(config, store, token)?;
+            let (_, id) = api_base::cloud_site(config, store, token)?;
             out += &export("ATL_CLOUD_ID", &id);
-            out += &export("ATL_API_BASE", &sites::cloud_api_base(config, args.product, &id));
+            out += &export("ATL_API_BASE", &api_base::cloud_api_base(config, args.product.name(), &id));
         }
     }
     Ok(out)

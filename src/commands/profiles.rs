@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 
+use crate::checkup;
 use crate::cli::ProfilesArgs;
-use crate::commands::status;
 use crate::config::{self, Lookup};
 use crate::exit::Exit;
 
@@ -40,7 +40,7 @@ pub fn run(lookup: &Lookup, args: &ProfilesArgs) -> Result<()> {
         } else {
             Lookup { env_file_flag: None, profile_flag: Some(name.clone()), ..lookup.clone() }
         };
-        let line = match config::load(&lookup, None).and_then(|c| status::check(&c, args.warn_days)) {
+        let line = match config::load(&lookup, None).and_then(|c| checkup::check(&c, args.warn_days)) {
             Ok((_, line)) => line,
             Err(e) => format!("ERROR: {e:#}"),
         };
@@ -50,5 +50,5 @@ pub fn run(lookup: &Lookup, args: &ProfilesArgs) -> Result<()> {
         };
         out.push_str(&format!("{name:<width$}  {line}\n"));
     }
-    super::print::write_out(out.as_bytes())
+    crate::output::write_out(out.as_bytes())
 }

@@ -6,18 +6,18 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
+use crate::checkup::{self, Assessed, assess};
 use crate::cli::StatusArgs;
-use crate::config::{Auth, Config};
+use crate::config::Config;
 use crate::duration::human;
 use crate::exit::{Code, Exit};
 use crate::health::{self, Health, Verdict};
-use crate::provider::{OAUTH1, OAUTH1_TITLE};
-use crate::store::{self, Stored};
+use crate::store;
 use crate::token::{self, Bound, Token};
 
 pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
     if args.check {
-        let (code, line) = check(config, args.warn_days)?;
+        let (code, line) = checkup::check(config, args.warn_days)?;
         println!("{}", crate::text::one_line(&line));
         return if code == Code::Success { Ok(()) } else { Err(Exit::silent(code).into()) };
     }
@@ -142,55 +142,7 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
         // Scopes, sites and lease holders come from servers and other hosts.
         lines.iter().map(|(k, v)| format!("{k:<14} {}\n", crate::text::one_line(v))).collect()
     };
-    super::print::write_out(out.as_bytes())
-}
-
-/// `status --check`'s line, and the exit code that goes with it: OK (0), WARNING (3) or
-/// LOGIN REQUIRED (4).
-pub fn check(config: &Config, warn_days: u64) -> Result<(Code, String)> {
-    let store = store::open(config)?;
-    let Some(stored) = store.load()? else {
-        let why = format!("no token in {}: run `atl-token login`", store.location());
-        return Ok((Code::LoginRequired, format!("LOGIN REQUIRED: {why}")));
-    };
-    let health = assess(config, &stored).health;
-    let now = token::now();
-    Ok(match health.verdict(now, warn_days) {
-        Verdict::Healthy => (Code::Success, format!("OK: {}", summary(&health, now))),
-        Verdict::EndsSoon(why) => (Code::Warning, format!("WARNING: {why}")),
-        Verdict::LoginRequired(why) => {
-            (Code::LoginRequired, format!("LOGIN REQUIRED: {why}: run `atl-token login`"))
-        }
-    })
-}
-
-/// What the settings and the token file say about the family.
-struct Assessed<'a> {
-    provider: &'static str,
-    title: &'static str,
-    scope: Option<&'a str>,
-    health: Health,
-}
-
-fn assess<'a>(config: &'a Config, stored: &Stored) -> Assessed<'a> {
-    match &config.auth {
-        Auth::OAuth2(oauth2) => {
-            let kind = oauth2.provider.kind;
-            let scope = oauth2.scope.value.as_str();
-            Assessed {
-                provider: kind.name(),
-                title: kind.title(),
-                scope: Some(scope),
-                health: Health::of(&stored.token, kind, scope, stored.written_at),
-            }
-        }
-        Auth::OAuth1(_) => Assessed {
-            provider: OAUTH1,
-            title: OAUTH1_TITLE,
-            scope: None,
-            health: Health::oauth1(&stored.token),
-        },
-    }
+    crate::output::write_out(out.as_bytes())
 }
 
 /// `{"unix": 1800000000, "utc": "2027-01-15T08:00:00Z"}`, or null.
@@ -235,24 +187,4 @@ fn scopes_line(health: &Health, configured: &str) -> String {
             health.not_granted.join(" ")
         ),
     }
-}
-
-/// One line for a healthy family: the nearest limits.
-fn summary(health: &Health, now: u64) -> String {
-    if !health.renewable {
-        return match health.access_expires_at {
-            Some(at) => {
-                format!("the OAuth 1.0a access token expires in {}", health::days(at.saturating_sub(now)))
-            }
-            None => "an OAuth 1.0a access token with no recorded expiry".to_owned(),
-        };
-    }
-    let mut parts = Vec::new();
-    if let Some(at) = health.refresh_expires_at {
-        parts.push(format!("the refresh token expires unused in {}", health::days(at.saturating_sub(now))));
-    }
-    if let Some(at) = health.family_ends_at {
-        parts.push(format!("the family ends in {}", health::days(at.saturating_sub(now))));
-    }
-    if parts.is_empty() { "a refresh token is present".to_owned() } else { parts.join("; ") }
 }

@@ -38,7 +38,7 @@ pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
     let client = http::client(config)?;
     announce_custom_endpoints(oauth2);
 
-    let runtime = super::runtime()?;
+    let runtime = crate::http::runtime()?;
     runtime.block_on(async {
         let state = uuid::Uuid::new_v4().to_string();
         let pkce = oauth2.provider.pkce.then(Pkce::new);
@@ -294,7 +294,7 @@ async fn finish(
             return Err(explain(&e, config, oauth2));
         }
     };
-    let token = super::refresh::issued(answer, None, config);
+    let token = crate::renew::issued(answer, None, config);
     save(config, store, slot, &token, arrival).await
 }
 
@@ -305,7 +305,7 @@ fn sentence(text: &str) -> String {
 
 fn explain(error: &TokenError, config: &Config, oauth2: &OAuth2) -> anyhow::Error {
     match error {
-        TokenError::ClientRejected(_) => super::refresh::client_rejected(error),
+        TokenError::ClientRejected(_) => crate::renew::client_rejected(error),
         TokenError::GrantRejected(_) => anyhow!(
             "the server refused the authorization code ({error}); it may have expired (a code lives \
              for seconds: 10 on Data Center), or {} may not match the callback URL registered for \

@@ -30,7 +30,7 @@ pub fn run(config: &Config, consumer: &Consumer, args: &LoginArgs) -> Result<()>
         consumer.base_url, consumer.access_token_url.origin
     );
 
-    let runtime = crate::commands::runtime()?;
+    let runtime = crate::http::runtime()?;
     runtime.block_on(async {
         let callback_uri = if args.oob { OUT_OF_BAND } else { config.redirect.uri.as_str() };
         let request_token = request_token(&client, consumer, &key, callback_uri).await?;

@@ -13,12 +13,12 @@ use reqwest::Method;
 use url::Url;
 
 use crate::binding;
-use crate::commands::refresh;
 use crate::config::{Auth, Config, Consumer};
 use crate::exit::Exit;
 use crate::http::{self, Answer};
 use crate::oauth;
 use crate::oauth1::{self, Extra, PrivateKey, Signer};
+use crate::renew;
 use crate::store::{TokenStore, When};
 use crate::token::Token;
 
@@ -68,7 +68,7 @@ impl<'a> Session<'a> {
         let (credential, token) = match &config.auth {
             Auth::OAuth2(_) => {
                 // The refresh checks where the family is bound before it does anything.
-                let token = refresh::refresh(config, store, When::ExpiresWithin(MIN_VALID))?.token().clone();
+                let token = renew::refresh(config, store, When::ExpiresWithin(MIN_VALID))?.token().clone();
                 let access = token.access_token().ok_or_else(|| no_token(store, "access token"))?;
                 (Credential::Bearer(RefCell::new(access.to_owned())), token)
             }
@@ -87,7 +87,7 @@ impl<'a> Session<'a> {
             config,
             store,
             client: http::client(config)?,
-            runtime: super::runtime()?,
+            runtime: crate::http::runtime()?,
             credential,
             call,
             form,
@@ -138,7 +138,7 @@ impl<'a> Session<'a> {
             // Nothing renews an OAuth 1.0a token: say what the server's problem was.
             Credential::OAuth1 { .. } => return Err(oauth1_refused(&urls[first], &answers[first].body)),
         };
-        let token = refresh::refresh(self.config, self.store, When::Always)?.token().clone();
+        let token = renew::refresh(self.config, self.store, When::Always)?.token().clone();
         *access.borrow_mut() = token.access_token().unwrap_or_default().to_owned();
         let again: Vec<Url> = refused.iter().map(|&i| urls[i].clone()).collect();
         for (i, answer) in refused.into_iter().zip(self.fetch(&again, parallel)?) {
@@ -209,7 +209,7 @@ fn no_token(store: &dyn TokenStore, what: &str) -> Exit {
 /// The stored OAuth 1.0a token set and its access token, checked: issued by the configured
 /// server, and not expired.
 pub fn oauth1_token(config: &Config, store: &dyn TokenStore) -> Result<(Token, String)> {
-    let stored = refresh::oauth1_stored(config, store)?;
+    let stored = renew::oauth1_stored(config, store)?;
     let access =
         stored.token.oauth1_token().ok_or_else(|| no_token(store, "OAuth 1.0a access token"))?.to_owned();
     Ok((stored.token, access))
