@@ -104,3 +104,39 @@ fn a_closed_stdout_is_not_an_error() {
     let status = child.wait().expect("wait");
     assert!(status.success());
 }
+
+/// `print` on a fresh token takes the hot path, anything else the full one: either way the
+/// same output, and each warning once (the hot path never warns and then hands over).
+#[test]
+fn the_hot_path_and_the_full_path_print_the_same_and_warn_once() {
+    let env = TestEnv::new();
+    set_mode(&env.path(".env"), 0o644);
+    env.write_token(3600);
+    set_mode(&env.token_file(), 0o644);
+    let access = env.read_token()["access_token"].as_str().expect("at").to_owned();
+    let args: [&[&str]; 4] = [&["print"], &["print", "--access"], &["print", "--header"], &["print", "-v"]];
+    for args in args {
+        let out = env.run(args);
+        assert_exit(&out, 0);
+        let expected = if args.contains(&"--header") {
+            format!("Authorization: Bearer {access}\n")
+        } else {
+            format!("{access}\n")
+        };
+        assert_eq!(stdout(&out), expected, "{args:?}");
+        let err = stderr(&out);
+        assert_eq!(err.matches("the env file").count(), 1, "{args:?}: {err}");
+        assert_eq!(err.matches("the token file").count(), 1, "{args:?}: {err}");
+    }
+    // Expiring: the hot path hands over, and the full path refreshes and warns, once.
+    env.write_token(10);
+    set_mode(&env.token_file(), 0o644);
+    let out = env.run(&["print", "--access"]);
+    assert_exit(&out, 0);
+    assert_eq!(env.auth.token_calls().len(), 1);
+    assert_eq!(stderr(&out).matches("the env file").count(), 1, "{}", stderr(&out));
+    // Anything the hot path does not know is the full parser's, --help included.
+    let help = env.run(&["print", "--help"]);
+    assert_exit(&help, 0);
+    assert!(stdout(&help).contains("--min-valid"), "{}", stdout(&help));
+}
