@@ -4,8 +4,9 @@
 //! cannot break out of a header or a shell word), and nothing else: no command-line parser,
 //! no settings but the few it needs, no async runtime, no HTTP client.
 //!
-//! Anything else, and anything that is not plainly fine (a flag it does not know, `--help`,
-//! an expiring token, a refused file, another store, OAuth 1.0a), goes to the full path,
+//! A shared store's family is read from this host's copy of its access token, as the store
+//! itself reads it. Anything else, and anything that is not plainly fine (a flag it does not
+//! know, `--help`, an expiring token, a refused file, OAuth 1.0a), goes to the full path,
 //! which says what is wrong. So this path never decides an error, and never warns twice.
 //! Imports only the layers below the commands.
 
@@ -99,17 +100,18 @@ fn fresh_token(args: &Args) -> Option<Found> {
     let env = |name: &str| std::env::var(name).ok();
     let settings = config::read_env_file(&lookup, &cwd).ok()?;
     let get = |key: config::Key| config::lookup_value(&env, settings.file.as_ref(), key);
-    // OAuth 1.0a has no bearer token, and other stores are the full path's.
-    let oauth1 = get(config::PROVIDER).is_some_and(|p| p.eq_ignore_ascii_case(crate::provider::OAUTH1));
-    let store = get(config::STORE);
-    if oauth1 || store.as_deref().is_some_and(|s| s.trim() != "file") {
+    // OAuth 1.0a has no bearer token.
+    if get(config::PROVIDER).is_some_and(|p| p.eq_ignore_ascii_case(crate::provider::OAUTH1)) {
         return None;
     }
     let path = match &args.token_file {
         Some(flag) => cwd.join(flag),
         None => config::token_file_in(settings.file.as_ref(), &cwd, get(config::TOKEN_FILE)),
     };
-    let (access, mut warnings) = read_access(&path)?;
+    let (access, mut warnings) = match get(config::STORE).as_deref().map(str::trim) {
+        None | Some("file") => read_access(&path)?,
+        Some(shared) => shared_copy(shared, &path)?,
+    };
     let mut all = settings.warnings;
     all.append(&mut warnings);
     Some(Found { access, warnings: all })
@@ -134,6 +136,25 @@ fn read_access(path: &Path) -> Option<(String, Vec<String>)> {
     }
     let access = fresh.access_token.filter(|t| token::is_token68(t))?;
     Some((access.to_owned(), warnings))
+}
+
+/// The access token of this host's copy of a shared store's family, if it has
+/// [`MIN_VALID`] left (this process's jitter early) and is a token68.
+#[cfg(feature = "aws")]
+fn shared_copy(store: &str, token_file: &Path) -> Option<(String, Vec<String>)> {
+    let secret = store.strip_prefix(config::AWS_SECRETS_MANAGER)?.strip_prefix(':')?;
+    let token = crate::store::fresh_copy(token_file, secret)?;
+    if token.remaining(token::now(), None) < MIN_VALID {
+        return None;
+    }
+    let access = token.access_token().filter(|t| token::is_token68(t))?;
+    Some((access.to_owned(), Vec::new()))
+}
+
+/// A build without a shared store leaves `ATL_STORE` to the full path, which explains.
+#[cfg(not(feature = "aws"))]
+fn shared_copy(_store: &str, _token_file: &Path) -> Option<(String, Vec<String>)> {
+    None
 }
 
 /// What the hot path reads of a token file (see [`crate::token::Token`] for the whole).

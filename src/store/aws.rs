@@ -362,8 +362,7 @@ impl SecretStore {
     /// How long before expiry this host refreshes, for a token set that must be valid for
     /// `margin`: a bit earlier than the others, at random.
     fn margin(&self, margin: Duration, token: &Token) -> Duration {
-        let spread = token.lifetime().map_or(Duration::ZERO, |l| (l / JITTER_SHARE).min(MAX_JITTER));
-        margin + spread.mul_f64(self.jitter)
+        margin + spread(token).mul_f64(self.jitter)
     }
 
     /// Keeps this host's copy of the access token (the refresh token left out), 0600.
@@ -542,24 +541,7 @@ impl TokenStore for SecretStore {
 
     /// This host's copy of the access token, when it is a copy of this secret's family.
     fn peek(&self) -> Result<Option<Stored>> {
-        // As the token file is read: never through a link, never another user's file.
-        let Some(opened) = crate::safe_path::open(&self.cache, Access::Read, "access token copy")? else {
-            return Ok(None);
-        };
-        let bytes = crate::safe_path::read_limited(opened, &self.cache, MAX_COPY, "access token copy")?;
-        let Ok(copy) = serde_json::from_slice::<Value>(&bytes) else { return Ok(None) };
-        if copy["secret"] != self.secret_id.as_str() {
-            return Ok(None);
-        }
-        let Some(Value::Object(mut fields)) = copy.get("token").cloned() else { return Ok(None) };
-        // Seen as expiring this host's jitter early, so that the hosts of a fleet go to the
-        // secret, and refresh, at different moments.
-        let early = self.margin(Duration::ZERO, &Token::from_fields(fields.clone())).as_secs();
-        if let Some(at) = fields.get(crate::token::EXPIRES_AT).and_then(Value::as_u64) {
-            fields.insert(crate::token::EXPIRES_AT.to_owned(), at.saturating_sub(early).into());
-        }
-        let token = Token::from_fields(fields);
-        Ok(Some(stored(token)))
+        Ok(read_copy(&self.cache, &self.secret_id, self.jitter)?.map(stored))
     }
 
     fn reserve(&self) -> Result<Box<dyn Slot + '_>> {
@@ -790,6 +772,39 @@ fn not_found<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
 }
 
 /// Beside where the token file would be: `token.json.access`.
+/// How much earlier than its expiry a host may refresh a token set: a share of its lifetime.
+fn spread(token: &Token) -> Duration {
+    token.lifetime().map_or(Duration::ZERO, |l| (l / JITTER_SHARE).min(MAX_JITTER))
+}
+
+/// The copy of the access token at `cache`, if it is a copy of `secret_id`'s family, seen
+/// as expiring `jitter`'s share of the spread early, so that the hosts of a fleet go to the
+/// secret, and refresh, at different moments. Read as the token file is: never through a
+/// link, never another user's file.
+fn read_copy(cache: &std::path::Path, secret_id: &str, jitter: f64) -> Result<Option<Token>> {
+    let Some(opened) = crate::safe_path::open(cache, Access::Read, "access token copy")? else {
+        return Ok(None);
+    };
+    let bytes = crate::safe_path::read_limited(opened, cache, MAX_COPY, "access token copy")?;
+    let Ok(copy) = serde_json::from_slice::<Value>(&bytes) else { return Ok(None) };
+    if copy["secret"] != secret_id {
+        return Ok(None);
+    }
+    let Some(Value::Object(mut fields)) = copy.get("token").cloned() else { return Ok(None) };
+    let early = spread(&Token::from_fields(fields.clone())).mul_f64(jitter).as_secs();
+    if let Some(at) = fields.get(crate::token::EXPIRES_AT).and_then(Value::as_u64) {
+        fields.insert(crate::token::EXPIRES_AT.to_owned(), at.saturating_sub(early).into());
+    }
+    Ok(Some(Token::from_fields(fields)))
+}
+
+/// For the hot path: this host's copy of `secret_id`'s access token beside `token_file`,
+/// with a jitter of this process's own, as [`SecretStore::peek`] reads it.
+pub fn fresh_copy(token_file: &std::path::Path, secret_id: &str) -> Option<Token> {
+    let jitter = f64::from(uuid::Uuid::new_v4().as_bytes()[0]) / 256.0;
+    read_copy(&cache_path(token_file), secret_id, jitter).ok()?
+}
+
 fn cache_path(token_file: &std::path::Path) -> PathBuf {
     let mut name = token_file.file_name().unwrap_or_default().to_os_string();
     name.push(".access");

@@ -19,6 +19,8 @@ use crate::token::Token;
 mod aws;
 mod file;
 
+#[cfg(feature = "aws")]
+pub use aws::fresh_copy;
 pub use file::{FileStore, MAX_TOKEN_FILE};
 
 /// A token set as read from its store.
