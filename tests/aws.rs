@@ -9,6 +9,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{AuthServer, TestEnv, assert_exit, atl_command, stderr, stdout, wait_for};
@@ -452,4 +453,192 @@ c.put_secret_value(SecretId="team/jira", SecretString=json.dumps(doc))
     assert!(err.contains("wrong-clock:1:abcd") && err.contains("treated as expired"), "{err}");
     assert_eq!(env.auth.refreshes(), 1);
     assert!(env.auth.is_live(&a.refresh_token()), "the family is alive");
+}
+
+/// A proxy between atl-token and moto's server. Once `arm` is called, the first
+/// `UpdateSecretVersionStage` that passes (a claim's promote) starts a window of `window`
+/// during which every `PutSecretValue` gets AWS's `ThrottlingException`, as a burst of
+/// throttling right after a refresh token was spent would.
+struct FaultProxy {
+    url: String,
+    state: Arc<Mutex<FaultState>>,
+}
+
+#[derive(Default)]
+struct FaultState {
+    armed: Option<Duration>,
+    throttling_until: Option<Instant>,
+    throttled: usize,
+}
+
+impl FaultProxy {
+    fn start(moto: &str) -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let state = Arc::new(Mutex::new(FaultState::default()));
+        let (shared, upstream) = (state.clone(), moto.to_owned());
+        // The client speaks plain HTTP to moto, but reqwest wants a TLS provider chosen.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder().no_proxy().build().expect("client");
+            for stream in listener.incoming().flatten() {
+                let (client, shared, upstream) = (client.clone(), shared.clone(), upstream.clone());
+                std::thread::spawn(move || proxy_one(stream, &client, &shared, &upstream));
+            }
+        });
+        Self { url, state }
+    }
+
+    fn arm(&self, window: Duration) {
+        self.state.lock().expect("lock").armed = Some(window);
+    }
+
+    fn throttled(&self) -> usize {
+        self.state.lock().expect("lock").throttled
+    }
+}
+
+/// One request (the connection is closed after it): throttled, or passed on to moto.
+fn proxy_one(
+    stream: std::net::TcpStream,
+    client: &reqwest::blocking::Client,
+    state: &Mutex<FaultState>,
+    upstream: &str,
+) {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or("GET").to_owned(), parts.next().unwrap_or("/").to_owned());
+    let mut headers = Vec::new();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':') {
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
+        }
+    }
+    let header =
+        |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    let length: usize = header("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
+    let mut body = vec![0; length];
+    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+        return;
+    }
+    let target = header("x-amz-target").unwrap_or_default();
+    let throttle = {
+        let mut state = state.lock().expect("lock");
+        let now = Instant::now();
+        let throttle = target.ends_with(".PutSecretValue") && state.throttling_until.is_some_and(|u| now < u);
+        if throttle {
+            state.throttled += 1;
+        }
+        throttle
+    };
+    let mut stream = reader.into_inner();
+    if throttle {
+        let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+        let reply = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\n\
+             x-amzn-ErrorType: ThrottlingException\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let _ = std::io::Write::write_all(&mut stream, reply.as_bytes());
+        return;
+    }
+    let mut request = client.request(method.parse().expect("method"), format!("{upstream}{path}")).body(body);
+    for (name, value) in &headers {
+        if !["host", "connection", "content-length"].contains(&name.to_ascii_lowercase().as_str()) {
+            request = request.header(name.as_str(), value.as_str());
+        }
+    }
+    let Ok(answer) = request.send() else { return };
+    let status = answer.status();
+    let answer_headers: Vec<(String, String)> = answer
+        .headers()
+        .iter()
+        .filter(|(n, _)| !["content-length", "connection", "transfer-encoding"].contains(&n.as_str()))
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
+        .collect();
+    let answer_body = answer.bytes().unwrap_or_default();
+    if target.ends_with(".UpdateSecretVersionStage") && status.is_success() {
+        let mut state = state.lock().expect("lock");
+        if let Some(window) = state.armed.take() {
+            state.throttling_until = Some(Instant::now() + window);
+        }
+    }
+    let mut reply = format!("HTTP/1.1 {}\r\n", status);
+    for (name, value) in answer_headers {
+        reply.push_str(&format!("{name}: {value}\r\n"));
+    }
+    reply.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", answer_body.len()));
+    let mut bytes = reply.into_bytes();
+    bytes.extend_from_slice(&answer_body);
+    let _ = std::io::Write::write_all(&mut stream, &bytes);
+}
+
+/// Five seconds of `ThrottlingException` starting right after the claim is promoted, that is
+/// as the refresh token is spent: the new set is written once AWS lets it, and nothing is lost.
+#[test]
+fn a_burst_of_throttling_right_after_a_refresh_loses_nothing() {
+    let (env, moto, _) = fleet_setup(3600, -10);
+    let proxy = FaultProxy::start(&moto.endpoint);
+    let mut a = Host::new(&env, &moto, "through-proxy", "team/jira", "ATL_STORE_LEASE=30s\n");
+    a.endpoint = proxy.url.clone();
+    proxy.arm(Duration::from_secs(5));
+    let refreshed = a.run(&["refresh"]);
+    assert_exit(&refreshed, 0);
+    assert!(proxy.throttled() >= 3, "the burst hit the write: {} throttled", proxy.throttled());
+    assert_eq!(env.auth.refreshes(), 1);
+    assert_eq!(env.auth.superseded(), 0);
+    let b = Host::new(&env, &moto, "b", "team/jira", "");
+    assert_eq!(b.store()["generation"], 2);
+    assert!(env.auth.is_live(&b.refresh_token()), "the family is alive");
+}
+
+/// A host waits for another's refresh, which is slow to write its result: the token it then
+/// finds has less than `--min-valid` left, so it refreshes again rather than print it.
+#[test]
+fn a_print_that_waited_for_another_host_still_gets_min_valid() {
+    let (env, moto, a) = fleet_setup(3, -10);
+    let b = Host::new(&env, &moto, "b", "team/jira", "");
+    let mut slow = a
+        .command(&["refresh"])
+        .env("ATL_TOKEN_TEST_ONLY_PAUSE_AT", "answered+2500ms")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(slow.stderr.take().expect("stderr")).lines();
+    let paused = lines.next().expect("a line").expect("utf-8");
+    assert!(paused.contains("paused after step answered"), "{paused}");
+    let printed = b.run(&["print", "--min-valid", "1s"]);
+    let ended = Instant::now();
+    assert!(slow.wait().expect("wait").success());
+    assert_exit(&printed, 0);
+    let token = stdout(&printed).trim().to_owned();
+    assert!(
+        env.auth.access_valid_at(&token, ended + Duration::from_millis(900)),
+        "printed a token with less than --min-valid left: {token}"
+    );
+}
+
+/// A host killed after the server's answer (Data Center: the old pair is gone) kept the new
+/// set: the others find the family dead, and its next run hands the set over, so it lives.
+#[test]
+fn a_host_that_died_after_the_answer_hands_the_new_set_over_on_its_next_run() {
+    let (env, moto, a) = fleet_setup(3600, -10);
+    crash_after(&a, "answered");
+    let b = Host::new(&env, &moto, "b", "team/jira", "");
+    assert_exit(&b.run(&["print", "--min-valid", "1s"]), 4);
+
+    let handed = a.run(&["print", "--min-valid", "1s"]);
+    assert_exit(&handed, 0);
+    assert!(stderr(&handed).contains("it is there now"), "{}", stderr(&handed));
+    assert_eq!(env.auth.superseded(), 1, "only b's attempt, before the hand-over");
+    assert!(env.auth.is_live(&b.refresh_token()), "the family lives again");
+    assert_eq!(b.store()["generation"], 2);
 }

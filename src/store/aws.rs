@@ -42,6 +42,13 @@ use crate::safe_path::Access;
 use crate::token::Token;
 
 const CURRENT: &str = "AWSCURRENT";
+/// After a refresh token is spent, the write of the new set is tried again after this long,
+/// doubling up to [`DURABLE_MAX_WAIT`], for as long as the lease lasts.
+const DURABLE_FIRST_WAIT: Duration = Duration::from_millis(250);
+const DURABLE_MAX_WAIT: Duration = Duration::from_secs(4);
+/// A dead mark with this reason was written by `logout`: no local rescue brings it back.
+const LOGGED_OUT: &str = "logged out";
+
 /// A lease may end this much later than `ATL_STORE_LEASE` from now (clocks differ a little
 /// between hosts) before it is taken to come from a wrong clock.
 const FUTURE_LEASE_SLACK: Duration = Duration::from_secs(60);
@@ -122,6 +129,8 @@ pub struct SecretStore {
     holder: String,
     /// Where this host keeps a copy of the access token (never the refresh token).
     cache: PathBuf,
+    /// Where this host keeps a new token set until it is in the secret.
+    next: PathBuf,
     /// A random share of the jitter, chosen once per process.
     jitter: f64,
     /// Made on first use, so that `print` from the cache builds no runtime or client.
@@ -158,6 +167,7 @@ impl SecretStore {
             http_timeout: config.http_timeout,
             holder: format!("{host}:{}:{}", std::process::id(), &random.simple().to_string()[..8]),
             cache: cache_path(&config.token_file),
+            next: sibling(&config.token_file, ".next"),
             jitter,
             aws: OnceLock::new(),
             last: RefCell::new(None),
@@ -269,8 +279,31 @@ impl SecretStore {
 
     /// Writes `doc` as a new version under `label` (never `AWSCURRENT`), idempotently.
     fn put(&self, doc: &Document, label: &'static str) -> Result<String> {
-        let (id, text) = (self.secret_id.clone(), doc.text());
+        self.put_once(doc, label, uuid::Uuid::new_v4().to_string())
+    }
+
+    /// [`SecretStore::put`] for a token set whose refresh token has been spent: tried again,
+    /// with backoff, until `deadline` (the end of this host's lease), with the same
+    /// `ClientRequestToken`, so that a write that was applied but whose answer was lost is
+    /// not written twice. A few seconds of throttling or 500s must not lose a family.
+    fn put_durably(&self, doc: &Document, label: &'static str, deadline: Instant) -> Result<String> {
         let request_token = uuid::Uuid::new_v4().to_string();
+        let mut wait = DURABLE_FIRST_WAIT;
+        loop {
+            match self.put_once(doc, label, request_token.clone()) {
+                Ok(version) => return Ok(version),
+                Err(e) if Instant::now() + wait < deadline => {
+                    crate::http::log(|| format!("{e:#}; writing again in {}", crate::http::human_ms(wait)));
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(DURABLE_MAX_WAIT);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn put_once(&self, doc: &Document, label: &'static str, request_token: String) -> Result<String> {
+        let (id, text) = (self.secret_id.clone(), doc.text());
         let answer = self.block(|client| async move {
             client
                 .put_secret_value()
@@ -359,6 +392,49 @@ impl SecretStore {
         true
     }
 
+    /// Keeps a new token set on this host (`token.json.next`, 0600, on disk before anything
+    /// else happens), from the moment the server's answer arrives until it is in the secret.
+    fn keep_next(&self, doc: &Document) -> Result<()> {
+        let kept = json!({"secret": self.secret_id, "document": doc});
+        write_private(&self.next, &serde_json::to_vec(&kept).expect("JSON"), true)
+    }
+
+    /// Hands over a token set this host kept but could not write to the secret: when the
+    /// secret still holds the generation it came from, under a lease or a dead mark (not a
+    /// logout), it is written as the next version and promoted by the usual recovery.
+    /// Returns whether the secret changed. A kept set the secret has moved past is removed.
+    fn hand_over(&self, current: &Current) -> Result<bool> {
+        let Some(opened) = crate::safe_path::open(&self.next, Access::Read, "kept token set")? else {
+            return Ok(false);
+        };
+        let bytes = crate::safe_path::read_limited(opened, &self.next, MAX_COPY, "kept token set")?;
+        let kept: Option<Document> = serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .filter(|k| k["secret"] == self.secret_id.as_str())
+            .and_then(|k| serde_json::from_value(k["document"].clone()).ok());
+        let Some(doc) = kept else { return Ok(false) };
+        if doc.generation <= current.doc.generation {
+            let _ = fs::remove_file(&self.next);
+            return Ok(false);
+        }
+        let logged_out = current.doc.dead.as_deref().is_some_and(|why| why.starts_with(LOGGED_OUT));
+        let stranded = current.doc.lease.is_some() || (current.doc.dead.is_some() && !logged_out);
+        if doc.generation != current.doc.generation + 1 || !stranded {
+            return Ok(false);
+        }
+        self.put_durably(&doc, NEXT, Instant::now() + self.lease)?;
+        let handed = self.recover(current)?;
+        if handed {
+            let _ = fs::remove_file(&self.next);
+            eprintln!(
+                "atl-token: note: an earlier run here could not write its new token set to {}; it is \
+                 there now",
+                self.what()
+            );
+        }
+        Ok(handed)
+    }
+
     /// How long before expiry this host refreshes, for a token set that must be valid for
     /// `margin`: a bit earlier than the others, at random.
     fn margin(&self, margin: Duration, token: &Token) -> Duration {
@@ -373,7 +449,7 @@ impl SecretStore {
         };
         token.remove("refresh_token");
         let copy = json!({"secret": self.secret_id, "generation": current.doc.generation, "token": token});
-        if let Err(e) = write_private(&self.cache, &serde_json::to_vec(&copy).expect("JSON")) {
+        if let Err(e) = write_private(&self.cache, &serde_json::to_vec(&copy).expect("JSON"), false) {
             eprintln!("atl-token: warning: cannot keep the access token in {}: {e:#}", self.cache.display());
         }
     }
@@ -563,18 +639,25 @@ impl TokenStore for SecretStore {
             if (current.doc.lease.is_some() || current.doc.dead.is_some()) && self.recover(&current)? {
                 continue;
             }
+            if self.hand_over(&current)? {
+                continue;
+            }
             let token = self.family(&current)?;
             (refresh.check)(&token)?;
             let remaining = token.remaining(crate::token::now(), None);
-            if current.doc.generation > started_at && current.doc.lease.is_none() {
-                // Another host refreshed while this one waited: that is the refresh asked for.
-                self.keep_copy(&current);
-                return Ok(Outcome::StillValid { token, remaining });
-            }
             let needed = match refresh.when {
                 When::Always => None,
                 When::ExpiresWithin(margin) => Some(margin),
             };
+            if current.doc.generation > started_at
+                && current.doc.lease.is_none()
+                && needed.is_none_or(|margin| remaining >= margin)
+            {
+                // Another host refreshed while this one waited: that is the refresh asked for,
+                // if it left enough time (it may have been slow to write it).
+                self.keep_copy(&current);
+                return Ok(Outcome::StillValid { token, remaining });
+            }
             if let Some(margin) = needed
                 && remaining >= self.margin(margin, &token)
             {
@@ -605,6 +688,7 @@ impl TokenStore for SecretStore {
             let generation = current.doc.generation;
             let mut claim = current.doc.clone();
             claim.lease = Some(Lease { holder: self.holder.clone(), until_ms: now + millis(self.lease) });
+            let lease_ends = Instant::now() + self.lease - LEASE_SLACK;
             let claim_version = self.put(&claim, CLAIM)?;
             if !self.promote(&claim_version, &current.version_id)? {
                 lost_claims += 1;
@@ -625,18 +709,28 @@ impl TokenStore for SecretStore {
                 // The lease runs out, and another host takes over: see the protocol.
                 Err(e) => return Err(e),
             };
-            pause_for_tests("answered");
             let doc = Document::family(&new, generation + 1);
-            let next_version = self.put(&doc, NEXT).with_context(|| {
+            // Kept here first: a host that cannot write the secret hands it over next time.
+            let kept = self.keep_next(&doc);
+            pause_for_tests("answered");
+            let next_version = self.put_durably(&doc, NEXT, lease_ends).with_context(|| {
+                let rescue = match &kept {
+                    Ok(()) => format!(
+                        "it is kept in {}, and the next run on this host writes it there",
+                        self.next.display()
+                    ),
+                    Err(e) => format!("and it could not be kept on this host either ({e:#})"),
+                };
                 format!(
-                    "the new token set could not be written to {}; the server has rotated the refresh \
-                     token, so the family may be lost: if the next run says so, run `atl-token login`",
+                    "the new token set could not be written to {}, though the server has rotated the \
+                     refresh token: {rescue}. Run `atl-token refresh` here again soon",
                     self.what()
                 )
             })?;
             pause_for_tests("put");
             let next = Current { version_id: next_version, doc };
             let installed = self.promote_next(&next, &claim_version)?;
+            let _ = fs::remove_file(&self.next);
             self.keep_copy(&installed);
             let token = self.family(&installed)?;
             return Ok(Outcome::Refreshed(token));
@@ -663,7 +757,8 @@ impl TokenStore for SecretStore {
             return Ok(None);
         }
         before(&stored(token))?;
-        let why = format!("logged out at {} by {}", crate::health::rfc3339(crate::token::now()), self.holder);
+        let why =
+            format!("{LOGGED_OUT} at {} by {}", crate::health::rfc3339(crate::token::now()), self.holder);
         self.rewrite(&mut |current| {
             Ok(Document {
                 atl_token_store: FORMAT,
@@ -806,13 +901,19 @@ pub fn fresh_copy(token_file: &std::path::Path, secret_id: &str) -> Option<Token
 }
 
 fn cache_path(token_file: &std::path::Path) -> PathBuf {
+    sibling(token_file, ".access")
+}
+
+/// `token.json` + `suffix`, beside it.
+fn sibling(token_file: &std::path::Path, suffix: &str) -> PathBuf {
     let mut name = token_file.file_name().unwrap_or_default().to_os_string();
-    name.push(".access");
+    name.push(suffix);
     token_file.with_file_name(name)
 }
 
-/// Replaces `path` with `bytes`, mode 0600, through a temp file and a rename.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
+/// Replaces `path` with `bytes`, mode 0600, through a temp file and a rename; with
+/// `durable`, on disk (file and folder synced) before it returns.
+fn write_private(path: &std::path::Path, bytes: &[u8], durable: bool) -> Result<()> {
     let dir = crate::safe_path::folder_of(path);
     if !dir.exists() {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
@@ -822,7 +923,13 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
         .permissions(fs::Permissions::from_mode(0o600))
         .tempfile_in(dir)?;
     file.write_all(bytes)?;
+    if durable {
+        file.as_file().sync_all()?;
+    }
     file.persist(path)?;
+    if durable {
+        fs::File::open(dir)?.sync_all()?;
+    }
     Ok(())
 }
 
@@ -836,13 +943,21 @@ fn millis(duration: Duration) -> u64 {
 
 /// Set in the environment of a debug build, this stops the refresh at a named step
 /// (`claimed`, `answered`, `put`) until the process is killed, so that a test can crash it
-/// there. Release builds do not contain the switch.
+/// there, or (`answered+2500ms`) for a while, so that a test can make it slow. Release
+/// builds do not contain the switch.
 fn pause_for_tests(step: &str) {
     #[cfg(debug_assertions)]
-    if std::env::var("ATL_TOKEN_TEST_ONLY_PAUSE_AT").is_ok_and(|at| at == step) {
-        eprintln!("atl-token: test: paused after step {step}");
-        loop {
-            std::thread::sleep(Duration::from_secs(60));
+    if let Ok(at) = std::env::var("ATL_TOKEN_TEST_ONLY_PAUSE_AT") {
+        // `step`: until killed; `step+2500ms`: that long, then on.
+        let (name, pause) = at.split_once('+').map_or((at.as_str(), None), |(n, d)| (n, Some(d)));
+        if name == step {
+            eprintln!("atl-token: test: paused after step {step}");
+            match pause.and_then(|d| crate::duration::parse(d).ok()) {
+                Some(pause) => std::thread::sleep(pause),
+                None => loop {
+                    std::thread::sleep(Duration::from_secs(60));
+                },
+            }
         }
     }
     let _ = step;
