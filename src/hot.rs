@@ -131,7 +131,7 @@ fn read_access(path: &Path) -> Option<(String, Vec<String>)> {
     let fresh: Fresh<'_> = serde_json::from_slice(&bytes).ok()?;
     let expires_at =
         fresh.expires_at.or_else(|| Some(written_at?.as_secs().saturating_add(fresh.expires_in?)))?;
-    if expires_at.saturating_sub(token::now()) < MIN_VALID.as_secs() {
+    if Duration::from_secs(expires_at).saturating_sub(token::clock()) < MIN_VALID {
         return None;
     }
     let access = fresh.access_token.filter(|t| token::is_token68(t))?;
@@ -144,7 +144,7 @@ fn read_access(path: &Path) -> Option<(String, Vec<String>)> {
 fn shared_copy(store: &str, token_file: &Path) -> Option<(String, Vec<String>)> {
     let secret = store.strip_prefix(config::AWS_SECRETS_MANAGER)?.strip_prefix(':')?;
     let token = crate::store::fresh_copy(token_file, secret)?;
-    if token.remaining(token::now(), None) < MIN_VALID {
+    if token.remaining(token::clock(), None) < MIN_VALID {
         return None;
     }
     let access = token.access_token().filter(|t| token::is_token68(t))?;

@@ -97,7 +97,13 @@ pub fn is_cloud_id(text: &str) -> bool {
 
 /// Unix seconds now.
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    clock().as_secs()
+}
+
+/// The time since the Unix epoch, to the nanosecond: what a token's time left is measured
+/// against, so that a margin of one second means one second, not anything down to zero.
+pub fn clock() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
 }
 
 /// A token set as stored. Its `Debug` never shows a token.
@@ -296,10 +302,11 @@ impl Token {
         })
     }
 
-    /// How long the access token stays valid from `now`; zero when expired or unknown.
-    pub fn remaining(&self, now: u64, written_at: Option<u64>) -> Duration {
+    /// How long the access token stays valid from `now` (since the Unix epoch, see
+    /// [`clock`]); zero when expired or unknown.
+    pub fn remaining(&self, now: Duration, written_at: Option<u64>) -> Duration {
         let expires_at = self.expires_at_or_guess(written_at).unwrap_or(0);
-        Duration::from_secs(expires_at.saturating_sub(now))
+        Duration::from_secs(expires_at).saturating_sub(now)
     }
 
     /// The file's bytes: pretty JSON, as the seed's `jq` wrote it, and a final newline.
@@ -471,9 +478,10 @@ mod tests {
         assert_eq!(t.refresh_token(), Some("eyR"));
         assert_eq!(t.expires_at(), None);
         assert_eq!(t.expires_at_or_guess(Some(500)), Some(4100));
-        assert_eq!(t.remaining(4000, Some(500)), Duration::from_secs(100));
-        assert_eq!(t.remaining(5000, Some(500)), Duration::ZERO);
-        assert_eq!(t.remaining(0, None), Duration::ZERO, "unknown expiry counts as expired");
+        assert_eq!(t.remaining(Duration::from_secs(4000), Some(500)), Duration::from_secs(100));
+        assert_eq!(t.remaining(Duration::from_millis(4099_500), Some(500)), Duration::from_millis(500));
+        assert_eq!(t.remaining(Duration::from_secs(5000), Some(500)), Duration::ZERO);
+        assert_eq!(t.remaining(Duration::ZERO, None), Duration::ZERO, "unknown expiry counts as expired");
     }
 
     #[test]
@@ -508,7 +516,7 @@ mod tests {
             bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400),
         ) {
             if let Ok(token) = Token::parse(&bytes) {
-                let _ = (token.remaining(0, Some(0)), token.refresh_token(), token.to_bytes());
+                let _ = (token.remaining(Duration::ZERO, Some(0)), token.refresh_token(), token.to_bytes());
             }
         }
     }

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{AuthServer, TestEnv, assert_exit, atl_command, stderr, stdout, wait_for};
+use common::{AuthServer, TestEnv, assert_exit, atl_command, free_port, stderr, stdout, wait_for};
 use serde_json::Value;
 
 /// moto's server on a free loopback port, killed when dropped.
@@ -641,4 +641,25 @@ fn a_host_that_died_after_the_answer_hands_the_new_set_over_on_its_next_run() {
     assert_eq!(env.auth.superseded(), 1, "only b's attempt, before the hand-over");
     assert!(env.auth.is_live(&b.refresh_token()), "the family lives again");
     assert_eq!(b.store()["generation"], 2);
+}
+
+/// An AWS error is one sentence: the operation, the secret, and what AWS (or the network)
+/// said; the SDK's debug form only with `-v`.
+#[test]
+fn aws_errors_are_one_sentence_and_the_sdks_detail_is_for_verbose() {
+    let env = TestEnv::new();
+    let moto = Moto::start();
+    let mut host = Host::new(&env, &moto, "a", "team/jira", "");
+    host.endpoint = format!("http://127.0.0.1:{}", free_port());
+    let output = host.run(&["status"]);
+    assert_exit(&output, 1);
+    let message = stderr(&output);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains("AWS Secrets Manager GetSecretValue on team/jira failed: AWS could not be reached"),
+        "{message}"
+    );
+    assert!(message.len() < 300, "{} bytes: {message}", message.len());
+    let verbose = host.run(&["-v", "status"]);
+    assert!(stderr(&verbose).contains("DispatchFailure"), "{}", stderr(&verbose));
 }

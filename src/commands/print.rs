@@ -59,7 +59,7 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
         let base = api_base::api_base(config, store, &stored.token, args.product.name())?;
         return write_out(format!("{base}\n").as_bytes());
     }
-    let remaining = stored.remaining(token::now());
+    let remaining = stored.remaining(token::clock());
 
     if remaining >= args.min_valid {
         return output(config, args, &stored.token, &stored.bytes, store);

@@ -41,7 +41,7 @@ pub fn run(config: &Config, args: &RefreshArgs) -> Result<()> {
 fn oauth1_expiry(config: &Config, store: &dyn TokenStore, quiet: bool) -> Result<()> {
     let stored = renew::oauth1_stored(config, store)?;
     let path = store.location();
-    let remaining = stored.remaining(token::now());
+    let remaining = stored.remaining(token::clock());
     if !quiet {
         let until = match stored.token.expires_at() {
             Some(at) => format!("expires in {} ({})", human(remaining), crate::health::rfc3339(at)),

@@ -31,7 +31,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow};
 use aws_config::BehaviorVersion;
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::config::http::HttpResponse;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -575,32 +576,63 @@ impl SecretStore {
         )
     }
 
-    fn failed<E, R>(&self, action: &str, error: &SdkError<E, R>) -> anyhow::Error
+    /// One sentence for a failed AWS call: the operation, the secret, and AWS's error code and
+    /// message (or what kept the call from AWS), with what to check. The SDK's full debug
+    /// form, a few KiB, goes to `-v`.
+    fn failed<E>(&self, action: &str, error: &SdkError<E, HttpResponse>) -> anyhow::Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
-        let code = error.as_service_error().and_then(ProvideErrorMetadata::code).unwrap_or_default();
+        crate::http::log(|| format!("AWS {action} failed: {error:?}"));
+        let service = error.as_service_error();
+        // An answer the SDK could not read (moto's XML for a bad signature, say) still names
+        // its code and message.
+        let raw = error.raw_response().and_then(|r| r.body().bytes()).map(String::from_utf8_lossy);
+        let tag = |name: &str| {
+            let text = raw.as_deref()?;
+            let start = text.find(&format!("<{name}>"))? + name.len() + 2;
+            Some(text[start..].split('<').next()?.to_owned())
+        };
+        let (raw_code, raw_message) = (tag("Code"), tag("Message"));
+        let code = service.and_then(ProvideErrorMetadata::code).or(raw_code.as_deref()).unwrap_or_default();
         let hint = match code {
             "AccessDeniedException" => {
                 " (the IAM policy must allow it on this secret: see the README's \"Many hosts\" section)"
             }
-            "UnrecognizedClientException" | "InvalidSignatureException" | "InvalidClientTokenId" => {
-                " (check the AWS credentials: AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+            "UnrecognizedClientException"
+            | "InvalidSignatureException"
+            | "InvalidClientTokenId"
+            | "SignatureDoesNotMatch" => {
+                " (AWS refused the credentials: check AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
             }
             _ => "",
         };
-        let detail = DisplayErrorContext(error).to_string();
-        let detail = if detail.contains("SignatureDoesNotMatch") || detail.contains("InvalidClientTokenId") {
-            format!(
-                "{detail} (AWS refused the credentials: check AWS_PROFILE, or AWS_ACCESS_KEY_ID and \
-                 AWS_SECRET_ACCESS_KEY)"
-            )
-        } else {
-            detail
+        let detail = match (service, error) {
+            (Some(service), _) => {
+                let message = service.message().or(raw_message.as_deref());
+                let message = message.map(|m| format!(": {m}")).unwrap_or_default();
+                format!("{}{message}", if code.is_empty() { "an error with no code" } else { code })
+            }
+            (None, SdkError::TimeoutError(_)) => "no answer in time".to_owned(),
+            (None, SdkError::DispatchFailure(_)) => {
+                format!("AWS could not be reached ({})", root_cause(error))
+            }
+            (None, SdkError::ResponseError(_)) => {
+                format!("its answer could not be read ({})", root_cause(error))
+            }
+            (None, _) => root_cause(error),
         };
         anyhow!("AWS Secrets Manager {action} on {} failed: {detail}{hint}", self.secret_id)
     }
+}
+
+/// The innermost cause of an error, in its own words: "Connection refused (os error 111)".
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
 }
 
 impl TokenStore for SecretStore {
@@ -644,7 +676,7 @@ impl TokenStore for SecretStore {
             }
             let token = self.family(&current)?;
             (refresh.check)(&token)?;
-            let remaining = token.remaining(crate::token::now(), None);
+            let remaining = token.remaining(crate::token::clock(), None);
             let needed = match refresh.when {
                 When::Always => None,
                 When::ExpiresWithin(margin) => Some(margin),

@@ -288,7 +288,7 @@ impl TokenStore for FileStore {
         let stored = self.load_existing()?;
         (refresh.check)(&stored.token)?;
         if let When::ExpiresWithin(margin) = refresh.when {
-            let remaining = stored.remaining(token::now());
+            let remaining = stored.remaining(token::clock());
             if remaining >= margin {
                 return Ok(Outcome::StillValid { token: stored.token, remaining });
             }

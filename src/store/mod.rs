@@ -34,7 +34,7 @@ pub struct Stored {
 }
 
 impl Stored {
-    pub fn remaining(&self, now: u64) -> Duration {
+    pub fn remaining(&self, now: Duration) -> Duration {
         self.token.remaining(now, self.written_at)
     }
 }
