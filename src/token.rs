@@ -479,7 +479,7 @@ mod tests {
         assert_eq!(t.expires_at(), None);
         assert_eq!(t.expires_at_or_guess(Some(500)), Some(4100));
         assert_eq!(t.remaining(Duration::from_secs(4000), Some(500)), Duration::from_secs(100));
-        assert_eq!(t.remaining(Duration::from_millis(4099_500), Some(500)), Duration::from_millis(500));
+        assert_eq!(t.remaining(Duration::from_millis(4_099_500), Some(500)), Duration::from_millis(500));
         assert_eq!(t.remaining(Duration::from_secs(5000), Some(500)), Duration::ZERO);
         assert_eq!(t.remaining(Duration::ZERO, None), Duration::ZERO, "unknown expiry counts as expired");
     }
