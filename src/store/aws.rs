@@ -47,6 +47,8 @@ const CURRENT: &str = "AWSCURRENT";
 /// doubling up to [`DURABLE_MAX_WAIT`], for as long as the lease lasts.
 const DURABLE_FIRST_WAIT: Duration = Duration::from_millis(250);
 const DURABLE_MAX_WAIT: Duration = Duration::from_secs(4);
+/// Before claiming, a host waits a random part of this and reads again.
+const CLAIM_LOOK: Duration = Duration::from_millis(250);
 /// A dead mark with this reason was written by `logout`: no local rescue brings it back.
 const LOGGED_OUT: &str = "logged out";
 
@@ -665,6 +667,7 @@ impl TokenStore for SecretStore {
         let give_up = Instant::now() + self.lease * 3;
         let mut started_at = None;
         let mut lost_claims = 0;
+        let mut looked = false;
         loop {
             let current = self.read_existing()?;
             let started_at = *started_at.get_or_insert(current.doc.generation);
@@ -716,6 +719,15 @@ impl TokenStore for SecretStore {
                 continue;
             }
 
+            // Look before claiming: after a random pause, read again, so that of the hosts
+            // that found the token due at the same moment, most see another's claim and wait
+            // rather than each write a claim version (the secret keeps only 100 unlabelled).
+            if !looked {
+                looked = true;
+                let share = f64::from(uuid::Uuid::new_v4().as_bytes()[1]) / 256.0;
+                std::thread::sleep(CLAIM_LOOK.mul_f64(share));
+                continue;
+            }
             // Claim the generation: only the host whose claim is promoted spends the token.
             let generation = current.doc.generation;
             let mut claim = current.doc.clone();
