@@ -34,22 +34,19 @@ pub fn check(token: &Token, config: &Config, location: &str) -> Result<(), Exit>
     Ok(())
 }
 
-/// Whether `token` lacks a record of a destination the settings name.
-pub fn unbound(token: &Token, config: &Config) -> bool {
-    config.bindings().iter().any(|(which, _)| token.bound(*which).is_none())
-}
-
 /// [`check`], then the destinations `token` has no record of yet are recorded in the store:
 /// this first use binds them.
 pub fn enforce(token: &Token, config: &Config, store: &dyn TokenStore) -> Result<()> {
     check(token, config, &store.location())?;
-    if unbound(token, config) {
-        let urls = config.binding_urls();
+    let urls = config.binding_urls();
+    let missing = |t: &Token| -> Vec<(Bound, &str)> {
+        urls.iter().copied().filter(|(which, _)| t.bound(*which).is_none()).collect()
+    };
+    if !missing(token).is_empty() {
         store.update(&mut |mut stored| {
             // Only what is still missing: a concurrent login may have bound the rest.
-            let missing: Vec<(Bound, &str)> =
-                urls.iter().copied().filter(|(which, _)| stored.bound(*which).is_none()).collect();
-            stored.bind(&missing);
+            let unbound = missing(&stored);
+            stored.bind(&unbound);
             stored
         })?;
     }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::config::{self, Lookup};
-use crate::safe_path::{self, Access};
+use crate::store::FileStore;
 use crate::token;
 
 /// What `print` prints on this path.
@@ -117,25 +117,19 @@ fn fresh_token(args: &Args) -> Option<Found> {
     Some(Found { access, warnings: all })
 }
 
-/// The access token of the token file at `path`, read by the token file's rules, if it has
-/// [`MIN_VALID`] left and is a token68.
+/// The access token of the token file at `path`, read by the token file's rules
+/// ([`FileStore`]), if it has [`MIN_VALID`] left and is a token68.
 fn read_access(path: &Path) -> Option<(String, Vec<String>)> {
-    let (path, meta) = safe_path::resolve(path).ok()?;
-    safe_path::check_size(&path, meta?.len(), crate::store::MAX_TOKEN_FILE, "token file").ok()?;
-    let opened = safe_path::open(&path, Access::Read, "token file").ok()??;
-    let warnings = safe_path::shared_warning(&path, &opened.1, "the token file").into_iter().collect();
-    let written_at = opened.1.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
-    let bytes = safe_path::read_limited(opened, &path, crate::store::MAX_TOKEN_FILE, "token file").ok()?;
+    let read = FileStore::new(path).ok()?.read_quietly().ok()??;
     // Only the three fields it needs; a file that holds them in another form (seconds as
     // strings, say) is the full path's.
-    let fresh: Fresh<'_> = serde_json::from_slice(&bytes).ok()?;
-    let expires_at =
-        fresh.expires_at.or_else(|| Some(written_at?.as_secs().saturating_add(fresh.expires_in?)))?;
+    let fresh: Fresh<'_> = serde_json::from_slice(&read.bytes).ok()?;
+    let expires_at = fresh.expires_at.or_else(|| Some(read.written_at?.saturating_add(fresh.expires_in?)))?;
     if Duration::from_secs(expires_at).saturating_sub(token::clock()) < MIN_VALID {
         return None;
     }
     let access = fresh.access_token.filter(|t| token::is_token68(t))?;
-    Some((access.to_owned(), warnings))
+    Some((access.to_owned(), read.warning.into_iter().collect()))
 }
 
 /// The access token of this host's copy of a shared store's family, if it has

@@ -275,6 +275,13 @@ pub enum Access {
 /// what was opened is the user's own regular file; returns it with its metadata. `Ok(None)`
 /// when it does not exist (and `access` does not create it).
 pub fn open(path: &Path, access: Access, what: &str) -> Result<Option<(File, Metadata)>> {
+    let Some((file, meta)) = open_unchecked(path, access, what)? else { return Ok(None) };
+    check_owned_file(path, &meta, euid(), what, false)?;
+    Ok(Some((file, meta)))
+}
+
+/// [`open`] without the check of what was opened: the caller's to make.
+fn open_unchecked(path: &Path, access: Access, what: &str) -> Result<Option<(File, Metadata)>> {
     let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let flags = match access {
         Access::Read => flags | OFlags::RDONLY,
@@ -296,7 +303,6 @@ pub fn open(path: &Path, access: Access, what: &str) -> Result<Option<(File, Met
     };
     let file = File::from(fd);
     let meta = file.metadata().with_context(|| format!("cannot look at {what} {}", path.display()))?;
-    check_owned_file(path, &meta, euid(), what, false)?;
     Ok(Some((file, meta)))
 }
 
@@ -306,18 +312,7 @@ pub fn open(path: &Path, access: Access, what: &str) -> Result<Option<(File, Met
 /// `limit` bytes (larger is refused unread).
 pub fn read_trusted(path: &Path, rules: &Rules, limit: u64) -> Result<Option<Vec<u8>>> {
     let (real, Some(_)) = resolve_with(path, rules)? else { return Ok(None) };
-    let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::RDONLY;
-    let fd = match rustix::fs::open(&real, flags, Mode::empty()) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) => return Ok(None),
-        Err(e) => {
-            let what = rules.what;
-            return Err(io::Error::from(e)).with_context(|| format!("cannot open {what} {}", real.display()));
-        }
-    };
-    let mut file = File::from(fd);
-    let meta =
-        file.metadata().with_context(|| format!("cannot look at {} {}", rules.what, real.display()))?;
+    let Some((mut file, meta)) = open_unchecked(&real, Access::Read, rules.what)? else { return Ok(None) };
     // Checked again on what was opened: the path may have changed since it was resolved.
     check_file(&real, &meta, euid(), rules)?;
     let too_big = |size: u64| {

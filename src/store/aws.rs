@@ -163,7 +163,7 @@ impl SecretStore {
     pub fn new(config: &Config, settings: &SecretSettings) -> Result<Self> {
         let host = rustix::system::uname().nodename().to_string_lossy().into_owned();
         let random = uuid::Uuid::new_v4();
-        let jitter = f64::from(random.as_bytes()[0]) / 256.0;
+        let jitter = random_share();
         Ok(Self {
             secret_id: settings.secret_id.clone(),
             lease: settings.lease,
@@ -407,13 +407,7 @@ impl SecretStore {
     /// logout), it is written as the next version and promoted by the usual recovery.
     /// Returns whether the secret changed. A kept set the secret has moved past is removed.
     fn hand_over(&self, current: &Current) -> Result<bool> {
-        let Some(opened) = crate::safe_path::open(&self.next, Access::Read, "kept token set")? else {
-            return Ok(false);
-        };
-        let bytes = crate::safe_path::read_limited(opened, &self.next, MAX_COPY, "kept token set")?;
-        let kept: Option<Document> = serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .filter(|k| k["secret"] == self.secret_id.as_str())
+        let kept: Option<Document> = read_own(&self.next, "kept token set", &self.secret_id)?
             .and_then(|k| serde_json::from_value(k["document"].clone()).ok());
         let Some(doc) = kept else { return Ok(false) };
         if doc.generation <= current.doc.generation {
@@ -724,8 +718,7 @@ impl TokenStore for SecretStore {
             // rather than each write a claim version (the secret keeps only 100 unlabelled).
             if !looked {
                 looked = true;
-                let share = f64::from(uuid::Uuid::new_v4().as_bytes()[1]) / 256.0;
-                std::thread::sleep(CLAIM_LOOK.mul_f64(share));
+                std::thread::sleep(CLAIM_LOOK.mul_f64(random_share()));
                 continue;
             }
             // Claim the generation: only the host whose claim is promoted spends the token.
@@ -921,14 +914,7 @@ fn spread(token: &Token) -> Duration {
 /// secret, and refresh, at different moments. Read as the token file is: never through a
 /// link, never another user's file.
 fn read_copy(cache: &std::path::Path, secret_id: &str, jitter: f64) -> Result<Option<Token>> {
-    let Some(opened) = crate::safe_path::open(cache, Access::Read, "access token copy")? else {
-        return Ok(None);
-    };
-    let bytes = crate::safe_path::read_limited(opened, cache, MAX_COPY, "access token copy")?;
-    let Ok(copy) = serde_json::from_slice::<Value>(&bytes) else { return Ok(None) };
-    if copy["secret"] != secret_id {
-        return Ok(None);
-    }
+    let Some(copy) = read_own(cache, "access token copy", secret_id)? else { return Ok(None) };
     let Some(Value::Object(mut fields)) = copy.get("token").cloned() else { return Ok(None) };
     let early = spread(&Token::from_fields(fields.clone())).mul_f64(jitter).as_secs();
     if let Some(at) = fields.get(crate::token::EXPIRES_AT).and_then(Value::as_u64) {
@@ -937,11 +923,25 @@ fn read_copy(cache: &std::path::Path, secret_id: &str, jitter: f64) -> Result<Op
     Ok(Some(Token::from_fields(fields)))
 }
 
+/// A file this host keeps for `secret_id` (`{"secret": …, …}`), read as the token file is:
+/// never through a link, never another user's file. `None` when there is none, or it is for
+/// another secret or not JSON.
+fn read_own(path: &std::path::Path, what: &str, secret_id: &str) -> Result<Option<Value>> {
+    let Some(opened) = crate::safe_path::open(path, Access::Read, what)? else { return Ok(None) };
+    let bytes = crate::safe_path::read_limited(opened, path, MAX_COPY, what)?;
+    Ok(serde_json::from_slice::<Value>(&bytes).ok().filter(|kept| kept["secret"] == secret_id))
+}
+
+/// A number in [0, 1) drawn for this process: its share of the jitter and of the pause
+/// before a claim.
+fn random_share() -> f64 {
+    f64::from(uuid::Uuid::new_v4().as_bytes()[0]) / 256.0
+}
+
 /// For the hot path: this host's copy of `secret_id`'s access token beside `token_file`,
 /// with a jitter of this process's own, as [`SecretStore::peek`] reads it.
 pub fn fresh_copy(token_file: &std::path::Path, secret_id: &str) -> Option<Token> {
-    let jitter = f64::from(uuid::Uuid::new_v4().as_bytes()[0]) / 256.0;
-    read_copy(&cache_path(token_file), secret_id, jitter).ok()?
+    read_copy(&cache_path(token_file), secret_id, random_share()).ok()?
 }
 
 fn cache_path(token_file: &std::path::Path) -> PathBuf {

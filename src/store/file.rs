@@ -42,6 +42,14 @@ const RESCUE_INFIX: &str = ".rescue-";
 #[cfg(debug_assertions)]
 const NO_LOCK_FOR_TESTS: &str = "ATL_TOKEN_TEST_ONLY_NO_LOCK";
 
+/// A token file as read: its bytes, when it was written (Unix seconds), and the warning for
+/// a file other users can read.
+pub struct Read {
+    pub bytes: Vec<u8>,
+    pub written_at: Option<u64>,
+    pub warning: Option<String>,
+}
+
 /// The token file at a path.
 #[derive(Debug, Clone)]
 pub struct FileStore {
@@ -74,13 +82,24 @@ impl FileStore {
 
     /// The file's bytes and modification time, or `None` when there is no file.
     fn read(&self) -> Result<Option<(Vec<u8>, Option<u64>)>> {
+        let Some(read) = self.read_quietly()? else { return Ok(None) };
+        if let Some(warning) = read.warning {
+            eprintln!("{warning}");
+        }
+        Ok(Some((read.bytes, read.written_at)))
+    }
+
+    /// The file's bytes and modification time, and the warning for a file others can read,
+    /// given rather than printed (the hot path prints it only if it goes on); `None` when there
+    /// is no file.
+    pub fn read_quietly(&self) -> Result<Option<Read>> {
         let Some(opened) = safe_path::open(&self.path, Access::Read, "token file")? else { return Ok(None) };
-        safe_path::warn_if_shared(&self.path, &opened.1, "the token file");
+        let warning = safe_path::shared_warning(&self.path, &opened.1, "the token file");
         // The modification time of the very file that was read, even if it is replaced now.
         let written_at =
             opened.1.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map(|d| d.as_secs());
         let bytes = safe_path::read_limited(opened, &self.path, MAX_TOKEN_FILE, "token file")?;
-        Ok(Some((bytes, written_at)))
+        Ok(Some(Read { bytes, written_at, warning }))
     }
 
     /// Takes the exclusive lock beside the token file (`token.json.lock`), waiting up to

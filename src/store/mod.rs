@@ -21,7 +21,7 @@ mod file;
 
 #[cfg(feature = "aws")]
 pub use aws::fresh_copy;
-pub use file::{FileStore, MAX_TOKEN_FILE};
+pub use file::FileStore;
 
 /// A token set as read from its store.
 #[derive(Debug)]
