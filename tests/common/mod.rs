@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -830,20 +830,24 @@ pub fn status_of(response: &str) -> u16 {
 /// Reads the child's stderr on a thread, collecting lines; `wait_line` polls them.
 pub struct StderrLines {
     lines: Arc<Mutex<Vec<String>>>,
+    /// The reader reached the end of stderr: the process closed it (it exited).
+    ended: Arc<AtomicBool>,
 }
 
 impl StderrLines {
     pub fn take(child: &mut Child) -> Self {
         let stderr = child.stderr.take().expect("stderr piped");
         let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
+        let ended = Arc::new(AtomicBool::new(false));
+        let (sink, end) = (lines.clone(), ended.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
                 lock(&sink).push(line);
             }
+            end.store(true, Ordering::SeqCst);
         });
-        Self { lines }
+        Self { lines, ended }
     }
 
     /// The first line matching `pred`, waiting up to 10 s.
@@ -857,7 +861,13 @@ impl StderrLines {
         found.expect("found")
     }
 
+    /// Every line so far; once the process has exited, every line it wrote (the reader may
+    /// still be catching up, so this waits for it, a few seconds at most).
     pub fn all(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !self.ended.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         lock(&self.lines).join("\n")
     }
 }
