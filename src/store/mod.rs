@@ -2,8 +2,9 @@
 //! know whether a file or a secret store holds it.
 //!
 //! Each store brings its own way of making sure that only one process spends a refresh
-//! token at a time: the file store a lock beside the file, the AWS Secrets Manager store a
-//! compare-and-set on the secret's versions (see [`aws`] and the README's protocol). The
+//! token at a time: the file store a lock beside the file; the stores a fleet shares one
+//! protocol ([`shared`]) over a compare-and-set that each backend implements (AWS Secrets
+//! Manager: [`aws`]; see `docs/shared-store.md`). The
 //! commands say *how* to spend one ([`Refresh::spend`]); the store says *when* they may.
 
 use std::time::Duration;
@@ -18,10 +19,14 @@ use crate::token::Token;
 #[cfg(feature = "aws")]
 mod aws;
 mod file;
-
 #[cfg(feature = "aws")]
-pub use aws::fresh_copy;
+mod kept;
+#[cfg(feature = "aws")]
+mod shared;
+
 pub use file::FileStore;
+#[cfg(feature = "aws")]
+pub use kept::fresh_copy;
 
 /// A token set as read from its store.
 #[derive(Debug)]
@@ -135,7 +140,10 @@ pub fn open(config: &Config) -> Result<Box<dyn TokenStore>> {
     match &config.store {
         StoreKind::File => Ok(Box::new(FileStore::new(&config.token_file)?)),
         #[cfg(feature = "aws")]
-        StoreKind::AwsSecretsManager(settings) => Ok(Box::new(aws::SecretStore::new(config, settings)?)),
+        StoreKind::AwsSecretsManager(settings) => {
+            let secret = aws::Secret::new(settings, config.http_timeout);
+            Ok(Box::new(shared::SharedStore::new(config, settings, Box::new(secret))))
+        }
         #[cfg(not(feature = "aws"))]
         StoreKind::AwsSecretsManager(settings) => Err(Exit::usage(format!(
             "{} names AWS Secrets Manager, but this atl-token was built without it: install it with \
