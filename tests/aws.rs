@@ -214,35 +214,7 @@ fn a_fleet_of_hosts_never_spends_a_superseded_refresh_token() {
     let (env, moto, a) = fleet_setup(3, -10);
     let hosts =
         [a, Host::new(&env, &moto, "b", "team/jira", ""), Host::new(&env, &moto, "c", "team/jira", "")];
-    let start = Instant::now();
-    let mut running: Vec<(Child, usize)> = Vec::new();
-    let mut finished: Vec<(Output, Instant, usize)> = Vec::new();
-    let mut next_round = start;
-    let mut rounds = 0;
-    while start.elapsed() < Duration::from_secs(30) {
-        if Instant::now() >= next_round {
-            for (i, host) in hosts.iter().enumerate() {
-                for _ in 0..5 {
-                    let child = host
-                        .command(&["print", "--min-valid", "1s"])
-                        .stdout(Stdio::piped())
-                        .stderr(Stdio::piped())
-                        .spawn()
-                        .expect("spawn");
-                    running.push((child, i));
-                }
-            }
-            next_round += Duration::from_millis(500);
-            rounds += 1;
-        }
-        collect(&mut running, &mut finished);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    wait_for("every print to finish", Duration::from_secs(60), || {
-        collect(&mut running, &mut finished);
-        running.is_empty()
-    });
-
+    let (finished, rounds) = run_fleet(&hosts, Duration::from_secs(30));
     assert!(rounds >= 59, "a round every half second: {rounds}");
     assert_eq!(finished.len(), rounds * 15, "every print finished");
     for (output, at, host) in &finished {
@@ -261,6 +233,40 @@ fn a_fleet_of_hosts_never_spends_a_superseded_refresh_token() {
     );
     assert!(env.auth.refreshes() >= 9, "30 s of 3-second tokens need refreshes: {}", env.auth.refreshes());
     assert!(env.auth.is_live(&hosts[0].refresh_token()), "the family is alive");
+}
+
+/// Every half second for `length`, five `print --min-valid 1s` on each host. Returns each
+/// print's output, when it was seen done and its host, and the number of rounds.
+fn run_fleet(hosts: &[Host], length: Duration) -> (Vec<(Output, Instant, usize)>, usize) {
+    let start = Instant::now();
+    let mut running: Vec<(Child, usize)> = Vec::new();
+    let mut finished: Vec<(Output, Instant, usize)> = Vec::new();
+    let mut next_round = start;
+    let mut rounds = 0;
+    while start.elapsed() < length {
+        if Instant::now() >= next_round {
+            for (i, host) in hosts.iter().enumerate() {
+                for _ in 0..5 {
+                    let child = host
+                        .command(&["print", "--min-valid", "1s"])
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .expect("spawn");
+                    running.push((child, i));
+                }
+            }
+            next_round += Duration::from_millis(500);
+            rounds += 1;
+        }
+        collect(&mut running, &mut finished);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    wait_for("every print to finish", Duration::from_secs(90), || {
+        collect(&mut running, &mut finished);
+        running.is_empty()
+    });
+    (finished, rounds)
 }
 
 /// Moves finished children from `running` to `finished`, with the time they were seen done.
@@ -455,10 +461,11 @@ c.put_secret_value(SecretId="team/jira", SecretString=json.dumps(doc))
     assert!(env.auth.is_live(&a.refresh_token()), "the family is alive");
 }
 
-/// A proxy between atl-token and moto's server. Once `arm` is called, the first
-/// `UpdateSecretVersionStage` that passes (a claim's promote) starts a window of `window`
-/// during which every `PutSecretValue` gets AWS's `ThrottlingException`, as a burst of
-/// throttling right after a refresh token was spent would.
+/// A proxy between atl-token and moto's server, which tells AWS's operations apart by
+/// `X-Amz-Target`. Once `arm` is called, the first `UpdateSecretVersionStage` that passes
+/// (a claim's promote) starts a window of `window` during which every `PutSecretValue` gets
+/// AWS's `ThrottlingException`, as a burst of throttling right after a refresh token was
+/// spent would. With `faults`, a share of all calls meets one of the [`Fault`]s.
 struct FaultProxy {
     url: String,
     state: Arc<Mutex<FaultState>>,
@@ -473,13 +480,57 @@ struct FaultState {
     puts: usize,
     /// Every call passed on.
     calls: usize,
+    /// The share of calls (in percent) that meet a fault, and how long a delay lasts.
+    faults: Option<(u64, Duration)>,
+    /// How many calls met each fault, in [`Fault::ALL`]'s order.
+    faulted: [usize; 5],
+    random: u64,
+}
+
+/// What a call may meet in the fault proxy.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// AWS's `ThrottlingException` (HTTP 400), and moto never sees the call.
+    Throttling,
+    /// HTTP 500 `InternalServiceError`, and moto never sees the call.
+    ServerError,
+    /// The connection closed before the call reaches moto.
+    Dropped,
+    /// The call is applied by moto, and the connection closed before its answer.
+    AnswerLost,
+    /// The call waits past the client's time limit, then is applied; its answer is lost.
+    Late,
+}
+
+impl Fault {
+    const ALL: [Fault; 5] =
+        [Self::Throttling, Self::ServerError, Self::Dropped, Self::AnswerLost, Self::Late];
+}
+
+impl FaultState {
+    /// The fault this call meets, if any: `faults`' share of calls, the kinds in turn at random.
+    fn draw(&mut self) -> Option<Fault> {
+        let (percent, _) = self.faults?;
+        // xorshift64: enough to spread faults; the seed is the time the proxy started.
+        self.random ^= self.random << 13;
+        self.random ^= self.random >> 7;
+        self.random ^= self.random << 17;
+        if self.random % 100 >= percent {
+            return None;
+        }
+        let fault = Fault::ALL[(self.random / 100 % 5) as usize];
+        self.faulted[fault as usize] += 1;
+        Some(fault)
+    }
 }
 
 impl FaultProxy {
     fn start(moto: &str) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let state = Arc::new(Mutex::new(FaultState::default()));
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_nanos();
+        let state = Arc::new(Mutex::new(FaultState { random: seed as u64 | 1, ..FaultState::default() }));
         let (shared, upstream) = (state.clone(), moto.to_owned());
         // The client speaks plain HTTP to moto, but reqwest wants a TLS provider chosen.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -491,6 +542,15 @@ impl FaultProxy {
             }
         });
         Self { url, state }
+    }
+
+    /// From now on, `percent` of all calls meet a fault; a late one waits `delay`.
+    fn inject(&self, percent: u64, delay: Duration) {
+        self.state.lock().expect("lock").faults = Some((percent, delay));
+    }
+
+    fn faulted(&self) -> [usize; 5] {
+        self.state.lock().expect("lock").faulted
     }
 
     fn arm(&self, window: Duration) {
@@ -542,28 +602,43 @@ fn proxy_one(
         return;
     }
     let target = header("x-amz-target").unwrap_or_default();
-    let throttle = {
+    let (fault, delay) = {
         let mut state = state.lock().expect("lock");
         let now = Instant::now();
         let throttle = target.ends_with(".PutSecretValue") && state.throttling_until.is_some_and(|u| now < u);
+        let fault = if throttle { Some(Fault::Throttling) } else { state.draw() };
         if throttle {
             state.throttled += 1;
-        } else {
+        }
+        if !matches!(fault, Some(Fault::Throttling | Fault::ServerError | Fault::Dropped)) {
             state.calls += 1;
             state.puts += usize::from(target.ends_with(".PutSecretValue"));
         }
-        throttle
+        (fault, state.faults.map_or(Duration::ZERO, |(_, delay)| delay))
     };
     let mut stream = reader.into_inner();
-    if throttle {
-        let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
-        let reply = format!(
-            "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\n\
-             x-amzn-ErrorType: ThrottlingException\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let error = |code: &str, status: &str, message: &str| {
+        let body = format!(r#"{{"__type":"{code}","message":"{message}"}}"#);
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: {code}\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
-        );
-        let _ = std::io::Write::write_all(&mut stream, reply.as_bytes());
-        return;
+        )
+    };
+    match fault {
+        Some(Fault::Throttling) => {
+            let reply = error("ThrottlingException", "400 Bad Request", "Rate exceeded");
+            let _ = std::io::Write::write_all(&mut stream, reply.as_bytes());
+            return;
+        }
+        Some(Fault::ServerError) => {
+            let reply = error("InternalServiceError", "500 Internal Server Error", "An error occurred");
+            let _ = std::io::Write::write_all(&mut stream, reply.as_bytes());
+            return;
+        }
+        Some(Fault::Dropped) => return,
+        Some(Fault::Late) => std::thread::sleep(delay),
+        Some(Fault::AnswerLost) | None => {}
     }
     let mut request = client.request(method.parse().expect("method"), format!("{upstream}{path}")).body(body);
     for (name, value) in &headers {
@@ -580,6 +655,9 @@ fn proxy_one(
         .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
         .collect();
     let answer_body = answer.bytes().unwrap_or_default();
+    if matches!(fault, Some(Fault::AnswerLost | Fault::Late)) {
+        return;
+    }
     if target.ends_with(".UpdateSecretVersionStage") && status.is_success() {
         let mut state = state.lock().expect("lock");
         if let Some(window) = state.armed.take() {
@@ -594,6 +672,61 @@ fn proxy_one(
     let mut bytes = reply.into_bytes();
     bytes.extend_from_slice(&answer_body);
     let _ = std::io::Write::write_all(&mut stream, &bytes);
+}
+
+/// The fleet of the test above, its AWS calls through the fault proxy: 15% of them meet
+/// throttling, a 500, a dropped connection, a lost answer (the call applied), or a delay
+/// past the time limit (then applied). Every print gets a token the server issued and that
+/// was valid when printed, or (at most 3% of them) exits 1 with a one-sentence message; no
+/// superseded refresh token reaches the server, each refresh is one generation, and the
+/// family lives.
+#[test]
+fn a_fleet_under_aws_faults_loses_nothing() {
+    let (env, moto, _) = fleet_setup(3, -10);
+    let proxy = FaultProxy::start(&moto.endpoint);
+    let hosts: Vec<Host> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let mut host = Host::new(&env, &moto, name, "team/jira", "ATL_STORE_LEASE=30s\n");
+            host.endpoint = proxy.url.clone();
+            host
+        })
+        .collect();
+    // The hosts' ATL_HTTP_TIMEOUT is 2 s.
+    proxy.inject(15, Duration::from_millis(2500));
+    let (finished, rounds) = run_fleet(&hosts, Duration::from_secs(30));
+    assert_eq!(finished.len(), rounds * 15, "every print finished");
+    let mut failed = 0;
+    for (output, at, host) in &finished {
+        match output.status.code() {
+            Some(0) => {
+                let token = stdout(output).trim().to_owned();
+                assert!(env.auth.access_valid_at(&token, *at), "host {host} printed {token}, not valid then");
+            }
+            Some(1) => {
+                failed += 1;
+                let message = stderr(output);
+                assert_eq!(message.lines().count(), 1, "one sentence: {message}");
+                assert!(message.len() < 400, "{} bytes: {message}", message.len());
+            }
+            _ => panic!("host {host}: {:?}\n{}", output.status, stderr(output)),
+        }
+    }
+    let generation = hosts[0].store()["generation"].as_u64().expect("generation");
+    eprintln!(
+        "fleet under faults: {} prints, {failed} exit 1, {} refreshes, generation {generation}, {} calls \
+         passed, faults {:?} (throttling, 500, dropped, answer lost, late)",
+        finished.len(),
+        env.auth.refreshes(),
+        proxy.calls(),
+        proxy.faulted()
+    );
+    assert!(failed * 100 <= finished.len() * 3, "{failed} of {} prints failed", finished.len());
+    assert!(proxy.faulted().iter().all(|&n| n > 0), "every kind of fault happened: {:?}", proxy.faulted());
+    assert_eq!(env.auth.superseded(), 0, "a superseded refresh token reached the server");
+    assert_eq!(env.auth.refreshes(), generation - 1, "one refresh per generation");
+    assert!(env.auth.refreshes() >= 5, "30 s of 3-second tokens need refreshes: {}", env.auth.refreshes());
+    assert!(env.auth.is_live(&hosts[0].refresh_token()), "the family is alive");
 }
 
 /// Five seconds of `ThrottlingException` starting right after the claim is promoted, that is

@@ -497,7 +497,14 @@ impl SharedStore {
             return still_valid();
         }
         let now = now_ms();
-        if let Some(lease) = current.doc.lease.as_ref().filter(|l| self.is_live(l, now)) {
+        // A claim of this process's own, made current though its answer was lost (or came
+        // too late), is this process's to spend while enough of it is left.
+        let own = current.doc.lease.as_ref().filter(|l| {
+            l.holder == self.holder && l.until_ms > now + millis(self.http_timeout + LEASE_SLACK * 2)
+        });
+        if own.is_none()
+            && let Some(lease) = current.doc.lease.as_ref().filter(|l| self.is_live(l, now))
+        {
             // Another host is refreshing: its access token may do; else wait for its result.
             if needed.is_some_and(good_for) {
                 return still_valid();
@@ -515,26 +522,34 @@ impl SharedStore {
         // Look before claiming: after a random pause, read again, so that of the hosts that
         // found the token due at the same moment, most see another's claim and wait rather
         // than each write a claim version.
-        if !progress.looked {
+        if own.is_none() && !progress.looked {
             progress.looked = true;
             std::thread::sleep(CLAIM_LOOK.mul_f64(kept::random_share()));
             return Ok(None);
         }
         // Claim the generation: only the host whose claim is made current spends the token.
         let generation = current.doc.generation;
-        let mut claim = current.doc.clone();
-        claim.lease = Some(Lease { holder: self.holder.clone(), until_ms: now + millis(self.lease) });
-        let lease_ends = Instant::now() + self.lease - LEASE_SLACK;
-        let Swapped::Won(claim_version) = self.swap(&current.version, &claim, Purpose::Claim)? else {
-            progress.lost_claims += 1;
-            if progress.lost_claims >= WRITE_TRIES {
-                return Err(self.busy());
+        let (claim_version, until_ms) = match own {
+            Some(lease) => (current.version.clone(), lease.until_ms),
+            None => {
+                let mut claim = current.doc.clone();
+                let until_ms = now + millis(self.lease);
+                claim.lease = Some(Lease { holder: self.holder.clone(), until_ms });
+                let Swapped::Won(version) = self.swap(&current.version, &claim, Purpose::Claim)? else {
+                    progress.lost_claims += 1;
+                    if progress.lost_claims >= WRITE_TRIES {
+                        return Err(self.busy());
+                    }
+                    return Ok(None);
+                };
+                (version, until_ms)
             }
-            return Ok(None);
         };
+        let left = Duration::from_millis(until_ms.saturating_sub(now_ms()));
+        let lease_ends = Instant::now() + left.saturating_sub(LEASE_SLACK);
         pause_for_tests("claimed");
         progress.spent = true;
-        let budget = self.lease.saturating_sub(self.http_timeout + LEASE_SLACK);
+        let budget = left.saturating_sub(self.http_timeout + LEASE_SLACK);
         let new = match (refresh.spend)(&token, budget) {
             Ok(new) => new,
             Err(e) if exit::code_for(&e) == Code::LoginRequired => {
