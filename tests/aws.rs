@@ -528,9 +528,9 @@ impl FaultProxy {
     fn start(moto: &str) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let seed =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_nanos();
-        let state = Arc::new(Mutex::new(FaultState { random: seed as u64 | 1, ..FaultState::default() }));
+        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time");
+        let random = (u64::from(seed.subsec_nanos()) ^ seed.as_secs()) | 1;
+        let state = Arc::new(Mutex::new(FaultState { random, ..FaultState::default() }));
         let (shared, upstream) = (state.clone(), moto.to_owned());
         // The client speaks plain HTTP to moto, but reqwest wants a TLS provider chosen.
         let _ = rustls::crypto::ring::default_provider().install_default();
