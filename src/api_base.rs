@@ -63,37 +63,94 @@ pub fn cloud_site(config: &Config, store: &dyn TokenStore, token: &Token) -> Res
     {
         return Ok((site.to_owned(), id.to_owned()));
     }
-    let list = look_up(config, store)?;
-    let site = match sites::choose(&list, config.site.as_ref()) {
-        Choice::One(site) => site.clone(),
-        Choice::NotFound => {
-            let wanted = config.site.as_ref().map(Url::as_str).unwrap_or_default();
+    // A service account may reach no site through accessible-resources: its site's own
+    // public tenant info names the cloud id.
+    let by_tenant_info = config.renewable().then_some(config.site.as_ref()).flatten();
+    let list = match look_up(config, store) {
+        Ok(list) => list,
+        Err(e) if by_tenant_info.is_some() => {
+            crate::http::log(|| format!("{e:#}; asking the site instead"));
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    let site = match (sites::choose(&list, config.site.as_ref()), by_tenant_info) {
+        (Choice::One(site), _) => site.clone(),
+        (_, Some(wanted)) => Site {
+            name: String::new(),
+            url: wanted.as_str().trim_end_matches('/').to_owned(),
+            id: tenant_info(config, wanted)?,
+            product: "other",
+            scopes: Vec::new(),
+        },
+        (_, None) if config.renewable() => {
             return Err(Exit::usage(format!(
-                "the token does not reach {wanted} ({} says so); it reaches: {}. Fix {}, or log in and \
-                 grant access to that site",
-                SITE.name,
-                list_sites(&list),
+                "a Cloud service account finds its cloud id through its site: set {} to it, e.g. \
+                 https://your-team.atlassian.net",
                 SITE.name
             ))
             .into());
         }
-        Choice::Several => {
-            return Err(Exit::usage(format!(
-                "the token reaches several sites: {}. Set {} to the one to use",
-                list_sites(&list),
-                SITE.name
-            ))
-            .into());
-        }
-        Choice::None => {
-            return Err(anyhow!(
-                "the token reaches no site: check the app's permissions, then run `atl-token login` \
-                 and grant access to a site"
-            ));
-        }
+        (choice, None) => return Err(no_site(config, &list, choice)),
     };
     store.update(&mut |token| token.with_cloud(&site.url, &site.id))?;
     Ok((site.url, site.id))
+}
+
+/// Why no one site was chosen.
+fn no_site(config: &Config, list: &[Site], choice: Choice<'_>) -> anyhow::Error {
+    match choice {
+        Choice::NotFound => {
+            let wanted = config.site.as_ref().map(Url::as_str).unwrap_or_default();
+            Exit::usage(format!(
+                "the token does not reach {wanted} ({} says so); it reaches: {}. Fix {}, or log in and \
+                 grant access to that site",
+                SITE.name,
+                list_sites(list),
+                SITE.name
+            ))
+            .into()
+        }
+        Choice::Several => {
+            Exit::usage(format!(
+                "the token reaches several sites: {}. Set {} to the one to use",
+                list_sites(list),
+                SITE.name
+            ))
+            .into()
+        }
+        Choice::None | Choice::One(_) => {
+            anyhow!(
+                "the token reaches no site: check the app's permissions, then run `atl-token login` \
+                 and grant access to a site"
+            )
+        }
+    }
+}
+
+/// The cloud id a Cloud site names itself at `{site}/_edge/tenant_info`, a public page: no
+/// token is sent there.
+fn tenant_info(config: &Config, site: &Url) -> Result<String> {
+    let url = site.join("_edge/tenant_info").with_context(|| format!("cannot build a URL from {site}"))?;
+    let shown = crate::http::shown(&url);
+    let client = crate::http::client(config)?;
+    let answer = crate::http::runtime()?
+        .block_on(crate::http::get_public(&client, &url))
+        .map_err(|e| anyhow!("cannot read the site's cloud id from {shown}: {e}"))?;
+    let id = serde_json::from_slice::<serde_json::Value>(&answer.body)
+        .ok()
+        .filter(|_| (200..300).contains(&answer.status))
+        .and_then(|v| v.get("cloudId")?.as_str().map(str::to_owned))
+        .filter(|id| crate::token::is_cloud_id(id))
+        .ok_or_else(|| {
+            anyhow!(
+                "{shown} answered HTTP {} without a cloud id: is {} ({}) an Atlassian Cloud site?",
+                answer.status,
+                site,
+                SITE.name
+            )
+        })?;
+    Ok(id)
 }
 
 /// Where API calls for `product` go: `{ATL_API_URL}/ex/{product}/{cloud id}` on Cloud (the

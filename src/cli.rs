@@ -135,11 +135,25 @@ pub enum InitProvider {
     Oauth1,
 }
 
+/// How an OAuth 2.0 client set up by `init` gets its tokens (`ATL_GRANT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitGrant {
+    /// A person signs in once in a browser; a rotating refresh token renews the access token.
+    AuthorizationCode,
+    /// A service account: its client id and secret fetch each access token. No login.
+    ClientCredentials,
+}
+
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Which kind of site. Asked for on a terminal when not given.
     #[arg(long, value_enum)]
     pub provider: Option<InitProvider>,
+
+    /// OAuth 2.0: a person's sign-in (the default), or a service account's client
+    /// credentials. Asked for on a terminal when not given.
+    #[arg(long, value_enum)]
+    pub grant: Option<InitGrant>,
 
     /// OAuth 2.0: the app's client id.
     #[arg(long, value_name = "ID")]
@@ -249,6 +263,11 @@ pub struct StatusArgs {
     /// How many days ahead a limit counts as ending soon.
     #[arg(long, value_name = "DAYS", default_value_t = 30)]
     pub warn_days: u64,
+    /// Get a new access token first (OAuth 2.0), which proves that the refresh token or the
+    /// service account's credentials still work; a rejection is exit 4. Without it, status
+    /// makes no network call.
+    #[arg(long)]
+    pub online: bool,
 }
 
 #[derive(Debug, Args)]

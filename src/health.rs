@@ -26,9 +26,19 @@ pub struct Health {
     pub granted: Option<Vec<String>>,
     /// Configured scopes that were not granted: a common silent mistake.
     pub not_granted: Vec<String>,
-    /// OAuth 2.0: a refresh token renews the access token, and the refresh token's and the
-    /// family's limits end it. OAuth 1.0a: nothing renews it, and its own expiry ends it.
-    pub renewable: bool,
+    /// What renews the access token, which decides what can end it.
+    pub renewal: Renewal,
+}
+
+/// What renews an access token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// OAuth 2.0 from a login: a refresh token, whose 90 days and the family's year end it.
+    RefreshToken,
+    /// A service account: its client credentials fetch each access token. Nothing ends.
+    Credentials,
+    /// OAuth 1.0a: nothing renews it; its own expiry ends it.
+    Nothing,
 }
 
 /// What `status --check` concludes.
@@ -47,16 +57,7 @@ impl Health {
     pub fn of(token: &Token, kind: Kind, configured_scope: &str, written_at: Option<u64>) -> Self {
         let refresh_issued_at = token.obtained_at().or(written_at);
         let family_started_at = token.family_started_at();
-        let granted: Option<Vec<String>> =
-            token.granted_scope().map(|s| s.split_whitespace().map(str::to_owned).collect());
-        let not_granted = match &granted {
-            Some(granted) => configured_scope
-                .split_whitespace()
-                .filter(|s| !granted.iter().any(|g| g == s))
-                .map(str::to_owned)
-                .collect(),
-            None => Vec::new(),
-        };
+        let (granted, not_granted) = scopes(token, configured_scope);
         Self {
             access_expires_at: token.expires_at_or_guess(written_at),
             has_refresh_token: token.refresh_token().is_some(),
@@ -69,7 +70,23 @@ impl Health {
             },
             granted,
             not_granted,
-            renewable: true,
+            renewal: Renewal::RefreshToken,
+        }
+    }
+
+    /// A service account's token set: an access token, fetched again when due.
+    pub fn service_account(token: &Token, configured_scope: &str, written_at: Option<u64>) -> Self {
+        let (granted, not_granted) = scopes(token, configured_scope);
+        Self {
+            access_expires_at: token.expires_at_or_guess(written_at),
+            has_refresh_token: false,
+            refresh_issued_at: None,
+            refresh_expires_at: None,
+            family_started_at: None,
+            family_ends_at: None,
+            granted,
+            not_granted,
+            renewal: Renewal::Credentials,
         }
     }
 
@@ -84,13 +101,16 @@ impl Health {
             family_ends_at: token.expires_at(),
             granted: None,
             not_granted: Vec::new(),
-            renewable: false,
+            renewal: Renewal::Nothing,
         }
     }
 
     /// Healthy, ending within `warn_days`, or over.
     pub fn verdict(&self, now: u64, warn_days: u64) -> Verdict {
-        if !self.renewable {
+        if self.renewal == Renewal::Credentials {
+            return Verdict::Healthy;
+        }
+        if self.renewal == Renewal::Nothing {
             let Some(expires_at) = self.access_expires_at else {
                 return Verdict::Healthy;
             };
@@ -125,6 +145,19 @@ impl Health {
         ];
         limit_verdict(now, warn_days, limits)
     }
+}
+
+/// The scopes the server granted, if its answer said, and the configured ones it did not.
+fn scopes(token: &Token, configured: &str) -> (Option<Vec<String>>, Vec<String>) {
+    let granted: Option<Vec<String>> =
+        token.granted_scope().map(|s| s.split_whitespace().map(str::to_owned).collect());
+    let not_granted = match &granted {
+        Some(granted) => {
+            configured.split_whitespace().filter(|s| !granted.iter().any(|g| g == s)).map(str::to_owned).collect()
+        }
+        None => Vec::new(),
+    };
+    (granted, not_granted)
 }
 
 /// The verdict from limits `(when, what ends then, what it is called once over, what keeps it

@@ -181,7 +181,7 @@ pub async fn request_token(
     let secrets = [oauth2.client_secret.expose(), first, second];
     let body = oauth::token_request_body(oauth2, &config.redirect.uri, grant);
     let request = Request::post(&oauth2.provider.token_url.url, body, &secrets);
-    let rotation = oauth2.provider.kind.rotation();
+    let rotation = oauth2.provider.rotation();
     send(client, &request, retry, rotation, |status, retry_after, body| {
         oauth::read_answer(status, retry_after, body, &secrets)
     })
@@ -225,6 +225,20 @@ pub async fn call(
         headers,
         body: body.map(<[u8]>::to_vec).unwrap_or_default(),
         secrets,
+    };
+    perform(client, &request).await
+}
+
+/// One GET that carries nothing of the user's (no token, no secret), sent once.
+pub async fn get_public(client: &reqwest::Client, url: &url::Url) -> Result<Answer, TokenError> {
+    let request = Request {
+        method: reqwest::Method::GET,
+        url,
+        content_type: None,
+        authorization: None,
+        headers: &[],
+        body: Vec::new(),
+        secrets: &[],
     };
     perform(client, &request).await
 }

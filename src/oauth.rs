@@ -81,6 +81,9 @@ pub enum Grant<'a> {
     AuthorizationCode { code: &'a str, verifier: Option<&'a str> },
     /// The stored refresh token, which Atlassian rotates on every use.
     RefreshToken(&'a str),
+    /// Nothing but the client's own credentials (a service account), and the scopes asked
+    /// for, if any.
+    ClientCredentials { scope: &'a str },
 }
 
 impl Grant<'_> {
@@ -89,6 +92,7 @@ impl Grant<'_> {
         match self {
             Self::AuthorizationCode { code, verifier } => [code, verifier.unwrap_or_default()],
             Self::RefreshToken(token) => [token, ""],
+            Self::ClientCredentials { .. } => ["", ""],
         }
     }
 }
@@ -197,6 +201,12 @@ pub fn token_request_body(oauth2: &OAuth2, redirect_uri: &str, grant: Grant<'_>)
             params.push(("refresh_token", token));
             if oauth2.provider.kind.refresh_sends_redirect_uri() {
                 params.push(redirect_uri);
+            }
+        }
+        Grant::ClientCredentials { scope } => {
+            params[0].1 = "client_credentials";
+            if !scope.is_empty() {
+                params.push(("scope", scope));
             }
         }
     }

@@ -40,6 +40,47 @@ pub enum Kind {
     DataCenter,
 }
 
+/// How the client gets its tokens (`ATL_GRANT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// A person consents in a browser once; a refresh token, rotated on every use, renews
+    /// the access token (3LO on Cloud, an incoming application link on Data Center).
+    AuthorizationCode,
+    /// A service account: the client id and secret fetch each access token themselves.
+    /// There is no refresh token, so nothing can be lost, and a token set can always be
+    /// fetched again.
+    ClientCredentials,
+}
+
+impl Grant {
+    /// The value of `ATL_GRANT` that selects it, and the `grant` a token set records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+            Self::ClientCredentials => "client_credentials",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::AuthorizationCode, Self::ClientCredentials].into_iter().find(|g| g.name() == name)
+    }
+
+    /// What to call it in messages.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization code (a person's consent, a rotating refresh token)",
+            Self::ClientCredentials => "client credentials (a service account; no refresh token)",
+        }
+    }
+
+    /// Whether a token set can be fetched again from nothing, with no person: then a missing
+    /// or unreadable token set is fetched rather than asked for with a login, and a rejected
+    /// request ends no family.
+    pub fn renewable(self) -> bool {
+        self == Self::ClientCredentials
+    }
+}
+
 /// What a token server does with a refresh token it has rotated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rotation {
@@ -77,6 +118,7 @@ impl Rotation {
 #[derive(Debug)]
 pub struct Provider {
     pub kind: Kind,
+    pub grant: Grant,
     pub authorize_url: Endpoint,
     pub token_url: Endpoint,
     /// Where `logout` revokes a refresh token; `None` where the provider has no such endpoint.
@@ -87,6 +129,18 @@ pub struct Provider {
     /// Where API calls go, when it is known without asking a server (the Data Center base
     /// URL), without a trailing slash: ready for `{api_base}/rest/...`.
     pub api_base: Option<String>,
+}
+
+impl Provider {
+    /// What a token request spends, for deciding whether a failed one may be sent again:
+    /// client credentials rotate nothing, so any may (as with a grace period); a refresh
+    /// token is rotated as the provider does.
+    pub fn rotation(&self) -> Rotation {
+        match self.grant {
+            Grant::ClientCredentials => Rotation::Grace,
+            Grant::AuthorizationCode => self.kind.rotation(),
+        }
+    }
 }
 
 /// Atlassian Cloud's API audience, required on its authorize URL.

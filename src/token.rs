@@ -26,6 +26,9 @@ pub const API_URL: &str = "api_url";
 pub const CLOUD_SITE: &str = "cloud_site";
 /// The cloud id looked up for [`CLOUD_SITE`], so that printing it needs no network call.
 pub const CLOUD_ID: &str = "cloud_id";
+/// `client_credentials` for a service account's token set, which holds nothing that cannot
+/// be fetched again; absent for a family from a login.
+pub const GRANT: &str = "grant";
 const ACCESS_TOKEN: &str = "access_token";
 const SCOPE: &str = "scope";
 const REFRESH_TOKEN: &str = "refresh_token";
@@ -34,8 +37,8 @@ const OAUTH_TOKEN: &str = "oauth_token";
 const OAUTH_EXPIRES_IN: &str = "oauth_expires_in";
 
 /// The fields atl-token writes itself, which are never taken from a server's answer.
-const OWN_FIELDS: [&str; 8] =
-    [EXPIRES_AT, OBTAINED_AT, FAMILY_STARTED_AT, TOKEN_URL, REVOKE_URL, API_URL, CLOUD_SITE, CLOUD_ID];
+const OWN_FIELDS: [&str; 9] =
+    [EXPIRES_AT, OBTAINED_AT, FAMILY_STARTED_AT, TOKEN_URL, REVOKE_URL, API_URL, CLOUD_SITE, CLOUD_ID, GRANT];
 /// An OAuth 2.0 access token said to live longer than this is counted as living this long
 /// (Atlassian's live an hour): a server cannot make `print` stop refreshing.
 pub const MAX_ACCESS_LIFETIME: u64 = 24 * 3600;
@@ -228,6 +231,19 @@ impl Token {
         for (which, url) in bindings {
             self.fields.insert(which.field().to_owned(), bound_form(url).into());
         }
+    }
+
+    /// Records that this set came from a service account's client credentials: nothing in
+    /// it is irreplaceable, and it has no family.
+    pub fn from_client_credentials(mut self) -> Self {
+        self.fields.insert(GRANT.to_owned(), "client_credentials".into());
+        self.fields.remove(FAMILY_STARTED_AT);
+        self
+    }
+
+    /// Whether this set came from a service account's client credentials.
+    pub fn is_client_credentials(&self) -> bool {
+        self.string(GRANT) == Some("client_credentials")
     }
 
     /// The recorded destination `which`, if the file has one.

@@ -59,6 +59,8 @@ fn init_asks_on_a_terminal_and_never_echoes_the_secret() {
     let mut t = terminal(dir.path(), "\"$ATL\" init --profile sandbox");
     t.exp_string("Choose 1, 2 or 3 [1]:").expect("provider question");
     t.send_line("").expect("answer");
+    t.exp_string("Choose 1 or 2 [1]:").expect("grant question");
+    t.send_line("").expect("a person signs in");
     t.exp_string("Client ID:").expect("client id question");
     t.send_line("my-client-id").expect("answer");
     let before = t.exp_string("Client secret (not shown as you type):").expect("secret question");
@@ -91,7 +93,7 @@ fn init_asks_on_a_terminal_and_never_echoes_the_secret() {
 #[test]
 fn ctrl_c_at_the_secret_question_writes_nothing_and_gives_the_echo_back() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let script = "\"$ATL\" init --provider cloud --client-id x; echo \"EXIT:$?\"; \
+    let script = "\"$ATL\" init --provider cloud --grant authorization-code --client-id x; echo \"EXIT:$?\"; \
                   stty -a | tr ' ;' '\\n\\n' | grep -x -e echo -e -echo | sed 's/^/STATE:/'";
     let mut t = terminal(dir.path(), script);
     t.exp_string("Client secret (not shown as you type):").expect("secret question");

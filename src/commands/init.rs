@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
 
-use crate::cli::{InitArgs, InitProvider};
+use crate::cli::{InitArgs, InitGrant, InitProvider};
 use crate::config::{self, EnvFile, Lookup, Named, Sources};
 use crate::exit::Exit;
 use crate::shell;
@@ -82,19 +82,38 @@ async fn gather(args: &InitArgs, ask: bool, cwd: &Path) -> Result<Vec<(&'static 
         None => InitProvider::Cloud,
     };
     let mut vars = Vec::new();
+    let grant = match (provider, args.grant) {
+        (InitProvider::Oauth1, Some(_)) => {
+            return Err(Exit::usage("--grant is for OAuth 2.0; OAuth 1.0a has one way to sign in").into());
+        }
+        (InitProvider::Oauth1, None) => InitGrant::AuthorizationCode,
+        (_, Some(grant)) => grant,
+        (_, None) if ask => prompt.grant().await?,
+        (_, None) => InitGrant::AuthorizationCode,
+    };
+    let service = grant == InitGrant::ClientCredentials;
+    if service {
+        vars.push((config::GRANT.name, crate::provider::Grant::ClientCredentials.name().to_owned()));
+    }
     match provider {
         InitProvider::Cloud => {
             vars.extend(prompt.client(args).await?);
-            let site = prompt
-                .optional(&args.site, "Site, e.g. https://your-team.atlassian.net (Enter to skip)")
-                .await?;
+            // A service account's cloud id comes from its site.
+            let site = if service {
+                Some(prompt.value(&args.site, "Site, e.g. https://your-team.atlassian.net", "--site", None).await?)
+            } else {
+                prompt.optional(&args.site, "Site, e.g. https://your-team.atlassian.net (Enter to skip)").await?
+            };
             if let Some(site) = site {
                 vars.push((config::SITE.name, site));
             }
-            vars.push((
-                config::SCOPE.name,
-                prompt.value(&args.scope, "Scopes", "--scope", Some(CLOUD_SCOPE)).await?,
-            ));
+            // A service account's scopes are chosen with its credential.
+            let scope = if service {
+                prompt.optional(&args.scope, "Scopes (Enter for the credential's own)").await?
+            } else {
+                Some(prompt.value(&args.scope, "Scopes", "--scope", Some(CLOUD_SCOPE)).await?)
+            };
+            vars.extend(scope.map(|scope| (config::SCOPE.name, scope)));
         }
         InitProvider::Datacenter => {
             vars.push((config::PROVIDER.name, "datacenter".to_owned()));
@@ -143,6 +162,20 @@ impl Prompt {
                 "2" => return Ok(InitProvider::Datacenter),
                 "3" => return Ok(InitProvider::Oauth1),
                 _ => eprintln!("Type 1, 2 or 3."),
+            }
+        }
+    }
+
+    async fn grant(&mut self) -> Result<InitGrant> {
+        eprintln!(
+            "Who signs in?\n  1  A person, once, in a browser (a refresh token keeps it going)\n  2  A \
+             service account (its client id and secret; no browser, no refresh token)"
+        );
+        loop {
+            match self.read("Choose 1 or 2 [1]", true).await?.trim() {
+                "" | "1" => return Ok(InitGrant::AuthorizationCode),
+                "2" => return Ok(InitGrant::ClientCredentials),
+                _ => eprintln!("Type 1 or 2."),
             }
         }
     }
@@ -317,6 +350,15 @@ fn report(target: &Target, vars: &[(&'static str, String)], port: u16) {
     let get = |key: &str| vars.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str());
     let flag = target.flag.as_deref().map(|f| format!(" {f}")).unwrap_or_default();
     let mut out = format!("Wrote {} (mode 600).\n\n", target.path.display());
+    if get(config::GRANT.name).is_some() {
+        let _ = writeln!(
+            out,
+            "A service account needs no callback URL and no sign-in. Check its credentials (this \
+             fetches a first token):\n\n    atl-token{flag} login"
+        );
+        let _ = crate::output::write_out(out.as_bytes());
+        return;
+    }
     match get(config::PROVIDER.name) {
         Some(crate::provider::OAUTH1) => {
             let _ = writeln!(

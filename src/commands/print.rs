@@ -44,7 +44,7 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
     let peeked = if what.json || what.refresh { None } else { store.peek()? };
     let stored = match peeked {
         Some(stored) => stored,
-        None => store.load_existing()?,
+        None => renew::load(config, store)?,
     };
     if what.cloud_id || what.api_base || what.env {
         // These say where to send the token, or ask the API: only where the family is bound.

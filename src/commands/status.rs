@@ -8,14 +8,26 @@ use serde_json::{Value, json};
 
 use crate::checkup::{self, Assessed, assess};
 use crate::cli::StatusArgs;
-use crate::config::Config;
+use crate::config::{Auth, Config};
 use crate::duration::human;
 use crate::exit::{Code, Exit};
-use crate::health::{self, Health, Verdict};
-use crate::store;
+use crate::health::{self, Health, Renewal, Verdict};
+use crate::provider::Grant;
+use crate::renew;
+use crate::store::{self, When};
 use crate::token::{self, Bound, Token};
 
 pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
+    if args.online {
+        let store = store::open(config)?;
+        if let Auth::OAuth1(_) = config.auth {
+            return Err(Exit::usage(
+                "--online gets a new OAuth 2.0 access token; OAuth 1.0a access tokens are not renewed",
+            )
+            .into());
+        }
+        renew::refresh(config, store.as_ref(), When::Always)?;
+    }
     if args.check {
         let (code, line) = checkup::check(config, args.warn_days)?;
         println!("{}", crate::text::one_line(&line));
@@ -24,10 +36,14 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
     let store = store::open(config)?;
     let Some(stored) = store.load()? else {
         let location = store.location();
+        if config.renewable() {
+            let line = format!("no token in {location} yet: a service account's next `print` fetches one\n");
+            return crate::output::write_out(line.as_bytes());
+        }
         return Err(Exit::login_required(format!("no token in {location}: run `atl-token login`")).into());
     };
     let details = store.details()?;
-    let Assessed { provider, title, scope, health } = assess(config, &stored);
+    let Assessed { provider, title, grant, scope, health } = assess(config, &stored);
     let now = token::now();
     let verdict = health.verdict(now, args.warn_days);
 
@@ -41,6 +57,7 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
         let mut document = json!({
             "version": 1,
             "provider": provider,
+            "grant": grant.map(Grant::name),
             "site": match (config.api_base(), site) {
                 (None, Some((url, id))) => json!({"url": url, "cloud_id": id}),
                 _ => Value::Null,
@@ -70,6 +87,7 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
         ) + "\n"
     } else {
         let mut lines = vec![("provider", title.to_owned())];
+        lines.extend(grant.map(|g| ("grant", g.title().to_owned())));
         match (config.api_base(), site) {
             (Some(base), _) => lines.push(("site", base.to_owned())),
             (None, Some((url, id))) => lines.push(("site", format!("{url} (cloud id {id})"))),
@@ -88,9 +106,13 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
                     human(Duration::from_secs(at - now)),
                     health::rfc3339(at)
                 ),
-                Some(at) if !health.renewable => {
+                Some(at) if health.renewal == Renewal::Nothing => {
                     format!("expired {} ago: run `atl-token login`", human(Duration::from_secs(now - at)))
                 }
+                Some(at) if health.renewal == Renewal::Credentials => format!(
+                    "expired {} ago; the next `print` fetches a new one",
+                    human(Duration::from_secs(now - at))
+                ),
                 Some(at) => format!(
                     "expired {} ago; the next `print` refreshes it",
                     human(Duration::from_secs(now - at))
@@ -101,8 +123,11 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
         lines.push((
             "refresh token",
             match (health.has_refresh_token, health.refresh_issued_at, health.refresh_expires_at) {
-                _ if !health.renewable => {
+                _ if health.renewal == Renewal::Nothing => {
                     "none: OAuth 1.0a signs each request; the access token lasts until it expires".to_owned()
+                }
+                _ if health.renewal == Renewal::Credentials => {
+                    "none: a service account's credentials fetch each access token".to_owned()
                 }
                 (false, ..) => "none: run `atl-token login`".to_owned(),
                 (true, Some(issued), Some(expires)) => format!(
@@ -116,6 +141,7 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
         lines.push((
             "token family",
             match (health.family_started_at, health.family_ends_at) {
+                _ if health.renewal == Renewal::Credentials => "none: nothing of a service account ends".to_owned(),
                 (Some(started), Some(ends)) => {
                     format!(
                         "started {} ago; ends {}",

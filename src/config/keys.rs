@@ -34,9 +34,10 @@ pub const CONSUMER_KEY: Key = key("ATL_CONSUMER_KEY", None);
 pub const PRIVATE_KEY_FILE: Key = key("ATL_PRIVATE_KEY_FILE", None);
 pub const STORE: Key = key("ATL_STORE", None);
 pub const STORE_LEASE: Key = key("ATL_STORE_LEASE", None);
+pub const GRANT: Key = key("ATL_GRANT", None);
 
 /// Every key, for spotting a misspelt one.
-pub(super) const KEYS: [Key; 20] = [
+pub(super) const KEYS: [Key; 21] = [
     CLIENT_ID,
     CLIENT_SECRET,
     SCOPE,
@@ -57,6 +58,7 @@ pub(super) const KEYS: [Key; 20] = [
     PRIVATE_KEY_FILE,
     STORE,
     STORE_LEASE,
+    GRANT,
 ];
 
 /// `ATL_*` names in an env file that are no setting, each with the setting it is closest to

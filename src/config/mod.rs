@@ -131,6 +131,12 @@ impl Config {
         }
     }
 
+    /// Whether a token set can be fetched again with no person (a service account): see
+    /// [`provider::Grant::renewable`].
+    pub fn renewable(&self) -> bool {
+        matches!(&self.auth, Auth::OAuth2(oauth2) if oauth2.provider.grant.renewable())
+    }
+
     /// The endpoint that issues the tokens in the token file, and the only one a token set
     /// is used with: the OAuth 2.0 token endpoint, or the OAuth 1.0a access-token endpoint.
     pub fn issuer(&self) -> &Endpoint {

@@ -7,7 +7,7 @@ use url::Url;
 
 use super::*;
 use crate::exit::Exit;
-use crate::provider::{self, BodyFormat, Endpoint, Kind, Provider};
+use crate::provider::{self, BodyFormat, Endpoint, Grant, Kind, Provider};
 use crate::secret::Secret;
 
 /// Turns raw settings into a [`Config`], or a usage error naming the key and where it was set.
@@ -118,8 +118,18 @@ fn store(sources: &Sources, http_timeout: Duration) -> Result<StoreKind, Exit> {
 fn oauth2(sources: &Sources<'_>, chosen: Option<Setting>) -> Result<OAuth2, Exit> {
     let client_id = sources.require(CLIENT_ID)?.value;
     let client_secret = Secret::new(sources.require(CLIENT_SECRET)?.value);
-    let raw_scope = sources.require(SCOPE)?;
-    if raw_scope.value.contains(',') {
+    let grant = match sources.get(GRANT) {
+        None => Grant::AuthorizationCode,
+        Some(s) => Grant::from_name(s.value.trim())
+            .ok_or_else(|| invalid(&s, "use authorization_code (the default) or client_credentials"))?,
+    };
+    let provider = provider(sources, chosen, grant)?;
+    // A Cloud service account's scopes are chosen with its credential: asking is optional.
+    let raw_scope = match (grant, provider.kind) {
+        (Grant::ClientCredentials, Kind::Cloud) => sources.get(SCOPE),
+        _ => Some(sources.require(SCOPE)?),
+    };
+    if let Some(raw_scope) = raw_scope.as_ref().filter(|s| s.value.contains(',')) {
         let spaced: Vec<&str> = raw_scope.value.split([',', ' ']).filter(|s| !s.is_empty()).collect();
         return Err(Exit::usage(format!(
             "{}: scopes are separated by spaces, not commas: write {}=\"{}\"",
@@ -128,15 +138,16 @@ fn oauth2(sources: &Sources<'_>, chosen: Option<Setting>) -> Result<OAuth2, Exit
             spaced.join(" ")
         )));
     }
-    let provider = provider(sources, chosen)?;
-    let scope = normalize_scope(&raw_scope.value, provider.kind.needs_offline_access());
+    // Only a refresh token needs `offline_access`; a service account has none.
+    let offline = provider.kind.needs_offline_access() && grant == Grant::AuthorizationCode;
+    let scope = normalize_scope(raw_scope.as_ref().map_or("", |s| s.value.as_str()), offline);
     Ok(OAuth2 { client_id, client_secret, scope, provider })
 }
 
 /// The OAuth 1.0a consumer: `ATL_BASE_URL`, `ATL_CONSUMER_KEY` and `ATL_PRIVATE_KEY_FILE`.
 /// The OAuth 2.0 keys that would change where requests go are refused rather than ignored.
 fn consumer(sources: &Sources<'_>) -> Result<Consumer, Exit> {
-    for key in [AUTHORIZE_URL, TOKEN_URL, TOKEN_BODY, PKCE] {
+    for key in [AUTHORIZE_URL, TOKEN_URL, TOKEN_BODY, PKCE, GRANT] {
         if let Some(setting) = sources.get(key) {
             return Err(Exit::usage(format!(
                 "{} applies to OAuth 2.0 only, but {} is {}: remove it",
@@ -175,7 +186,7 @@ fn consumer(sources: &Sources<'_>) -> Result<Consumer, Exit> {
 
 /// The provider: `ATL_PROVIDER` and `ATL_BASE_URL` choose the endpoints and the rules, and
 /// `ATL_AUTHORIZE_URL`, `ATL_TOKEN_URL`, `ATL_TOKEN_BODY` and `ATL_PKCE` adjust them.
-fn provider(sources: &Sources<'_>, chosen: Option<Setting>) -> Result<Provider, Exit> {
+fn provider(sources: &Sources<'_>, chosen: Option<Setting>, grant: Grant) -> Result<Provider, Exit> {
     let kind = match &chosen {
         None => Kind::Cloud,
         Some(s) => Kind::from_name(&s.value).ok_or_else(|| invalid(s, "use cloud, datacenter or oauth1"))?,
@@ -247,7 +258,7 @@ fn provider(sources: &Sources<'_>, chosen: Option<Setting>) -> Result<Provider, 
         },
     };
     let api_base = base.map(|(base, _)| base.as_str().trim_end_matches('/').to_owned());
-    Ok(Provider { kind, authorize_url, token_url, revoke_url, body, pkce, api_base })
+    Ok(Provider { kind, grant, authorize_url, token_url, revoke_url, body, pkce, api_base })
 }
 
 /// Splits on whitespace, drops repeats (the seed's example lists `offline_access` twice) and,

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow};
 use tempfile::NamedTempFile;
 
 use super::{Details, Outcome, Refresh, Slot, Stored, TokenStore, When};
-use crate::exit::Exit;
+use crate::exit::{self, Code, Exit};
 use crate::safe_path::{self, Access};
 use crate::token::{self, ParseError, Token};
 
@@ -131,6 +131,21 @@ impl FileStore {
                 }
             }
         }
+    }
+
+    /// Renames an unreadable token file to `token.json.unreadable`, with a warning, so that
+    /// a service account's new token set does not overwrite what may be someone's data.
+    fn set_aside(&self, _held: &Lock) -> Result<()> {
+        let aside = self.sibling(".unreadable");
+        fs::rename(&self.path, &aside)
+            .with_context(|| format!("cannot move {} aside to {}", self.path.display(), aside.display()))?;
+        eprintln!(
+            "atl-token: warning: {} did not hold a token set; it is kept as {}, and a new token is \
+             fetched (a service account's can always be fetched again)",
+            self.path.display(),
+            aside.display()
+        );
+        Ok(())
     }
 
     /// Moves a rescue file over the token file when it holds a newer token set, which means
@@ -302,18 +317,34 @@ impl TokenStore for FileStore {
     /// is created before the request, so a full disk fails the run before the refresh token
     /// is spent. An error answer never touches the file.
     fn refresh(&self, refresh: Refresh<'_>) -> Result<Outcome> {
+        if refresh.renewable {
+            ensure_dir(self)?;
+        }
         let lock = self.lock(LOCK_WAIT)?;
         self.adopt_rescue(&lock)?;
-        let stored = self.load_existing()?;
-        (refresh.check)(&stored.token)?;
-        if let When::ExpiresWithin(margin) = refresh.when {
-            let remaining = stored.remaining(token::clock());
-            if remaining >= margin {
-                return Ok(Outcome::StillValid { token: stored.token, remaining });
+        let stored = match self.load() {
+            Ok(Some(stored)) => Some(stored),
+            Ok(None) if refresh.renewable => None,
+            Ok(None) => return Err(super::no_token(&self.location())),
+            // A service account's token set can be fetched again: an unreadable one is kept
+            // aside (it may be something else that was put there), and replaced.
+            Err(e) if refresh.renewable && exit::code_for(&e) == Code::LoginRequired => {
+                self.set_aside(&lock)?;
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(stored) = &stored {
+            (refresh.check)(&stored.token)?;
+            if let When::ExpiresWithin(margin) = refresh.when {
+                let remaining = stored.remaining(token::clock());
+                if remaining >= margin {
+                    return Ok(Outcome::StillValid { token: stored.token.clone(), remaining });
+                }
             }
         }
         let reservation = self.reserve_space()?;
-        let token = (refresh.spend)(&stored.token, crate::http::REFRESH.budget)?;
+        let token = (refresh.spend)(stored.as_ref().map(|s| &s.token), crate::http::REFRESH.budget)?;
         reservation.commit(&token, &lock)?;
         Ok(Outcome::Refreshed(token))
     }

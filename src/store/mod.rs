@@ -73,10 +73,15 @@ pub struct Refresh<'a> {
     /// Refuses a token set that may not be used here (one another server issued), before
     /// anything else is done with it.
     pub check: &'a dyn Fn(&Token) -> Result<()>,
-    /// Spends the token set's refresh token: one token request (with its retries, none
-    /// starting after the given time has passed). Returns the new set, or an error whose
-    /// exit code is 4 when the server rejected the refresh token.
-    pub spend: &'a mut dyn FnMut(&Token, Duration) -> Result<Token>,
+    /// Whether a token set can be fetched from nothing (a service account's): then a store
+    /// with no token set, or an unreadable one, fetches one (`spend` gets `None`), and a
+    /// rejected request ends no family.
+    pub renewable: bool,
+    /// Spends the token set's refresh token (or, given `None`, fetches a first set): one
+    /// token request (with its retries, none starting after the given time has passed).
+    /// Returns the new set, or an error whose exit code is 4 when the server rejected the
+    /// refresh token or the credentials.
+    pub spend: &'a mut dyn FnMut(Option<&Token>, Duration) -> Result<Token>,
 }
 
 /// How a store describes itself to `status`.
@@ -103,10 +108,7 @@ pub trait TokenStore {
 
     /// The token set, or exit 4 telling the user to log in.
     fn load_existing(&self) -> Result<Stored> {
-        self.load()?.ok_or_else(|| {
-            Exit::login_required(format!("no token in {}: run `atl-token login` first", self.location()))
-                .into()
-        })
+        self.load()?.ok_or_else(|| no_token(&self.location()))
     }
 
     /// Proves that a new token family can be saved, before a login or a push spends
@@ -127,6 +129,11 @@ pub trait TokenStore {
 
     /// Where the family is, for `status`.
     fn details(&self) -> Result<Details>;
+}
+
+/// Exit 4: there is no token set at `location`.
+fn no_token(location: &str) -> anyhow::Error {
+    Exit::login_required(format!("no token in {location}: run `atl-token login` first")).into()
 }
 
 /// Space for a new token family, held from before a code is traded until it is saved.

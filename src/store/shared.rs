@@ -230,13 +230,15 @@ impl SharedStore {
     }
 
     fn read_existing(&self) -> Result<Current> {
-        self.read()?.ok_or_else(|| {
-            Exit::login_required(format!(
-                "{} does not exist: run `atl-token login` (it creates it), or `atl-token store push`",
-                self.what()
-            ))
-            .into()
-        })
+        self.read()?.ok_or_else(|| self.missing())
+    }
+
+    fn missing(&self) -> anyhow::Error {
+        Exit::login_required(format!(
+            "{} does not exist: run `atl-token login` (it creates it), or `atl-token store push`",
+            self.what()
+        ))
+        .into()
     }
 
     fn parse(&self, text: &str) -> Result<Document> {
@@ -471,29 +473,49 @@ impl SharedStore {
         progress: &mut Progress,
         give_up: Instant,
     ) -> Result<Option<Outcome>> {
-        let current = self.read_existing()?;
+        let current = match self.read()? {
+            Some(current) => current,
+            None if refresh.renewable => {
+                // A service account's first token set: fetched, and the store made.
+                progress.spent = true;
+                let new = (refresh.spend)(None, self.lease.saturating_sub(self.http_timeout))?;
+                self.install_family(&new)?;
+                return Ok(Some(Outcome::Refreshed(new)));
+            }
+            None => return Err(self.missing()),
+        };
         let started_at = *progress.started_at.get_or_insert(current.doc.generation);
         if self.recover(&current)? {
             return Ok(None);
         }
-        let token = self.family(&current)?;
-        (refresh.check)(&token)?;
-        let remaining = token.remaining(crate::token::clock(), None);
+        // A service account's token set, dead or missing, is simply fetched again.
+        let token = match self.family(&current) {
+            Ok(token) => Some(token),
+            Err(e) if refresh.renewable && exit::code_for(&e) == Code::LoginRequired => None,
+            Err(e) => return Err(e),
+        };
+        if let Some(token) = &token {
+            (refresh.check)(token)?;
+        }
+        let remaining = token.as_ref().map_or(Duration::ZERO, |t| t.remaining(crate::token::clock(), None));
         let needed = match refresh.when {
             When::Always => None,
             When::ExpiresWithin(margin) => Some(margin),
         };
-        let good_for = |margin: Duration| remaining >= margin;
+        let good_for = |margin: Duration| token.is_some() && remaining >= margin;
         let still_valid = || {
             self.keep_copy(&current);
-            Ok(Some(Outcome::StillValid { token: token.clone(), remaining }))
+            let token = token.clone().ok_or_else(|| self.missing())?;
+            Ok(Some(Outcome::StillValid { token, remaining }))
         };
         if current.doc.generation > started_at && current.doc.lease.is_none() && needed.is_none_or(good_for) {
             // Another host refreshed while this one waited: that is the refresh asked for,
             // if it left enough time (it may have been slow to write it).
             return still_valid();
         }
-        if needed.is_some_and(|margin| good_for(self.margin(margin, &token))) {
+        if let Some(token) = &token
+            && needed.is_some_and(|margin| good_for(self.margin(margin, token)))
+        {
             return still_valid();
         }
         let now = now_ms();
@@ -550,8 +572,16 @@ impl SharedStore {
         pause_for_tests("claimed");
         progress.spent = true;
         let budget = left.saturating_sub(self.http_timeout + LEASE_SLACK);
-        let new = match (refresh.spend)(&token, budget) {
+        let new = match (refresh.spend)(token.as_ref(), budget) {
             Ok(new) => new,
+            Err(e) if refresh.renewable => {
+                // Nothing was spent: let the next host try at once rather than wait for the
+                // lease to run out.
+                let mut released = current.doc.clone();
+                released.lease = None;
+                let _ = self.swap(&claim_version, &released, Purpose::Claim);
+                return Err(e);
+            }
             Err(e) if exit::code_for(&e) == Code::LoginRequired => {
                 self.after_rejection(generation)?;
                 progress.spent = false;

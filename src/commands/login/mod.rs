@@ -7,13 +7,13 @@ use anyhow::{Result, anyhow};
 
 use crate::callback::{self, Arrival, Callback, Listener};
 use crate::cli::LoginArgs;
-use crate::config::{Auth, Config, OAuth2, OFFLINE_ACCESS, PROVIDER, SCOPE};
+use crate::config::{Auth, Config, GRANT, OAuth2, OFFLINE_ACCESS, PROVIDER, SCOPE};
 use crate::duration::human;
 use crate::exit::Exit;
 use crate::http;
 use crate::oauth::{self, Grant, Pkce, TokenError, clean};
 use crate::provider::Kind;
-use crate::store::{self, Slot, TokenStore};
+use crate::store::{self, Slot, TokenStore, When};
 use crate::token::Token;
 use crate::ui;
 
@@ -22,6 +22,9 @@ pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
         Auth::OAuth2(oauth2) => oauth2,
         Auth::OAuth1(consumer) => return oauth1::run(config, consumer, args),
     };
+    if oauth2.provider.grant.renewable() {
+        return service_account(config);
+    }
     if args.oob {
         return Err(Exit::usage(format!(
             "--oob is for OAuth 1.0a ({}={}); OAuth 2.0 logins come back to {}, or use --paste",
@@ -48,6 +51,24 @@ pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
         let verifier = pkce.as_ref().map(Pkce::verifier);
         finish(config, oauth2, &client, store.as_ref(), slot, arrival, verifier).await
     })
+}
+
+/// A service account has no consent to give: its first token is fetched, which proves its
+/// credentials, and saved as any later one is.
+fn service_account(config: &Config) -> Result<()> {
+    eprintln!(
+        "a service account ({}=client_credentials) needs no login: fetching a token, which also checks \
+         its credentials",
+        GRANT.name
+    );
+    let store = store::open(config)?;
+    let token = crate::renew::refresh(config, store.as_ref(), When::Always)?.token().clone();
+    let valid = token.expires_at().map_or_else(
+        || "its expiry is unknown".to_owned(),
+        |at| format!("valid for {}", human(std::time::Duration::from_secs(at.saturating_sub(crate::token::now())))),
+    );
+    eprintln!("saved to {}: access token {valid}; `atl-token print` fetches the next one when due", store.location());
+    Ok(())
 }
 
 /// The token's store, and proof that a token can be saved there (for the token file: its
