@@ -111,14 +111,12 @@ fn no_site(config: &Config, list: &[Site], choice: Choice<'_>) -> anyhow::Error 
             ))
             .into()
         }
-        Choice::Several => {
-            Exit::usage(format!(
-                "the token reaches several sites: {}. Set {} to the one to use",
-                list_sites(list),
-                SITE.name
-            ))
-            .into()
-        }
+        Choice::Several => Exit::usage(format!(
+            "the token reaches several sites: {}. Set {} to the one to use",
+            list_sites(list),
+            SITE.name
+        ))
+        .into(),
         Choice::None | Choice::One(_) => {
             anyhow!(
                 "the token reaches no site: check the app's permissions, then run `atl-token login` \

@@ -55,7 +55,13 @@ pub fn assess<'a>(config: &'a Config, stored: &Stored) -> Assessed<'a> {
                 Grant::AuthorizationCode => Health::of(&stored.token, kind, scope, stored.written_at),
                 Grant::ClientCredentials => Health::service_account(&stored.token, scope, stored.written_at),
             };
-            Assessed { provider: kind.name(), title: kind.title(), grant: Some(grant), scope: Some(scope), health }
+            Assessed {
+                provider: kind.name(),
+                title: kind.title(),
+                grant: Some(grant),
+                scope: Some(scope),
+                health,
+            }
         }
         Auth::OAuth1(_) => Assessed {
             provider: OAUTH1,

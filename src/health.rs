@@ -152,9 +152,11 @@ fn scopes(token: &Token, configured: &str) -> (Option<Vec<String>>, Vec<String>)
     let granted: Option<Vec<String>> =
         token.granted_scope().map(|s| s.split_whitespace().map(str::to_owned).collect());
     let not_granted = match &granted {
-        Some(granted) => {
-            configured.split_whitespace().filter(|s| !granted.iter().any(|g| g == s)).map(str::to_owned).collect()
-        }
+        Some(granted) => configured
+            .split_whitespace()
+            .filter(|s| !granted.iter().any(|g| g == s))
+            .map(str::to_owned)
+            .collect(),
         None => Vec::new(),
     };
     (granted, not_granted)

@@ -29,13 +29,15 @@ pub fn oauth1_stored(config: &Config, store: &dyn TokenStore) -> Result<Stored> 
     Ok(stored)
 }
 
-/// The stored token set. Where the grant can fetch one with no person (a service account),
-/// a missing or unreadable one is fetched; else it is exit 4, asking for a login.
-pub fn load(config: &Config, store: &dyn TokenStore) -> Result<Stored> {
+/// The stored token set (with `cheap`, as [`TokenStore::peek`] reads it). Where the grant
+/// can fetch one with no person (a service account), a missing or unreadable one is
+/// fetched; else it is exit 4, asking for a login.
+pub fn load(config: &Config, store: &dyn TokenStore, cheap: bool) -> Result<Stored> {
+    let read = if cheap { store.peek() } else { store.load() };
     if !config.renewable() {
-        return store.load_existing();
+        return read?.map_or_else(|| store.load_existing(), Ok);
     }
-    match store.load() {
+    match read {
         Ok(Some(stored)) => return Ok(stored),
         Ok(None) => {}
         Err(e) if exit::code_for(&e) == Code::LoginRequired => {}
@@ -71,7 +73,10 @@ pub fn refresh(config: &Config, store: &dyn TokenStore, when: When) -> Result<Ou
             ProviderGrant::AuthorizationCode => {
                 let refresh_token = stored.and_then(Token::refresh_token).ok_or_else(|| {
                     let why = if stored.is_some_and(Token::is_client_credentials) {
-                        format!("it holds a service account's token; to use it, set {}=client_credentials", GRANT.name)
+                        format!(
+                            "it holds a service account's token; to use it, set {}=client_credentials",
+                            GRANT.name
+                        )
                     } else {
                         "was `offline_access` in the scope?".to_owned()
                     };
@@ -90,7 +95,7 @@ pub fn refresh(config: &Config, store: &dyn TokenStore, when: When) -> Result<Ou
             .block_on(http::request_token(&client, config, oauth2, request, retry))
             .map_err(|e| explain(e, oauth2, &location))?;
         let token = issued(answer, stored, config);
-        Ok(if grant.renewable() { token.from_client_credentials() } else { token })
+        Ok(if grant.renewable() { token.for_service_account() } else { token })
     };
     store.refresh(Refresh { when, check: &check, renewable: grant.renewable(), spend: &mut spend })
 }

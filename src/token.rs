@@ -235,7 +235,7 @@ impl Token {
 
     /// Records that this set came from a service account's client credentials: nothing in
     /// it is irreplaceable, and it has no family.
-    pub fn from_client_credentials(mut self) -> Self {
+    pub fn for_service_account(mut self) -> Self {
         self.fields.insert(GRANT.to_owned(), "client_credentials".into());
         self.fields.remove(FAMILY_STARTED_AT);
         self

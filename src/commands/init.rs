@@ -100,9 +100,15 @@ async fn gather(args: &InitArgs, ask: bool, cwd: &Path) -> Result<Vec<(&'static 
             vars.extend(prompt.client(args).await?);
             // A service account's cloud id comes from its site.
             let site = if service {
-                Some(prompt.value(&args.site, "Site, e.g. https://your-team.atlassian.net", "--site", None).await?)
+                Some(
+                    prompt
+                        .value(&args.site, "Site, e.g. https://your-team.atlassian.net", "--site", None)
+                        .await?,
+                )
             } else {
-                prompt.optional(&args.site, "Site, e.g. https://your-team.atlassian.net (Enter to skip)").await?
+                prompt
+                    .optional(&args.site, "Site, e.g. https://your-team.atlassian.net (Enter to skip)")
+                    .await?
             };
             if let Some(site) = site {
                 vars.push((config::SITE.name, site));

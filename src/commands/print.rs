@@ -41,11 +41,7 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
     }
     // The refresh token and the whole set come from the store itself; the access token may
     // come from a copy that is cheaper to read (the AWS store's per-host cache).
-    let peeked = if what.json || what.refresh { None } else { store.peek()? };
-    let stored = match peeked {
-        Some(stored) => stored,
-        None => renew::load(config, store)?,
-    };
+    let stored = renew::load(config, store, !(what.json || what.refresh))?;
     if what.cloud_id || what.api_base || what.env {
         // These say where to send the token, or ask the API: only where the family is bound.
         binding::enforce(&stored.token, config, store)?;
@@ -80,7 +76,7 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
     {
         return Err(Exit::usage(format!(
             "--min-valid {} is as long as the access token's whole lifetime ({}), so every print \
-             would spend a refresh token: give less, e.g. --min-valid 5m",
+             would get a new token: give less, e.g. --min-valid 5m",
             human(args.min_valid),
             human(lifetime)
         ))

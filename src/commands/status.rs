@@ -141,7 +141,9 @@ pub fn run(config: &Config, args: &StatusArgs) -> Result<()> {
         lines.push((
             "token family",
             match (health.family_started_at, health.family_ends_at) {
-                _ if health.renewal == Renewal::Credentials => "none: nothing of a service account ends".to_owned(),
+                _ if health.renewal == Renewal::Credentials => {
+                    "none: nothing of a service account ends".to_owned()
+                }
                 (Some(started), Some(ends)) => {
                     format!(
                         "started {} ago; ends {}",

@@ -195,6 +195,8 @@ pub const SITE_ID: &str = "11111111-2222-3333-4444-555555555555";
 pub const SITE_URL: &str = "https://example.atlassian.net";
 /// Where the test server lists the sites a token reaches.
 pub const RESOURCES_PATH: &str = "/oauth/token/accessible-resources";
+/// Where a Cloud site names its own cloud id, publicly (served by the [`AuthServer`] too).
+pub const TENANT_INFO_PATH: &str = "/_edge/tenant_info";
 
 /// The client the fixtures configure.
 pub const CLIENT_ID: &str = "client-1";
@@ -267,6 +269,10 @@ struct AuthState {
     bearer_refused: usize,
     /// What API requests (below `/ex/` or `/rest/`) get, once their access token passed.
     api: Option<Arc<Handler>>,
+    /// Client-credentials grants answered with an access token.
+    credential_grants: u64,
+    /// The scopes a client-credentials request may ask for; others get `invalid_scope`.
+    credential_scopes: Vec<String>,
 }
 
 impl AuthServer {
@@ -306,6 +312,10 @@ impl AuthServer {
             access_issued: HashMap::new(),
             refreshes: 0,
             superseded: 0,
+            credential_grants: 0,
+            credential_scopes: ["read:jira-work", "write:jira-work", "READ", "WRITE"]
+                .map(String::from)
+                .to_vec(),
         }));
         let shared = state.clone();
         let server = Server::start_with(move |request| answer(&shared, mode, request), tls);
@@ -385,6 +395,11 @@ impl AuthServer {
     /// `expires_in` of the access tokens issued from now on.
     pub fn set_access_ttl(&self, seconds: i64) {
         lock(&self.state).access_ttl = seconds;
+    }
+
+    /// Client-credentials grants answered with an access token.
+    pub fn credential_grants(&self) -> u64 {
+        lock(&self.state).credential_grants
     }
 
     /// Refresh grants answered with a new pair.
@@ -505,6 +520,10 @@ fn answer(state: &Mutex<AuthState>, mode: Mode, request: &Request) -> Reply {
     if mode == Mode::DataCenter && request.method == "GET" && path == format!("{DC_PATH}/authorize") {
         return serve_authorize(&mut state, request);
     }
+    if mode == Mode::Cloud && request.method == "GET" && path == TENANT_INFO_PATH {
+        // A Cloud site's public tenant info: no token needed.
+        return Reply::Json(200, json!({"cloudId": SITE_ID}));
+    }
     let sites = mode == Mode::Cloud && request.method == "GET" && path == RESOURCES_PATH;
     if sites || is_api(path) {
         // Any access token this server issued is good; others get 401.
@@ -529,7 +548,13 @@ fn answer(state: &Mutex<AuthState>, mode: Mode, request: &Request) -> Reply {
     }
     let param = |name| request.param(name).unwrap_or_default();
     if param("client_id") != CLIENT_ID || param("client_secret") != CLIENT_SECRET {
+        if param("grant_type") == "client_credentials" {
+            return oauth_error(401, "invalid_client", "Client authentication failed");
+        }
         return oauth_error(401, "access_denied", "Unauthorized");
+    }
+    if path == token_path(mode) && param("grant_type") == "client_credentials" {
+        return client_credentials(&mut state, mode, &param("scope"));
     }
     if mode == Mode::DataCenter && path == format!("{DC_PATH}/revoke") {
         let token = param("token");
@@ -587,6 +612,30 @@ fn answer(state: &Mutex<AuthState>, mode: Mode, request: &Request) -> Reply {
         200,
         json!({"access_token": access, "refresh_token": refresh, "expires_in": state.access_ttl,
                "token_type": "Bearer", "scope": scope}),
+    )
+}
+
+/// A service account's token: an access token and no refresh token. Data Center needs the
+/// scopes asked for; on Cloud they are optional. A scope the credential lacks gets
+/// `invalid_scope`.
+fn client_credentials(state: &mut AuthState, mode: Mode, scope: &str) -> Reply {
+    if mode == Mode::DataCenter && scope.is_empty() {
+        return oauth_error(400, "invalid_request", "Missing parameter: scope");
+    }
+    if let Some(bad) = scope.split_whitespace().find(|s| !state.credential_scopes.iter().any(|c| c == s)) {
+        return oauth_error(400, "invalid_scope", &format!("scope {bad} is not granted to this client"));
+    }
+    let (access, refresh) = issue(state);
+    state.live_refresh.remove(&refresh);
+    state.credential_grants += 1;
+    if state.lost_answers > 0 {
+        state.lost_answers -= 1;
+        return Reply::Hang(Duration::ZERO);
+    }
+    let granted = if scope.is_empty() { "read:jira-work" } else { scope };
+    Reply::Json(
+        200,
+        json!({"access_token": access, "expires_in": state.access_ttl, "token_type": "Bearer", "scope": granted}),
     )
 }
 

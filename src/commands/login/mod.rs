@@ -65,9 +65,17 @@ fn service_account(config: &Config) -> Result<()> {
     let token = crate::renew::refresh(config, store.as_ref(), When::Always)?.token().clone();
     let valid = token.expires_at().map_or_else(
         || "its expiry is unknown".to_owned(),
-        |at| format!("valid for {}", human(std::time::Duration::from_secs(at.saturating_sub(crate::token::now())))),
+        |at| {
+            format!(
+                "valid for {}",
+                human(std::time::Duration::from_secs(at.saturating_sub(crate::token::now())))
+            )
+        },
     );
-    eprintln!("saved to {}: access token {valid}; `atl-token print` fetches the next one when due", store.location());
+    eprintln!(
+        "saved to {}: access token {valid}; `atl-token print` fetches the next one when due",
+        store.location()
+    );
     Ok(())
 }
 
