@@ -862,3 +862,35 @@ fn versions_per_refresh_alone_and_racing() {
     );
     assert!(average <= 3.0, "{average:.1} versions per refresh when racing");
 }
+
+/// A service account's fleet: the first print creates the secret with one fetch, and when
+/// the shared access token expires, 15 processes on 3 hosts make one token request between
+/// them. Nothing was ever a refresh.
+#[test]
+fn a_service_account_fleet_shares_one_access_token() {
+    let env = TestEnv::new();
+    env.auth.set_access_ttl(2);
+    let moto = Moto::start();
+    let hosts: Vec<Host> = ["a", "b", "c"]
+        .iter()
+        .map(|name| Host::new(&env, &moto, name, "team/bot", "ATL_GRANT=client_credentials\n"))
+        .collect();
+    let first = hosts[0].run(&["print", "--min-valid", "1s"]);
+    assert_exit(&first, 0);
+    assert_eq!(env.auth.credential_grants(), 1);
+    assert_eq!(hosts[1].store()["generation"], 1, "the secret was made");
+    env.auth.set_access_ttl(3600);
+    std::thread::sleep(Duration::from_millis(2100));
+    let children: Vec<Child> = hosts
+        .iter()
+        .flat_map(|host| (0..5).map(move |_| host.command(&["print", "--min-valid", "1s"])))
+        .map(|mut command| command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn"))
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().expect("wait");
+        assert_exit(&output, 0);
+        assert!(env.auth.access_valid_at(stdout(&output).trim(), Instant::now()));
+    }
+    assert_eq!(env.auth.credential_grants(), 2, "one fetch for the 15 racing prints");
+    assert_eq!(env.auth.refreshes(), 0);
+}

@@ -166,6 +166,46 @@ impl E2e {
     }
 }
 
+const SERVICE_ID: &str = "atl-e2e-service";
+const SERVICE_SECRET: &str = "atl-e2e-service-secret-9876543210";
+
+/// A service account (`ATL_GRANT=client_credentials`) against oidc-provider's
+/// client-credentials grant, as a Data Center whose token endpoint is the provider's: `print`
+/// fetches a token, `api` uses it on the provider's protected resource, and a wrong secret
+/// is exit 4 without the secret on stderr.
+#[test]
+fn a_service_account_fetches_tokens_from_a_real_server_and_calls_its_resource() {
+    let env = E2e::start(3600, Pkce::Optional);
+    let service = |secret: &str| {
+        format!(
+            "ATL_CLIENT_ID={SERVICE_ID}\nATL_CLIENT_SECRET={secret}\nATL_GRANT=client_credentials\n\
+             ATL_PROVIDER=datacenter\nATL_BASE_URL={base}\nATL_TOKEN_URL={base}/token\nATL_SCOPE=api:read\n\
+             ATL_HTTP_TIMEOUT=10\n",
+            base = env.oidc.base
+        )
+    };
+    std::fs::write(env.dir.path().join(".env"), service(SERVICE_SECRET)).expect("write .env");
+    let printed = env.command(&["print"]).output().expect("print");
+    assert_exit(&printed, 0);
+    assert!(!stdout(&printed).trim().is_empty());
+    assert_eq!(env.token()["grant"], "client_credentials");
+
+    let called = env.command(&["api", "/rest/api/2/myself"]).output().expect("api");
+    assert_exit(&called, 0);
+    let answer: Value = serde_json::from_slice(&called.stdout).expect("JSON");
+    assert_eq!(answer["client"], SERVICE_ID, "{answer}");
+    assert_eq!(answer["scope"], "api:read", "{answer}");
+    assert_eq!(env.oidc.stats()["credentials_ok"], 1, "api used the token print fetched");
+
+    let wrong = "not-the-service-secret-1234";
+    std::fs::write(env.dir.path().join(".env"), service(wrong)).expect("write .env");
+    let rejected = env.command(&["status", "--online"]).output().expect("status");
+    assert_exit(&rejected, 4);
+    let message = stderr(&rejected);
+    assert!(message.contains("rejected the service account's credentials"), "{message}");
+    assert!(!message.contains(wrong), "{message}");
+}
+
 /// Follows the authorize URL through the provider's login and consent pages until the
 /// redirect to atl-token's listener, and returns the listener's page.
 fn consent(authorize_url: &str) -> String {

@@ -7,6 +7,10 @@
 // request must carry an S256 code_challenge, as Data Center's always get). Listens on
 // 127.0.0.1 only.
 //
+// A second client, SERVICE_ID, has only the client-credentials grant (a service account),
+// and paths below /rest/ are a protected resource that accepts the access tokens issued to
+// it: 200 with {client, scope}, else 401.
+//
 // Besides the provider's own endpoints it serves GET /_stats (counts of token requests by
 // grant type and outcome, and of revoked grants) and GET /_check?token=... (whether a refresh
 // token is live), for the tests to assert on.
@@ -16,6 +20,8 @@ import Provider from 'oidc-provider';
 
 export const CLIENT_ID = 'atl-e2e-client';
 export const CLIENT_SECRET = 'atl-e2e-secret-0123456789';
+export const SERVICE_ID = 'atl-e2e-service';
+export const SERVICE_SECRET = 'atl-e2e-service-secret-9876543210';
 
 const redirectUri = process.env.REDIRECT_URI;
 const accessTtl = Number(process.env.ACCESS_TTL || 3600);
@@ -25,7 +31,10 @@ if (!redirectUri || !process.env.PORT_FILE) {
   process.exit(2);
 }
 
-const stats = { refresh_ok: 0, refresh_error: 0, code_ok: 0, code_error: 0, grants_revoked: 0, errors: [] };
+const stats = {
+  refresh_ok: 0, refresh_error: 0, code_ok: 0, code_error: 0, credentials_ok: 0, credentials_error: 0,
+  grants_revoked: 0, errors: [],
+};
 
 const server = http.createServer();
 server.listen(0, '127.0.0.1', () => {
@@ -39,8 +48,16 @@ server.listen(0, '127.0.0.1', () => {
       response_types: ['code'],
       token_endpoint_auth_method: 'client_secret_post',
       scope: 'openid offline_access',
+    }, {
+      client_id: SERVICE_ID,
+      client_secret: SERVICE_SECRET,
+      redirect_uris: [],
+      grant_types: ['client_credentials'],
+      response_types: [],
+      token_endpoint_auth_method: 'client_secret_post',
+      scope: 'api:read',
     }],
-    scopes: ['openid', 'offline_access'],
+    scopes: ['openid', 'offline_access', 'api:read'],
     // Atlassian rotates on every refresh; so does this server.
     rotateRefreshToken: true,
     ttl: {
@@ -50,9 +67,10 @@ server.listen(0, '127.0.0.1', () => {
       Grant: 14 * 24 * 3600,
       Session: 3600,
       Interaction: 3600,
+      ClientCredentials: accessTtl,
     },
     pkce: { required: () => pkceRequired },
-    features: { devInteractions: { enabled: true } },
+    features: { devInteractions: { enabled: true }, clientCredentials: { enabled: true } },
     findAccount: async (ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
   });
 
@@ -60,10 +78,12 @@ server.listen(0, '127.0.0.1', () => {
   provider.on('grant.success', (ctx) => {
     if (grantType(ctx) === 'refresh_token') stats.refresh_ok += 1;
     if (grantType(ctx) === 'authorization_code') stats.code_ok += 1;
+    if (grantType(ctx) === 'client_credentials') stats.credentials_ok += 1;
   });
   provider.on('grant.error', (ctx, err) => {
     if (grantType(ctx) === 'refresh_token') stats.refresh_error += 1;
     if (grantType(ctx) === 'authorization_code') stats.code_error += 1;
+    if (grantType(ctx) === 'client_credentials') stats.credentials_error += 1;
     stats.errors.push(`${err.error}: ${err.error_description}`);
   });
   provider.on('grant.revoked', () => { stats.grants_revoked += 1; });
@@ -79,6 +99,16 @@ server.listen(0, '127.0.0.1', () => {
       const grant = token && await provider.Grant.find(token.grantId);
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ live: Boolean(token && !token.consumed && !token.isExpired && grant) }));
+    } else if (url.pathname.startsWith('/rest/')) {
+      const value = (req.headers.authorization || '').replace(/^Bearer /, '');
+      const token = value && await provider.ClientCredentials.find(value);
+      res.setHeader('content-type', 'application/json');
+      if (!token || token.isExpired) {
+        res.statusCode = 401;
+        res.end(JSON.stringify({ message: 'Unauthorized' }));
+      } else {
+        res.end(JSON.stringify({ client: token.clientId, scope: token.scope, path: url.pathname }));
+      }
     } else {
       app(req, res);
     }
