@@ -6,6 +6,9 @@ code=bench-code, or `grant_type=refresh_token` with a live refresh token (each w
 returns a new pair whose sizes resemble Atlassian's. Writes its port to the file named by
 --port-file, and serves until killed.
 
+`grant_type=client_credentials` (a service account) returns an access token alone, living
+CREDENTIALS_TTL seconds (POST /_ttl with a number sets it); GET /_stats counts these grants.
+
 For the paging benchmark, with any bearer token: GET /oauth/token/accessible-resources lists
 one site, and GET /ex/jira/bench-cloud-id/rest/api/3/search?startAt=N answers, after 50 ms
 (a server's time to run a search), a page of 50 issues out of 2500, Jira's offset style.
@@ -29,6 +32,8 @@ BIG_TEXT = "x" * 10_000
 
 LIVE = set()
 LOCK = threading.Lock()
+STATS = {"credentials": 0}
+CREDENTIALS_TTL = [3600]
 
 
 def new_pair():
@@ -51,7 +56,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
-        if not self.headers.get("Authorization", "").startswith("Bearer "):
+        if url.path == "/_stats":
+            with LOCK:
+                self.reply(200, dict(STATS))
+        elif not self.headers.get("Authorization", "").startswith("Bearer "):
             self.reply(401, {"code": 401, "message": "Unauthorized"})
         elif url.path == "/oauth/token/accessible-resources":
             self.reply(200, [{"id": "bench-cloud-id", "url": "https://bench.atlassian.net", "name": "bench",
@@ -73,6 +81,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        if self.path == "/_ttl":
+            CREDENTIALS_TTL[0] = int(body)
+            self.reply(200, {"ttl": CREDENTIALS_TTL[0]})
+            return
         if self.headers.get("Content-Type", "").startswith("application/json"):
             params = json.loads(body or b"{}")
         else:
@@ -80,6 +92,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         grant = params.get("grant_type")
         if grant == "authorization_code" and params.get("code") == "bench-code":
             self.reply(200, new_pair())
+        elif grant == "client_credentials" and params.get("client_secret") == "bench-secret":
+            with LOCK:
+                STATS["credentials"] += 1
+            self.reply(200, {"access_token": "eyJ" + secrets.token_urlsafe(900), "expires_in": CREDENTIALS_TTL[0],
+                             "token_type": "Bearer", "scope": "read:jira-work"})
         elif grant == "refresh_token":
             with LOCK:
                 ok = params.get("refresh_token") in LIVE

@@ -21,6 +21,9 @@ Exit codes:
 /// Configuration comes from flags, then the process environment, then the env file
 /// (--env-file, else --profile, else $ATL_ENV_FILE, else $ATL_PROFILE, else ./.env, else
 /// ~/.config/atl-token/.env). `atl-token init` writes one.
+///
+/// ATL_GRANT=client_credentials makes it a service account's (Cloud or Data Center): no
+/// login and no refresh token; `print` fetches a new access token when the last one is due.
 #[derive(Debug, Parser)]
 #[command(name = "atl-token", version, after_help = EXIT_CODES, disable_help_subcommand = true)]
 pub struct Cli {
@@ -51,7 +54,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 #[command(defer = true)]
 pub enum Command {
-    /// Sign in through the browser once and save the token file.
+    /// Sign in through the browser once and save the token file (a service account: fetch a
+    /// first token, with no browser).
     #[command(after_help = EXIT_CODES)]
     Login(LoginArgs),
     /// Trade the refresh token for a new token pair (for cron).
