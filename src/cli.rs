@@ -19,7 +19,7 @@ Exit codes:
 /// Gets, keeps and hands out OAuth tokens for Atlassian products.
 ///
 /// Configuration comes from flags, then the process environment, then the env file
-/// (--env-file, else --profile, else $ATL_ENV_FILE, else $ATL_PROFILE, else ./.env, else
+/// (--env-file, else --profile, else $ATL_ENV_FILE, else $ATL_PROFILE, else ./.env, else ./jira.env, else
 /// ~/.config/atl-token/.env). `atl-token init` writes one.
 ///
 /// ATL_GRANT=client_credentials makes it a service account's (Cloud or Data Center): no

@@ -75,6 +75,26 @@ fn bodies_from_text_a_file_or_stdin_are_sent_as_json() {
     );
 }
 
+/// Jira and Confluence refuse form posts to their REST API without `X-Atlassian-Token:
+/// no-check` (XSRF protection): `api` sends it with a form, and not with JSON.
+#[test]
+fn form_posts_carry_the_xsrf_exemption() {
+    let env = cloud();
+    env.auth.set_api(|r| match r.header("X-Atlassian-Token") {
+        Some("no-check") => Reply::Json(200, json!({"ok": true})),
+        _ if r.content_type.starts_with("application/x-www-form-urlencoded") => {
+            Reply::Json(403, json!({"message": "XSRF check failed"}))
+        }
+        _ => Reply::Json(200, json!({"ok": true})),
+    });
+    let form = ["api", "/rest/api/2/issue/1/attachments", "-H", "Content-Type: application/x-www-form-urlencoded"];
+    assert_exit(&env.run(&[&form[..], &["-d", "a=b"]].concat()), 0);
+    assert_exit(&env.run(&["api", "/rest/api/3/issue", "-d", "{}"]), 0);
+    let calls = env.auth.api_calls();
+    assert_eq!(calls[0].header("X-Atlassian-Token"), Some("no-check"));
+    assert_eq!(calls[1].header("X-Atlassian-Token"), None, "a JSON post needs no exemption");
+}
+
 #[test]
 fn a_401_gets_one_refresh_and_one_retry_then_exit_4() {
     let env = cloud();

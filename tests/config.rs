@@ -134,3 +134,27 @@ fn store_push_needs_a_shared_store() {
     assert_exit(&out, 2);
     assert!(stderr(&out).contains("ATL_STORE is `file`"), "{}", stderr(&out));
 }
+
+/// The seed script sources `jira.env`: with no `.env`, atl-token finds it, in the script's
+/// own names, with its token file beside it.
+#[test]
+fn the_seed_scripts_jira_env_is_found_when_there_is_no_env_file() {
+    let env = TestEnv::new();
+    let settings = std::fs::read_to_string(env.path(".env")).expect(".env");
+    let seed = settings
+        .replace("ATL_CLIENT_ID=", "JIRA_CLIENT_ID=")
+        .replace("ATL_CLIENT_SECRET=", "JIRA_CLIENT_SECRET=")
+        .replace("ATL_SCOPE=", "JIRA_SCOPE=");
+    std::fs::remove_file(env.path(".env")).expect("rm .env");
+    std::fs::write(env.path("jira.env"), seed + "TOKEN_FILE_NAME=token.json\n").expect("write jira.env");
+    set_mode(&env.path("jira.env"), 0o600);
+    env.write_token(3600);
+    let expected = env.read_token()["access_token"].as_str().expect("access").to_owned();
+    let run = |args: &[&str]| bare_command(env.dir.path()).args(args).output().expect("run");
+    for args in [&["print"][..], &["print", "--json"][..]] {
+        let output = run(args);
+        assert_exit(&output, 0);
+        assert!(stdout(&output).contains(&expected), "{}", stdout(&output));
+    }
+    assert_exit(&run(&["status"]), 0);
+}

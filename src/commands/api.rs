@@ -31,6 +31,7 @@ pub fn run(config: &Config, args: &ApiArgs) -> Result<()> {
     if body.is_some() && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type")) {
         headers.push(("Content-Type".to_owned(), "application/json".to_owned()));
     }
+    pass_xsrf_check(&mut headers);
     let method = match &args.method {
         Some(m) => Method::from_bytes(m.to_ascii_uppercase().as_bytes())
             .map_err(|_| Exit::usage(format!("-X {m}: not an HTTP method")))?,
@@ -48,6 +49,22 @@ pub fn run(config: &Config, args: &ApiArgs) -> Result<()> {
     crate::output::write_out(&shown(&answer.body))?;
     check_status(&answer, &url)
 }
+
+/// Jira and Confluence refuse a form post (or `text/plain`) to their REST API as a possible
+/// cross-site request forgery unless it says `X-Atlassian-Token: no-check`: a script's post
+/// is no forgery, so it says so, unless the user set the header.
+fn pass_xsrf_check(headers: &mut Vec<(String, String)>) {
+    const XSRF_TYPES: [&str; 3] = ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"];
+    let form = headers.iter().any(|(name, value)| {
+        let value = value.trim_start().to_ascii_lowercase();
+        name.eq_ignore_ascii_case("content-type") && XSRF_TYPES.iter().any(|t| value.starts_with(t))
+    });
+    if form && !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case(XSRF_HEADER)) {
+        headers.push((XSRF_HEADER.to_owned(), "no-check".to_owned()));
+    }
+}
+
+const XSRF_HEADER: &str = "X-Atlassian-Token";
 
 /// `Name: value` headers. `Authorization` is atl-token's to set.
 fn parse_headers(raw: &[String]) -> Result<Vec<(String, String)>, Exit> {
@@ -245,6 +262,25 @@ fn with_query(url: &Url, params: &[(String, String)]) -> Url {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn form_posts_say_no_check_and_json_posts_need_not() {
+        let with = |content_type: &str| {
+            let mut headers = vec![("content-type".to_owned(), content_type.to_owned())];
+            pass_xsrf_check(&mut headers);
+            headers.iter().any(|(n, v)| n == XSRF_HEADER && v == "no-check")
+        };
+        assert!(with("application/x-www-form-urlencoded"));
+        assert!(with("Multipart/Form-Data; boundary=x"));
+        assert!(with("text/plain; charset=utf-8"));
+        assert!(!with("application/json"));
+        let mut own = vec![
+            ("Content-Type".to_owned(), "application/x-www-form-urlencoded".to_owned()),
+            ("x-atlassian-token".to_owned(), "nocheck".to_owned()),
+        ];
+        pass_xsrf_check(&mut own);
+        assert_eq!(own.len(), 2, "the user's own header stays alone");
+    }
 
     #[test]
     fn headers_are_checked_and_authorization_is_refused() {

@@ -192,13 +192,17 @@ impl Lookup {
             };
             return Ok(vec![(path, Some(missing))]);
         }
-        let mut candidates = vec![(cwd.join(".env"), None)];
+        // The seed script's own file, `jira.env`, when there is no `.env`.
+        let mut candidates = vec![(cwd.join(".env"), None), (cwd.join(SEED_ENV_FILE), None)];
         if let Some(dir) = self.config_dir() {
             candidates.push((dir.join(".env"), None));
         }
         Ok(candidates)
     }
 }
+
+/// The env file the seed's bash script sources, found in the current folder after `.env`.
+pub const SEED_ENV_FILE: &str = "jira.env";
 
 /// How an env file was asked for by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

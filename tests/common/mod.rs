@@ -25,9 +25,16 @@ pub struct Request {
     pub authorization: String,
     pub host: String,
     pub body: Vec<u8>,
+    /// Every header, as received.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Request {
+    /// A header's value, by name in any case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
     /// The body's parameters, from JSON or a form.
     pub fn params(&self) -> Vec<(String, String)> {
         if self.content_type.starts_with("application/json") {
@@ -135,12 +142,14 @@ fn serve<S: Read + Write>(stream: S, handler: &Handler, recorded: &Mutex<Vec<Req
     let path = parts.next().unwrap_or_default().to_owned();
     let (mut length, mut content_type, mut authorization) = (0usize, String::new(), String::new());
     let mut host = String::new();
+    let mut headers = Vec::new();
     loop {
         let mut header = String::new();
         if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
             break;
         }
         if let Some((name, value)) = header.split_once(':') {
+            headers.push((name.trim().to_owned(), value.trim().to_owned()));
             match name.trim().to_ascii_lowercase().as_str() {
                 "content-length" => length = value.trim().parse().unwrap_or(0),
                 "content-type" => content_type = value.trim().to_owned(),
@@ -154,7 +163,7 @@ fn serve<S: Read + Write>(stream: S, handler: &Handler, recorded: &Mutex<Vec<Req
     if reader.read_exact(&mut body).is_err() {
         return;
     }
-    let request = Request { method, path, content_type, authorization, host, body };
+    let request = Request { method, path, content_type, authorization, host, body, headers };
     lock(recorded).push(request.clone());
     let mut stream = reader.into_inner();
     let head = |status: u16, headers: &[(&str, String)], length: usize| {
