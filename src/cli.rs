@@ -347,9 +347,10 @@ pub struct PrintArgs {
     #[command(flatten)]
     pub what: What,
 
-    /// Refresh first when the access token has less than this left.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration)]
-    pub min_valid: Duration,
+    /// Refresh first when the access token has less than this left. Default: 60s, or a third
+    /// of the token's lifetime when that is shorter.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub min_valid: Option<Duration>,
 
     /// Never refresh: fail (exit 1) when the access token has expired or is about to.
     #[arg(long)]
@@ -453,7 +454,7 @@ mod tests {
         let cli = Cli::try_parse_from(["atl-token", "print"]).expect("parses");
         let Command::Print(print) = cli.command else { panic!("print") };
         assert!(!print.what.refresh && !print.what.json && !print.what.header);
-        assert_eq!(print.min_valid, Duration::from_secs(60));
+        assert_eq!(print.min_valid, None, "the default adapts to the token");
     }
 
     #[test]

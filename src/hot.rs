@@ -35,8 +35,9 @@ struct Args {
     shown: Option<Shown>,
 }
 
-/// `print`'s own default for `--min-valid`: a token with less left is refreshed first.
-const MIN_VALID: Duration = Duration::from_secs(60);
+/// `print`'s own default for `--min-valid` (the longest it adapts to): a token with less left
+/// is left to the full path, which decides.
+const MIN_VALID: Duration = token::DEFAULT_MIN_VALID;
 
 /// Prints the token if this path can; `false` sends the caller to the full path.
 pub fn print(args: &[OsString]) -> bool {

@@ -39,6 +39,8 @@ const OAUTH_EXPIRES_IN: &str = "oauth_expires_in";
 /// The fields atl-token writes itself, which are never taken from a server's answer.
 const OWN_FIELDS: [&str; 9] =
     [EXPIRES_AT, OBTAINED_AT, FAMILY_STARTED_AT, TOKEN_URL, REVOKE_URL, API_URL, CLOUD_SITE, CLOUD_ID, GRANT];
+/// `print`'s `--min-valid` when none is given, for tokens that live three times as long.
+pub const DEFAULT_MIN_VALID: Duration = Duration::from_secs(60);
 /// An OAuth 2.0 access token said to live longer than this is counted as living this long
 /// (Atlassian's live an hour): a server cannot make `print` stop refreshing.
 pub const MAX_ACCESS_LIFETIME: u64 = 24 * 3600;
@@ -307,6 +309,13 @@ impl Token {
             .get(EXPIRES_IN)
             .and_then(as_seconds)
             .map(|s| Duration::from_secs(s.min(MAX_ACCESS_LIFETIME)))
+    }
+
+    /// How long the access token must still be valid for `print` to use it without a
+    /// refresh, when `--min-valid` is not given: [`DEFAULT_MIN_VALID`], or a third of the
+    /// token's lifetime when that is shorter (a Data Center admin may set minutes).
+    pub fn default_min_valid(&self) -> Duration {
+        self.lifetime().map_or(DEFAULT_MIN_VALID, |lifetime| (lifetime / 3).min(DEFAULT_MIN_VALID))
     }
 
     /// [`Token::expires_at`], or for a file written by the seed's script, which has none,

@@ -140,3 +140,23 @@ fn the_hot_path_and_the_full_path_print_the_same_and_warn_once() {
     assert_exit(&help, 0);
     assert!(stdout(&help).contains("--min-valid"), "{}", stdout(&help));
 }
+
+/// A Data Center admin may make access tokens live minutes or less: the default
+/// `--min-valid` then adapts (a third of the lifetime), while an explicit one as long as the
+/// lifetime is still refused.
+#[test]
+fn the_default_min_valid_adapts_to_short_lived_tokens() {
+    let env = TestEnv::new();
+    env.write_token(30);
+    let mut token = env.read_token();
+    token["expires_in"] = 30.into();
+    std::fs::write(env.token_file(), serde_json::to_vec(&token).expect("JSON")).expect("write");
+    let output = env.run(&["print"]);
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output).trim(), token["access_token"].as_str().expect("access"));
+    assert!(env.auth.token_calls().is_empty(), "30 s left of 30: no refresh needed");
+
+    let explicit = env.run(&["print", "--min-valid", "30s"]);
+    assert_exit(&explicit, 2);
+    assert!(stderr(&explicit).contains("whole lifetime"), "{}", stderr(&explicit));
+}

@@ -56,8 +56,8 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
         return write_out(format!("{base}\n").as_bytes());
     }
     let remaining = stored.remaining(token::clock());
-
-    if remaining >= args.min_valid {
+    let min_valid = args.min_valid.unwrap_or_else(|| stored.token.default_min_valid());
+    if remaining >= min_valid {
         return output(config, args, &stored.token, &stored.bytes, store);
     }
     if args.no_refresh {
@@ -72,17 +72,19 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
         ));
     }
     if let Some(lifetime) = stored.token.lifetime()
-        && args.min_valid >= lifetime
+        && min_valid >= lifetime
     {
         return Err(Exit::usage(format!(
             "--min-valid {} is as long as the access token's whole lifetime ({}), so every print \
-             would get a new token: give less, e.g. --min-valid 5m",
-            human(args.min_valid),
-            human(lifetime)
+             would get a new token: give less, e.g. --min-valid {}, or leave it out (the default \
+             adapts to the token)",
+            human(min_valid),
+            human(lifetime),
+            human(lifetime / 3)
         ))
         .into());
     }
-    let outcome = renew::refresh(config, store, When::ExpiresWithin(args.min_valid))?;
+    let outcome = renew::refresh(config, store, When::ExpiresWithin(min_valid))?;
     let token = outcome.token();
     output(config, args, token, &token.to_bytes(), store)
 }
