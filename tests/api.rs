@@ -87,7 +87,8 @@ fn form_posts_carry_the_xsrf_exemption() {
         }
         _ => Reply::Json(200, json!({"ok": true})),
     });
-    let form = ["api", "/rest/api/2/issue/1/attachments", "-H", "Content-Type: application/x-www-form-urlencoded"];
+    let form =
+        ["api", "/rest/api/2/issue/1/attachments", "-H", "Content-Type: application/x-www-form-urlencoded"];
     assert_exit(&env.run(&[&form[..], &["-d", "a=b"]].concat()), 0);
     assert_exit(&env.run(&["api", "/rest/api/3/issue", "-d", "{}"]), 0);
     let calls = env.auth.api_calls();

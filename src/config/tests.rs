@@ -401,10 +401,14 @@ fn env_file_search_order() {
     assert_eq!(paths(profile_var), vec![(PathBuf::from("/xdg/atl-token/sandbox/.env"), true)]);
     assert_eq!(
         paths(base),
-        vec![(PathBuf::from("/w/.env"), false), (PathBuf::from("/xdg/atl-token/.env"), false)]
+        vec![
+            (PathBuf::from("/w/.env"), false),
+            (PathBuf::from("/w/jira.env"), false),
+            (PathBuf::from("/xdg/atl-token/.env"), false)
+        ]
     );
     let home = Lookup { home: Some("/home/u".into()), ..Lookup::default() };
-    assert_eq!(paths(home)[1], (PathBuf::from("/home/u/.config/atl-token/.env"), false));
+    assert_eq!(paths(home)[2], (PathBuf::from("/home/u/.config/atl-token/.env"), false));
 }
 
 #[test]
