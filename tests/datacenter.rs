@@ -209,3 +209,20 @@ fn cloud_logout_deletes_the_file_and_says_where_to_remove_access() {
     assert_exit(&again, 0);
     assert!(stderr(&again).contains("nothing to log out"), "{}", stderr(&again));
 }
+
+/// Data Center's scopes are a ladder, and its provider may take `READ WRITE` as one unknown
+/// scope: login warns before the browser, naming the single highest, and a consent refused
+/// for the scope says the same.
+#[test]
+fn more_than_one_scope_is_warned_about_with_the_highest_named() {
+    let env = datacenter();
+    let login = Login::start_with(&env, "ATL_SCOPE=\"READ WRITE\"\n", &[]);
+    let warning = login.stderr.wait_line(|l| l.contains("warning:"));
+    assert!(warning.contains("ladder") && warning.contains("ATL_SCOPE=WRITE"), "{warning}");
+    let page = login.consent();
+    assert_eq!(status_of(&page), 400, "{page}");
+    let (status, _, err) = login.finish();
+    assert!(!status.success());
+    let last = err.lines().last().unwrap_or_default().to_owned();
+    assert!(last.contains("invalid_scope") && last.contains("ATL_SCOPE=WRITE"), "{err}");
+}

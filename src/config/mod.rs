@@ -190,6 +190,9 @@ pub struct Scope {
     pub value: String,
     /// `offline_access` was missing and has been added.
     pub added_offline_access: bool,
+    /// Data Center (a login): more than one scope was given, though its scopes are a ladder
+    /// and its provider may take the whole value as one: what to say, naming the highest.
+    pub ladder: Option<String>,
 }
 
 /// The loopback redirect URI that `login` listens on.

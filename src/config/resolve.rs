@@ -140,8 +140,51 @@ fn oauth2(sources: &Sources<'_>, chosen: Option<Setting>) -> Result<OAuth2, Exit
     }
     // Only a refresh token needs `offline_access`; a service account has none.
     let offline = provider.kind.needs_offline_access() && grant == Grant::AuthorizationCode;
-    let scope = normalize_scope(raw_scope.as_ref().map_or("", |s| s.value.as_str()), offline);
+    let mut scope = normalize_scope(raw_scope.as_ref().map_or("", |s| s.value.as_str()), offline);
+    if provider.kind == Kind::DataCenter && grant == Grant::AuthorizationCode {
+        scope.ladder = raw_scope.as_ref().and_then(|s| ladder_advice(&scope.value, &s.origin));
+    }
     Ok(OAuth2 { client_id, client_secret, scope, provider })
+}
+
+/// Data Center's scopes, lowest first: each includes those below it (Jira and Confluence;
+/// then Bitbucket's own).
+const LADDERS: [&[&str]; 2] = [
+    &["READ", "WRITE", "ADMIN", "SYSTEM_ADMIN"],
+    &[
+        "PUBLIC_REPOS",
+        "ACCOUNT_WRITE",
+        "REPO_READ",
+        "REPO_WRITE",
+        "REPO_ADMIN",
+        "PROJECT_ADMIN",
+        "ADMIN",
+        "SYSTEM_ADMIN",
+    ],
+];
+
+/// For more than one Data Center scope: a sentence that names the ladder and the single
+/// highest scope to give instead.
+fn ladder_advice(scope: &str, origin: &str) -> Option<String> {
+    let scopes: Vec<&str> = scope.split_whitespace().collect();
+    if scopes.len() < 2 {
+        return None;
+    }
+    let highest = LADDERS.iter().find_map(|ladder| {
+        let ranks: Option<Vec<usize>> = scopes.iter().map(|s| ladder.iter().position(|l| l == s)).collect();
+        ranks?.into_iter().max().map(|rank| ladder[rank])
+    });
+    let instead = match highest {
+        Some(highest) => format!("give the single highest: {}={highest}", SCOPE.name),
+        None => format!("give the single highest scope the link allows in {}", SCOPE.name),
+    };
+    Some(format!(
+        "{origin} names {} scopes, but Data Center's are a ladder (READ < WRITE < ADMIN < SYSTEM_ADMIN; \
+         Bitbucket: PUBLIC_REPOS < ACCOUNT_WRITE < REPO_READ < REPO_WRITE < REPO_ADMIN < PROJECT_ADMIN < \
+         ADMIN < SYSTEM_ADMIN), each including those below, and its provider may take the whole value as \
+         one scope: {instead}",
+        scopes.len()
+    ))
 }
 
 /// The OAuth 1.0a consumer: `ATL_BASE_URL`, `ATL_CONSUMER_KEY` and `ATL_PRIVATE_KEY_FILE`.
@@ -274,7 +317,7 @@ fn normalize_scope(raw: &str, needs_offline_access: bool) -> Scope {
     if added_offline_access {
         scopes.push(OFFLINE_ACCESS);
     }
-    Scope { value: scopes.join(" "), added_offline_access }
+    Scope { value: scopes.join(" "), added_offline_access, ladder: None }
 }
 
 fn redirect(sources: &Sources<'_>) -> Result<Redirect, Exit> {

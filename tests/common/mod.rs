@@ -669,6 +669,16 @@ fn serve_authorize(state: &mut AuthState, request: &Request) -> Reply {
     let (Some(redirect_uri), Some(state_param)) = (param("redirect_uri"), param("state")) else {
         return bad("redirect_uri and state are required");
     };
+    // The provider takes the whole scope value as one scope: "READ WRITE" is no scope it knows.
+    if param("scope").is_some_and(|scope| scope.contains(' ')) {
+        let mut location = url::Url::parse(&redirect_uri).expect("redirect URI is a URL");
+        location
+            .query_pairs_mut()
+            .append_pair("error", "invalid_scope")
+            .append_pair("error_description", "The requested scope is invalid")
+            .append_pair("state", &state_param);
+        return Reply::Raw { status: 302, headers: vec![("Location", location.to_string())], body: vec![] };
+    }
     state.issued += 1;
     let code = format!("dc-code-{}", state.issued);
     state.codes.push((

@@ -37,6 +37,9 @@ pub fn run(config: &Config, args: &LoginArgs) -> Result<()> {
     if oauth2.scope.added_offline_access {
         eprintln!("note: added `{OFFLINE_ACCESS}` to {}: without it there is no refresh token", SCOPE.name);
     }
+    if let Some(ladder) = &oauth2.scope.ladder {
+        eprintln!("atl-token: warning: {ladder}");
+    }
     let store = prepare(config)?;
     let client = http::client(config)?;
     announce_custom_endpoints(oauth2);
@@ -308,6 +311,9 @@ async fn finish(
                 sentence(&format!("{error}{detail}"))
             );
             arrival.answer(400, "Access was not granted", &message).await;
+            if let Some(ladder) = oauth2.scope.ladder.as_ref().filter(|_| error == "invalid_scope") {
+                return Err(anyhow!("authorization failed: {error}{detail}. {ladder}"));
+            }
             return Err(anyhow!("authorization failed: {error}{detail}"));
         }
     };
