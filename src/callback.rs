@@ -167,18 +167,31 @@ fn outcome(query: &str, params: Params, expected_state: &str) -> Outcome {
 
 /// Reads the address the browser was sent to after consent, pasted by the user (`login
 /// --paste`), with the same checks as the listener: the login's own state, and a code or an
-/// error. Errors say what to paste instead.
-pub fn pasted(text: &str, params: Params, state: &str) -> Result<Callback, String> {
+/// error. With `bare_code`, the code alone (as seed 004 tells people to copy it) is taken
+/// too, though its state cannot be checked. Errors say what to paste instead.
+pub fn pasted(text: &str, params: Params, state: &str, bare_code: bool) -> Result<Pasted, String> {
     let text = text.trim();
     if text.is_empty() {
         return Err("nothing was pasted".to_owned());
     }
-    let url = url::Url::parse(text).map_err(|_| {
-        "that is not a URL: copy the whole address from the browser's address bar, starting with http"
-            .to_owned()
-    })?;
+    let Ok(url) = url::Url::parse(text) else {
+        if crate::token::is_token68(text) {
+            if bare_code {
+                return Ok(Pasted { callback: Callback::Code(text.to_owned()), state_checked: false });
+            }
+            return Err(format!(
+                "that looks like a bare {}: here the whole address is needed, so that its {} can be \
+                 checked (`atl-token login --paste` takes a bare code)",
+                params.code, params.state
+            ));
+        }
+        return Err(
+            "that is not a URL: copy the whole address from the browser's address bar, starting with http"
+                .to_owned(),
+        );
+    };
     match outcome(url.query().unwrap_or_default(), params, state) {
-        Outcome::Callback(callback) => Ok(callback),
+        Outcome::Callback(callback) => Ok(Pasted { callback, state_checked: true }),
         Outcome::WrongState => Err(format!(
             "that address does not belong to this login (its {} does not match): paste the address \
              the browser went to after opening the URL printed above",
@@ -189,6 +202,13 @@ pub fn pasted(text: &str, params: Params, state: &str) -> Result<Callback, Strin
             params.code
         )),
     }
+}
+
+/// What was pasted, and whether its state was checked (not for a bare code).
+#[derive(Debug)]
+pub struct Pasted {
+    pub callback: Callback,
+    pub state_checked: bool,
 }
 
 fn host_allowed(host: &str, port: u16) -> bool {
@@ -561,6 +581,23 @@ async fn read_head(stream: &mut Box<dyn Io>) -> Result<String, u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_code_is_taken_only_where_asked_and_then_unchecked() {
+        let code = "eyJhbGciOiJIUzI1NiJ9.e30.sig-_x";
+        let bare = pasted(&format!("  {code}\n"), OAUTH2, "s-1", true).expect("taken");
+        assert!(matches!(&bare.callback, Callback::Code(c) if c == code));
+        assert!(!bare.state_checked);
+        let refused = pasted_err(code, false);
+        assert!(refused.contains("whole address is needed"), "{refused}");
+        let address = format!("http://localhost:8014/?state=s-1&code={code}");
+        assert!(pasted(&address, OAUTH2, "s-1", false).expect("an address").state_checked);
+        assert!(pasted_err("not a code, with spaces", true).contains("not a URL"));
+    }
+
+    fn pasted_err(text: &str, bare_code: bool) -> String {
+        pasted(text, OAUTH2, "s-1", bare_code).expect_err("refused")
+    }
 
     #[test]
     fn the_holders_of_a_port_are_read_from_the_kernels_tables() {

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{AuthServer, TestEnv, assert_exit, atl_command, free_port, stderr, stdout, wait_for};
+use common::{AuthServer, TestEnv, assert_exit, atl_command, stderr, stdout, wait_for};
 use serde_json::Value;
 
 /// moto's server on a free loopback port, killed when dropped.
@@ -798,7 +798,7 @@ fn aws_errors_are_one_sentence_and_the_sdks_detail_is_for_verbose() {
     let env = TestEnv::new();
     let moto = Moto::start();
     let mut host = Host::new(&env, &moto, "a", "team/jira", "");
-    host.endpoint = format!("http://127.0.0.1:{}", free_port());
+    host.endpoint = format!("http://127.0.0.1:{}", common::CLOSED_PORT);
     let output = host.run(&["status"]);
     assert_exit(&output, 1);
     let message = stderr(&output);

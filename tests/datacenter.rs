@@ -141,10 +141,9 @@ fn datacenter_resends_only_what_the_server_turned_away() {
 
 #[test]
 fn a_refused_connection_is_resent_on_datacenter() {
-    // A port where nothing listens yet: the first request cannot reach a server.
+    // A port where nothing listens: no request can reach a server.
     let env = datacenter();
-    let port = free_port();
-    env.write_env(&format!("ATL_TOKEN_URL=http://127.0.0.1:{port}/rest/oauth2/latest/token\n"));
+    env.write_env(&format!("ATL_TOKEN_URL=http://127.0.0.1:{CLOSED_PORT}/rest/oauth2/latest/token\n"));
     env.write_token(-5);
     let output = env.run(&["refresh"]);
     assert_exit(&output, 1);

@@ -242,6 +242,31 @@ fn a_pasted_redirect_address_finishes_the_login_and_a_wrong_one_is_refused() {
     }
 }
 
+/// Seed 004 tells people to copy just the code out of the address bar: `--paste` takes it,
+/// and says in one line that its state could not be checked.
+#[test]
+fn a_pasted_bare_code_finishes_the_login_with_a_note() {
+    use std::io::Write;
+    let env = TestEnv::new();
+    let mut child = env
+        .command(&["login", "--paste"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let lines = StderrLines::take(&mut child);
+    lines.wait_line(|l| l.contains("paste it here"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    writeln!(stdin, "{CODE}").expect("paste");
+    drop(stdin);
+    let status = wait_exit(&mut child, Duration::from_secs(20));
+    let err = lines.all();
+    assert_eq!(status.code(), Some(0), "{err}");
+    assert_eq!(err.lines().filter(|l| l.contains("carries no state")).count(), 1, "{err}");
+    assert_eq!(env.read_token()["refresh_token"], "rt-1");
+}
+
 #[test]
 fn the_default_localhost_redirect_is_served_and_codes_failing_exchange_report_it() {
     let env = TestEnv::new();

@@ -844,6 +844,11 @@ pub fn wait_for(what: &str, limit: Duration, mut condition: impl FnMut() -> bool
     }
 }
 
+/// A loopback port nothing listens on, now or later: below the range the OS hands out for
+/// port 0, so that no test server started meanwhile can take it, as one could a
+/// [`free_port`]. A connection to it is refused.
+pub const CLOSED_PORT: u16 = 1;
+
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()

@@ -215,8 +215,18 @@ async fn wait_for_paste(args: &LoginArgs, params: callback::Params, state: &str)
     );
     loop {
         let line = read_line(args, "the address").await?;
-        match callback::pasted(&line, params, state) {
-            Ok(callback) => return Ok(Arrival::pasted(callback)),
+        // Only an explicit --paste takes a bare code: when the listener could not start, the
+        // port may be someone else's, and the state is the check that is left.
+        match callback::pasted(&line, params, state, args.paste) {
+            Ok(pasted) => {
+                if !pasted.state_checked {
+                    eprintln!(
+                        "note: a bare code carries no state, so atl-token cannot check that it came from \
+                         this login; paste the whole address to have it checked"
+                    );
+                }
+                return Ok(Arrival::pasted(pasted.callback));
+            }
             Err(why) if ui::stdin_is_terminal() => eprintln!("{why}. Try again:"),
             Err(why) => return Err(Exit::usage(format!("{why}: run `atl-token login --paste` again")).into()),
         }
