@@ -16,6 +16,14 @@ Exit codes:
   130  interrupted (Ctrl-C)
   143  login or init stopped by SIGTERM";
 
+const EXEC_EXIT_CODES: &str = "\
+Exit codes: the command's own once it runs. Before that:
+  1    network, server or file-system failure
+  2    usage or configuration error
+  4    no usable token: run `atl-token login`
+  126  the command cannot be run (not executable)
+  127  the command was not found";
+
 /// Gets, keeps and hands out OAuth tokens for Atlassian products.
 ///
 /// Configuration comes from flags, then the process environment, then the env file
@@ -73,6 +81,9 @@ pub enum Command {
     /// List the Atlassian Cloud sites the token reaches, with their cloud ids.
     #[command(after_help = EXIT_CODES)]
     Sites(SitesArgs),
+    /// Run a command with a fresh access token in its environment (never on its command line).
+    #[command(after_help = EXEC_EXIT_CODES)]
+    Exec(ExecArgs),
     /// Revoke the refresh token where the provider allows it (Data Center), then delete the
     /// token file.
     #[command(after_help = EXIT_CODES)]
@@ -272,6 +283,35 @@ pub struct StatusArgs {
     /// makes no network call.
     #[arg(long)]
     pub online: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Whose variable names: atl (ATL_ACCESS_TOKEN, ATL_CLOUD_ID, ATL_API_BASE) or
+    /// mcp-atlassian (ATLASSIAN_OAUTH_ACCESS_TOKEN, ATLASSIAN_OAUTH_CLOUD_ID, JIRA_URL or
+    /// CONFLUENCE_URL).
+    #[arg(long, value_enum, default_value_t = EnvStyle::Atl)]
+    pub env_style: EnvStyle,
+
+    /// Refresh first when the access token has less than this left. Default: 60s, or a third
+    /// of the token's lifetime when that is shorter.
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub min_valid: Option<Duration>,
+
+    /// The product whose API the command calls (its API base; on Cloud, Confluence's site URL).
+    #[arg(long, value_enum, default_value_t = Product::Jira)]
+    pub product: Product,
+
+    /// The command and its arguments, after `--`.
+    #[arg(required = true, last = true, value_name = "COMMAND")]
+    pub command: Vec<std::ffi::OsString>,
+}
+
+/// The names `exec` gives the variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EnvStyle {
+    Atl,
+    McpAtlassian,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,10 @@ pub enum Code {
     Warning = 3,
     /// No usable refresh token: a person must run `atl-token login`.
     LoginRequired = 4,
+    /// `exec`: the command cannot be run (not executable), as a shell says.
+    CannotRun = 126,
+    /// `exec`: the command was not found, as a shell says.
+    NotFound = 127,
     /// Stopped by SIGHUP while waiting: the terminal went away (128 + 1).
     HungUp = 129,
     /// Stopped by Ctrl-C (128 + SIGINT).

@@ -10,6 +10,7 @@ mod config;
 mod duration;
 mod envfile;
 mod exit;
+mod handoff;
 mod health;
 mod hot;
 mod http;
@@ -66,6 +67,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Print(args) => commands::print::run(&config()?, args),
         Command::Api(args) => commands::api::run(&config()?, args),
         Command::Sites(args) => commands::sites::run(&config()?, args),
+        Command::Exec(args) => commands::exec::run(&config()?, args),
         Command::Status(args) => commands::status::run(&config()?, args),
         Command::Logout(args) => commands::logout::run(&config()?, args),
         // These need no settings: they make them, list them, or describe the tool.

@@ -47,6 +47,34 @@ pub fn load(config: &Config, store: &dyn TokenStore, cheap: bool) -> Result<Stor
     Ok(Stored { bytes: token.to_bytes(), token, written_at: None })
 }
 
+/// The token set with an access token valid for `min_valid` (default: the token's own,
+/// [`Token::default_min_valid`]), refreshed first if needed: what `exec` hands on.
+pub fn fresh(config: &Config, store: &dyn TokenStore, min_valid: Option<Duration>) -> Result<Token> {
+    let stored = load(config, store, true)?;
+    let min_valid = min_valid.unwrap_or_else(|| stored.token.default_min_valid());
+    if stored.remaining(token::clock()) >= min_valid {
+        return Ok(stored.token);
+    }
+    check_min_valid(min_valid, &stored.token)?;
+    Ok(refresh(config, store, When::ExpiresWithin(min_valid))?.token().clone())
+}
+
+/// Refuses a `--min-valid` as long as the access token's whole lifetime: every use would
+/// get a new token.
+pub fn check_min_valid(min_valid: Duration, token: &Token) -> Result<(), Exit> {
+    match token.lifetime() {
+        Some(lifetime) if min_valid >= lifetime => Err(Exit::usage(format!(
+            "--min-valid {} is as long as the access token's whole lifetime ({}), so every use \
+             would get a new token: give less, e.g. --min-valid {}, or leave it out (the default \
+             adapts to the token)",
+            crate::duration::human(min_valid),
+            crate::duration::human(lifetime),
+            crate::duration::human(lifetime / 3)
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Refreshes the stored token set if `when` says so. The store makes sure that no other
 /// process spends the same refresh token (or, for a service account, that concurrent
 /// processes make one request between them); this says how to get a new set. The refresh

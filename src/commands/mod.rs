@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod docs;
+pub mod exec;
 pub mod init;
 pub mod keygen;
 pub mod login;

@@ -12,6 +12,7 @@ use crate::cli::PrintArgs;
 use crate::config::{Auth, Config, Consumer, PROVIDER};
 use crate::duration::human;
 use crate::exit::Exit;
+use crate::handoff::{self, Style};
 use crate::oauth1;
 use crate::output::write_out;
 use crate::renew;
@@ -71,19 +72,7 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
             store.location()
         ));
     }
-    if let Some(lifetime) = stored.token.lifetime()
-        && min_valid >= lifetime
-    {
-        return Err(Exit::usage(format!(
-            "--min-valid {} is as long as the access token's whole lifetime ({}), so every print \
-             would get a new token: give less, e.g. --min-valid {}, or leave it out (the default \
-             adapts to the token)",
-            human(min_valid),
-            human(lifetime),
-            human(lifetime / 3)
-        ))
-        .into());
-    }
+    renew::check_min_valid(min_valid, &stored.token)?;
     let outcome = renew::refresh(config, store, When::ExpiresWithin(min_valid))?;
     let token = outcome.token();
     output(config, args, token, &token.to_bytes(), store)
@@ -157,15 +146,6 @@ fn env_lines(
     token: &Token,
     access: &str,
 ) -> Result<String> {
-    let export = |name: &str, value: &str| format!("export {name}={}\n", shell::quote(value));
-    let mut out = export("ATL_ACCESS_TOKEN", access);
-    match config.api_base() {
-        Some(base) => out += &export("ATL_API_BASE", base),
-        None => {
-            let (_, id) = api_base::cloud_site(config, store, token)?;
-            out += &export("ATL_CLOUD_ID", &id);
-            out += &export("ATL_API_BASE", &api_base::cloud_api_base(config, args.product.name(), &id));
-        }
-    }
-    Ok(out)
+    let vars = handoff::variables(config, store, token, access, args.product.name(), Style::Atl)?;
+    Ok(vars.iter().map(|(name, value)| format!("export {name}={}\n", shell::quote(value))).collect())
 }
