@@ -12,6 +12,7 @@ mod envfile;
 mod exit;
 mod handoff;
 mod health;
+mod hook;
 mod hot;
 mod http;
 mod oauth;

@@ -125,7 +125,13 @@ pub fn refresh(config: &Config, store: &dyn TokenStore, when: When) -> Result<Ou
         let token = issued(answer, stored, config);
         Ok(if grant.renewable() { token.for_service_account() } else { token })
     };
-    store.refresh(Refresh { when, check: &check, renewable: grant.renewable(), spend: &mut spend })
+    let outcome =
+        store.refresh(Refresh { when, check: &check, renewable: grant.renewable(), spend: &mut spend })?;
+    match &outcome {
+        Outcome::Refreshed(token) => crate::hook::rotated(config, token),
+        Outcome::StillValid { token, .. } => crate::hook::retry_pending(config, token),
+    }
+    Ok(outcome)
 }
 
 /// The token set from a token endpoint's answer, bound to the settings' destinations, with

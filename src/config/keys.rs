@@ -35,9 +35,10 @@ pub const PRIVATE_KEY_FILE: Key = key("ATL_PRIVATE_KEY_FILE", None);
 pub const STORE: Key = key("ATL_STORE", None);
 pub const STORE_LEASE: Key = key("ATL_STORE_LEASE", None);
 pub const GRANT: Key = key("ATL_GRANT", None);
+pub const ON_ROTATE: Key = key("ATL_ON_ROTATE", None);
 
 /// Every key, for spotting a misspelt one.
-pub(super) const KEYS: [Key; 21] = [
+pub(super) const KEYS: [Key; 22] = [
     CLIENT_ID,
     CLIENT_SECRET,
     SCOPE,
@@ -59,6 +60,7 @@ pub(super) const KEYS: [Key; 21] = [
     STORE,
     STORE_LEASE,
     GRANT,
+    ON_ROTATE,
 ];
 
 /// `ATL_*` names in an env file that are no setting, each with the setting it is closest to

@@ -43,6 +43,16 @@ pub struct Config {
     pub ca_file: Option<CaFile>,
     /// Where the token family is kept.
     pub store: StoreKind,
+    /// `ATL_ON_ROTATE`: run after each new token set is saved.
+    pub on_rotate: Option<Hook>,
+}
+
+/// A command to run, and the setting that gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    pub command: String,
+    /// E.g. "ATL_ON_ROTATE in /home/me/jira/.env".
+    pub origin: String,
 }
 
 /// Where the token family is kept (`ATL_STORE`).

@@ -59,7 +59,8 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
     };
 
     let store = store(sources, http_timeout)?;
-    Ok(Config { auth, site, redirect, token_file, api, http_timeout, ca_file, store })
+    let on_rotate = sources.get(ON_ROTATE).map(|s| Hook { command: s.value, origin: s.origin });
+    Ok(Config { auth, site, redirect, token_file, api, http_timeout, ca_file, store, on_rotate })
 }
 
 /// The Server or Data Center base URL, where API calls go, and the setting that chose it;

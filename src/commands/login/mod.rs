@@ -281,6 +281,7 @@ async fn save(
         }
     }
     saved?;
+    crate::hook::rotated(config, token);
     eprintln!("Logged in. Token saved to {path}");
     Ok(())
 }

@@ -1,0 +1,59 @@
+//! `ATL_ON_ROTATE`: a command run after each new token set is saved, with the set on stdin
+//! and the token file's path in `ATL_TOKEN_FILE`; a failure is reported and run again later.
+
+mod common;
+
+use common::*;
+
+/// Copies the new set beside the token file, and shows its own command line on stderr.
+const COPY: &str = "cat > \"$ATL_TOKEN_FILE.copy\"; tr '\\0' ' ' < /proc/$$/cmdline >&2; echo >&2";
+
+#[test]
+fn a_refresh_runs_the_hook_with_the_new_set_on_stdin() {
+    let env = TestEnv::new();
+    env.write_env(&format!("ATL_ON_ROTATE='{}'\n", COPY.replace('\'', "'\\''")));
+    env.write_token(-10);
+    let output = env.run(&["print"]);
+    assert_exit(&output, 0);
+    let token = env.read_token();
+    assert_eq!(
+        stdout(&output).trim(),
+        token["access_token"].as_str().expect("access"),
+        "stdout is the token alone"
+    );
+    let copy = std::fs::read(env.path("token.json.copy")).expect("the hook wrote its copy");
+    assert_eq!(copy, std::fs::read(env.token_file()).expect("token file"), "the set as saved");
+    let refresh = token["refresh_token"].as_str().expect("refresh");
+    assert!(!stderr(&output).contains(refresh), "not on the hook's command line: {}", stderr(&output));
+
+    // A fresh token: nothing rotated, the hook does not run.
+    std::fs::remove_file(env.path("token.json.copy")).expect("rm");
+    assert_exit(&env.run(&["print"]), 0);
+    assert!(!env.path("token.json.copy").exists());
+}
+
+#[test]
+fn a_failed_hook_is_reported_and_run_again_until_it_works() {
+    let env = TestEnv::new();
+    env.write_env("ATL_ON_ROTATE='exit 3'\n");
+    env.write_token(-10);
+    let output = env.run(&["refresh"]);
+    assert_exit(&output, 0);
+    assert!(
+        stderr(&output).contains("ATL_ON_ROTATE") && stderr(&output).contains("failed"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(env.path("token.json.rotate-pending").exists());
+
+    // Mended: the next run, with nothing to refresh, runs it again with the set as it is.
+    env.write_env(&format!("ATL_ON_ROTATE='{}'\n", COPY.replace('\'', "'\\''")));
+    let again = env.run(&["refresh", "--if-needed"]);
+    assert_exit(&again, 0);
+    assert_eq!(env.auth.refreshes(), 1, "nothing refreshed");
+    assert_eq!(
+        std::fs::read(env.path("token.json.copy")).expect("copy"),
+        std::fs::read(env.token_file()).expect("token file")
+    );
+    assert!(!env.path("token.json.rotate-pending").exists(), "done");
+}
