@@ -396,17 +396,22 @@ impl Listener {
             })
         };
         let mut sockets = Vec::new();
-        match redirect.host {
-            LoopbackHost::V4 => sockets.push(TcpListener::bind(v4).await.map_err(|e| in_use(v4, e))?),
-            LoopbackHost::V6 => sockets.push(TcpListener::bind(v6).await.map_err(|e| in_use(v6, e))?),
-            LoopbackHost::Localhost => {
-                sockets.push(TcpListener::bind(v4).await.map_err(|e| in_use(v4, e))?);
-                // A machine without IPv6 still serves localhost on 127.0.0.1; only a port
-                // taken on ::1 by someone else is an error.
-                match TcpListener::bind(v6).await {
-                    Ok(socket) => sockets.push(socket),
-                    Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(in_use(v6, e)),
-                    Err(_) => {}
+        if let Some((ip, _)) = redirect.listen {
+            let addr = SocketAddr::from((ip, port));
+            sockets.push(TcpListener::bind(addr).await.map_err(|e| in_use(addr, e))?);
+        } else {
+            match redirect.host {
+                LoopbackHost::V4 => sockets.push(TcpListener::bind(v4).await.map_err(|e| in_use(v4, e))?),
+                LoopbackHost::V6 => sockets.push(TcpListener::bind(v6).await.map_err(|e| in_use(v6, e))?),
+                LoopbackHost::Localhost => {
+                    sockets.push(TcpListener::bind(v4).await.map_err(|e| in_use(v4, e))?);
+                    // A machine without IPv6 still serves localhost on 127.0.0.1; only a port
+                    // taken on ::1 by someone else is an error.
+                    match TcpListener::bind(v6).await {
+                        Ok(socket) => sockets.push(socket),
+                        Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(in_use(v6, e)),
+                        Err(_) => {}
+                    }
                 }
             }
         }

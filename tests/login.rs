@@ -455,3 +455,31 @@ fn idle_connections_holding_every_slot_do_not_lock_out_the_callback() {
     assert!(status.success(), "{stderr}");
     assert_eq!(env.read_token()["refresh_token"], "rt-1");
 }
+
+/// In a container, a published port arrives on the container's own address, not on
+/// loopback: `ATL_LISTEN=0.0.0.0` listens there too, with one warning. Here the callback
+/// arrives on 127.0.0.2 (another address of `lo`), where a loopback-only listener is not;
+/// the `Host` and `state` checks stay.
+#[test]
+fn atl_listen_takes_a_callback_that_arrives_on_another_address() {
+    let env = TestEnv::new();
+    let login = Login::start_with(&env, "ATL_LISTEN=0.0.0.0\n", &[]);
+    let warning = login.stderr.wait_line(|l| l.contains("warning: login listens on 0.0.0.0"));
+    assert!(warning.contains("ATL_LISTEN"), "{warning}");
+    let state = login.param("state");
+    let elsewhere = format!("127.0.0.2:{}", login.port);
+    let request = |host: &str| {
+        format!("GET /callback?code={CODE}&state={state} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n\r\n")
+    };
+    // The browser went to the redirect URI, so it names that host; any other is refused.
+    let wrong_host =
+        http_raw(&elsewhere, request(&elsewhere).as_bytes()).expect("the listener answers there");
+    assert_ne!(status_of(&wrong_host), 200, "{wrong_host}");
+    let page =
+        http_raw(&elsewhere, request(&format!("127.0.0.1:{}", login.port)).as_bytes()).expect("answers");
+    assert_eq!(status_of(&page), 200, "{page}");
+    let (status, _, err) = login.finish();
+    assert!(status.success(), "{err}");
+    assert_eq!(err.matches("listens on 0.0.0.0").count(), 1, "one warning: {err}");
+    assert_eq!(env.read_token()["refresh_token"], "rt-1");
+}

@@ -36,9 +36,10 @@ pub const STORE: Key = key("ATL_STORE", None);
 pub const STORE_LEASE: Key = key("ATL_STORE_LEASE", None);
 pub const GRANT: Key = key("ATL_GRANT", None);
 pub const ON_ROTATE: Key = key("ATL_ON_ROTATE", None);
+pub const LISTEN: Key = key("ATL_LISTEN", None);
 
 /// Every key, for spotting a misspelt one.
-pub(super) const KEYS: [Key; 22] = [
+pub(super) const KEYS: [Key; 23] = [
     CLIENT_ID,
     CLIENT_SECRET,
     SCOPE,
@@ -61,6 +62,7 @@ pub(super) const KEYS: [Key; 22] = [
     STORE_LEASE,
     GRANT,
     ON_ROTATE,
+    LISTEN,
 ];
 
 /// `ATL_*` names in an env file that are no setting, each with the setting it is closest to

@@ -219,6 +219,10 @@ pub struct Redirect {
     pub port_origin: String,
     /// `https://`: the listener serves TLS with a certificate made for this login.
     pub tls: bool,
+    /// `ATL_LISTEN`: the one address to listen on instead of the loopback ones (`0.0.0.0` in
+    /// a container, whose published port arrives on its own network address), and where it
+    /// was set.
+    pub listen: Option<(std::net::IpAddr, String)>,
 }
 
 /// The loopback names a redirect URI may use, and so the addresses to listen on.

@@ -322,6 +322,13 @@ fn normalize_scope(raw: &str, needs_offline_access: bool) -> Scope {
 }
 
 fn redirect(sources: &Sources<'_>) -> Result<Redirect, Exit> {
+    let listen = sources
+        .get(LISTEN)
+        .map(|s| match s.value.trim().trim_start_matches('[').trim_end_matches(']').parse() {
+            Ok(ip) => Ok((ip, s.origin)),
+            Err(_) => Err(invalid(&s, "use an IP address to listen on, e.g. 0.0.0.0 in a container")),
+        })
+        .transpose()?;
     let port = sources
         .get(PORT)
         .map(|s| match s.value.parse::<u16>() {
@@ -339,6 +346,7 @@ fn redirect(sources: &Sources<'_>) -> Result<Redirect, Exit> {
             path: "/".to_owned(),
             port_origin,
             tls: false,
+            listen,
         });
     };
 
@@ -367,5 +375,6 @@ fn redirect(sources: &Sources<'_>) -> Result<Redirect, Exit> {
         path: url.path().to_owned(),
         port_origin: setting.origin,
         tls,
+        listen,
     })
 }

@@ -119,6 +119,9 @@ async fn wait_for_browser(
     state: &str,
     url: url::Url,
 ) -> Result<Arrival> {
+    if !args.paste {
+        announce_listen(config);
+    }
     let listener = if args.paste {
         // The browser may be on another machine (over SSH), where this port is not this one.
         if let Some(warning) = port_holder(config).err() {
@@ -284,6 +287,18 @@ async fn save(
     crate::hook::rotated(config, token);
     eprintln!("Logged in. Token saved to {path}");
     Ok(())
+}
+
+/// Warns, once, when the listener is to take callbacks beyond loopback (`ATL_LISTEN`).
+fn announce_listen(config: &Config) {
+    if let Some((ip, origin)) = config.redirect.listen.as_ref().filter(|(ip, _)| !ip.is_loopback()) {
+        eprintln!(
+            "atl-token: warning: login listens on {ip} port {} ({origin}), beyond loopback: fine in a \
+             container whose port is published to this host's loopback; elsewhere, anyone who can reach \
+             the port can try a callback (only this login's state is accepted)",
+            config.redirect.port
+        );
+    }
 }
 
 /// Says, before the browser opens, where the code and the client secret will go when that is
