@@ -395,6 +395,32 @@ pub fn read_limited(
     Ok(bytes)
 }
 
+/// Replaces `path` with `bytes`, mode 0600, through a temp file and a rename, making its
+/// folder (0700) if missing; with `durable`, on disk (file and folder synced) before it
+/// returns. For the files a store keeps beside the token file's path.
+#[cfg(any(feature = "aws", feature = "keyring"))]
+pub fn write_private(path: &Path, bytes: &[u8], durable: bool) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = folder_of(path);
+    if !dir.exists() {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    let mut file = tempfile::Builder::new()
+        .prefix(".atl-token-keep.")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)?;
+    file.write_all(bytes)?;
+    if durable {
+        file.as_file().sync_all()?;
+    }
+    file.persist(path)?;
+    if durable {
+        fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

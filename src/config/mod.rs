@@ -62,6 +62,8 @@ pub enum StoreKind {
     File,
     /// A secret in AWS Secrets Manager, shared by many hosts.
     AwsSecretsManager(SecretSettings),
+    /// The OS keyring (Secret Service, Keychain, Credential Manager), and where that was set.
+    Keyring(String),
 }
 
 /// `ATL_STORE=aws-secretsmanager:NAME` and `ATL_STORE_LEASE`.

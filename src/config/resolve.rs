@@ -81,7 +81,11 @@ fn store(sources: &Sources, http_timeout: Duration) -> Result<StoreKind, Exit> {
     if value == "file" {
         return Ok(StoreKind::File);
     }
-    let hint = "use `file` (the default) or `aws-secretsmanager:NAME` (a secret's name or ARN)";
+    if value == KEYRING {
+        return Ok(StoreKind::Keyring(setting.origin));
+    }
+    let hint = "use `file` (the default), `keyring` (the OS keyring) or `aws-secretsmanager:NAME` (a secret's \
+                name or ARN)";
     let Some(secret_id) = value.strip_prefix(AWS_SECRETS_MANAGER).and_then(|rest| rest.strip_prefix(':'))
     else {
         return Err(invalid(&setting, hint));

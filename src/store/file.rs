@@ -70,6 +70,12 @@ impl FileStore {
         Ok(Self { path })
     }
 
+    /// Makes the token file's folder (0700) if it is missing.
+    #[cfg(feature = "keyring")]
+    pub fn ensure_dir(&self) -> Result<()> {
+        ensure_dir(self)
+    }
+
     fn dir(&self) -> &Path {
         safe_path::folder_of(&self.path)
     }

@@ -6,15 +6,13 @@
 //! never another user's file.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Result;
 use serde_json::{Map, Value, json};
 
-use crate::safe_path::Access;
+use crate::safe_path::{Access, write_private};
 use crate::token::Token;
 
 /// How much earlier than its expiry a host may refresh: a share of the token's lifetime.
@@ -118,26 +116,4 @@ fn sibling(token_file: &Path, suffix: &str) -> PathBuf {
     let mut name = token_file.file_name().unwrap_or_default().to_os_string();
     name.push(suffix);
     token_file.with_file_name(name)
-}
-
-/// Replaces `path` with `bytes`, mode 0600, through a temp file and a rename; with
-/// `durable`, on disk (file and folder synced) before it returns.
-fn write_private(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
-    let dir = crate::safe_path::folder_of(path);
-    if !dir.exists() {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    }
-    let mut file = tempfile::Builder::new()
-        .prefix(".atl-token-access.")
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)?;
-    file.write_all(bytes)?;
-    if durable {
-        file.as_file().sync_all()?;
-    }
-    file.persist(path)?;
-    if durable {
-        fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
 }

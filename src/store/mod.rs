@@ -21,6 +21,8 @@ mod aws;
 mod file;
 #[cfg(feature = "aws")]
 mod kept;
+#[cfg(feature = "keyring")]
+mod keyring;
 #[cfg(feature = "aws")]
 mod shared;
 
@@ -151,6 +153,15 @@ pub fn open(config: &Config) -> Result<Box<dyn TokenStore>> {
             let secret = aws::Secret::new(settings, config.http_timeout);
             Ok(Box::new(shared::SharedStore::new(config, settings, Box::new(secret))))
         }
+        #[cfg(feature = "keyring")]
+        StoreKind::Keyring(_) => Ok(Box::new(keyring::KeyringStore::new(&config.token_file)?)),
+        #[cfg(not(feature = "keyring"))]
+        StoreKind::Keyring(origin) => Err(Exit::usage(format!(
+            "{origin} names the OS keyring, but this atl-token was built without it: install it with \
+             `cargo install --locked --features keyring --path .` (on Linux it needs libdbus-1-dev and \
+             pkg-config), or keep the token in a file with ATL_STORE=file"
+        ))
+        .into()),
         #[cfg(not(feature = "aws"))]
         StoreKind::AwsSecretsManager(settings) => Err(Exit::usage(format!(
             "{} names AWS Secrets Manager, but this atl-token was built without it: install it with \
