@@ -135,10 +135,14 @@ fn read_access(path: &Path) -> Option<(String, Vec<String>)> {
 
 /// The access token of this host's copy of a shared store's family, if it has
 /// [`MIN_VALID`] left (this process's jitter early) and is a token68.
-#[cfg(feature = "aws")]
+#[cfg(any(feature = "aws", feature = "vault"))]
 fn shared_copy(store: &str, token_file: &Path) -> Option<(String, Vec<String>)> {
-    let secret = store.strip_prefix(config::AWS_SECRETS_MANAGER)?.strip_prefix(':')?;
-    let token = crate::store::fresh_copy(token_file, secret)?;
+    // The copy names its store as the backend does: the AWS secret's id, or `vault:MOUNT/PATH`.
+    let id = match store.strip_prefix(config::AWS_SECRETS_MANAGER).and_then(|s| s.strip_prefix(':')) {
+        Some(secret) => secret,
+        None => store.strip_prefix(config::VAULT)?.strip_prefix(':').map(|_| store)?,
+    };
+    let token = crate::store::fresh_copy(token_file, id.trim_matches('/'))?;
     if token.remaining(token::clock(), None) < MIN_VALID {
         return None;
     }
@@ -147,7 +151,7 @@ fn shared_copy(store: &str, token_file: &Path) -> Option<(String, Vec<String>)> 
 }
 
 /// A build without a shared store leaves `ATL_STORE` to the full path, which explains.
-#[cfg(not(feature = "aws"))]
+#[cfg(not(any(feature = "aws", feature = "vault")))]
 fn shared_copy(_store: &str, _token_file: &Path) -> Option<(String, Vec<String>)> {
     None
 }

@@ -98,6 +98,12 @@ pub const CODE: Retry =
 /// and the roots of `ATL_CA_FILE` trusted on top of the system's. Built before anything is
 /// spent, so a bad CA file is a configuration error (exit 2), found before any request.
 pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
+    client_trusting(config, None)
+}
+
+/// [`client`], trusting the roots of `extra` (a store's own CA file, such as
+/// `VAULT_CACERT`) too.
+pub fn client_trusting(config: &Config, extra: Option<&CaFile>) -> anyhow::Result<reqwest::Client> {
     // Err means a provider is installed already, which is all that is needed.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut client = reqwest::Client::builder()
@@ -116,7 +122,7 @@ pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
     if let Some(proxy) = environment_proxy() {
         client = client.proxy(proxy);
     }
-    if let Some(ca) = &config.ca_file {
+    for ca in config.ca_file.iter().chain(extra) {
         for root in read_roots(ca)? {
             client = client.add_root_certificate(root);
         }

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{AuthServer, TestEnv, assert_exit, atl_command, stderr, stdout, wait_for};
+use common::{AuthServer, TestEnv, assert_exit, atl_command, fleet, stderr, stdout, wait_for};
 use serde_json::Value;
 
 /// moto's server on a free loopback port, killed when dropped.
@@ -214,7 +214,9 @@ fn a_fleet_of_hosts_never_spends_a_superseded_refresh_token() {
     let (env, moto, a) = fleet_setup(3, -10);
     let hosts =
         [a, Host::new(&env, &moto, "b", "team/jira", ""), Host::new(&env, &moto, "c", "team/jira", "")];
-    let (finished, rounds) = run_fleet(&hosts, Duration::from_secs(30));
+    let (finished, rounds) = fleet::run(hosts.len(), Duration::from_secs(30), |i| {
+        hosts[i].command(&["print", "--min-valid", "1s"])
+    });
     assert!(rounds >= 59, "a round every half second: {rounds}");
     assert_eq!(finished.len(), rounds * 15, "every print finished");
     for (output, at, host) in &finished {
@@ -233,54 +235,6 @@ fn a_fleet_of_hosts_never_spends_a_superseded_refresh_token() {
     );
     assert!(env.auth.refreshes() >= 9, "30 s of 3-second tokens need refreshes: {}", env.auth.refreshes());
     assert!(env.auth.is_live(&hosts[0].refresh_token()), "the family is alive");
-}
-
-/// Every half second for `length`, five `print --min-valid 1s` on each host. Returns each
-/// print's output, when it was seen done and its host, and the number of rounds.
-fn run_fleet(hosts: &[Host], length: Duration) -> (Vec<(Output, Instant, usize)>, usize) {
-    let start = Instant::now();
-    let mut running: Vec<(Child, usize)> = Vec::new();
-    let mut finished: Vec<(Output, Instant, usize)> = Vec::new();
-    let mut next_round = start;
-    let mut rounds = 0;
-    while start.elapsed() < length {
-        if Instant::now() >= next_round {
-            for (i, host) in hosts.iter().enumerate() {
-                for _ in 0..5 {
-                    let child = host
-                        .command(&["print", "--min-valid", "1s"])
-                        .stdout(Stdio::piped())
-                        .stderr(Stdio::piped())
-                        .spawn()
-                        .expect("spawn");
-                    running.push((child, i));
-                }
-            }
-            next_round += Duration::from_millis(500);
-            rounds += 1;
-        }
-        collect(&mut running, &mut finished);
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    wait_for("every print to finish", Duration::from_secs(90), || {
-        collect(&mut running, &mut finished);
-        running.is_empty()
-    });
-    (finished, rounds)
-}
-
-/// Moves finished children from `running` to `finished`, with the time they were seen done.
-fn collect(running: &mut Vec<(Child, usize)>, finished: &mut Vec<(Output, Instant, usize)>) {
-    let mut i = 0;
-    while i < running.len() {
-        if running[i].0.try_wait().expect("try_wait").is_some() {
-            let (child, host) = running.swap_remove(i);
-            let output = child.wait_with_output().expect("output");
-            finished.push((output, Instant::now(), host));
-        } else {
-            i += 1;
-        }
-    }
 }
 
 /// Starts a refresh that stops after `step`, waits until it says so, and kills it (SIGKILL).
@@ -694,7 +648,9 @@ fn a_fleet_under_aws_faults_loses_nothing() {
         .collect();
     // The hosts' ATL_HTTP_TIMEOUT is 2 s.
     proxy.inject(15, Duration::from_millis(2500));
-    let (finished, rounds) = run_fleet(&hosts, Duration::from_secs(30));
+    let (finished, rounds) = fleet::run(hosts.len(), Duration::from_secs(30), |i| {
+        hosts[i].command(&["print", "--min-valid", "1s"])
+    });
     assert_eq!(finished.len(), rounds * 15, "every print finished");
     let mut failed = 0;
     for (output, at, host) in &finished {

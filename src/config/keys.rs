@@ -122,6 +122,9 @@ pub const OFFLINE_ACCESS: &str = "offline_access";
 
 /// `ATL_STORE`'s value for a secret in AWS Secrets Manager: `aws-secretsmanager:NAME-OR-ARN`.
 pub const AWS_SECRETS_MANAGER: &str = "aws-secretsmanager";
+/// `ATL_STORE`'s value for a KV version 2 secret in HashiCorp Vault or OpenBao:
+/// `vault:MOUNT/PATH`.
+pub const VAULT: &str = "vault";
 /// `ATL_STORE`'s value for the OS keyring.
 pub const KEYRING: &str = "keyring";
 /// How long a claim to refresh lasts, unless `ATL_STORE_LEASE` says otherwise: longer than

@@ -62,6 +62,8 @@ pub enum StoreKind {
     File,
     /// A secret in AWS Secrets Manager, shared by many hosts.
     AwsSecretsManager(SecretSettings),
+    /// A KV version 2 secret in HashiCorp Vault or OpenBao (`MOUNT/PATH`), shared by many hosts.
+    Vault(SecretSettings),
     /// The OS keyring (Secret Service, Keychain, Credential Manager), and where that was set.
     Keyring(String),
 }

@@ -84,14 +84,21 @@ fn store(sources: &Sources, http_timeout: Duration) -> Result<StoreKind, Exit> {
     if value == KEYRING {
         return Ok(StoreKind::Keyring(setting.origin));
     }
-    let hint = "use `file` (the default), `keyring` (the OS keyring) or `aws-secretsmanager:NAME` (a secret's \
-                name or ARN)";
-    let Some(secret_id) = value.strip_prefix(AWS_SECRETS_MANAGER).and_then(|rest| rest.strip_prefix(':'))
-    else {
-        return Err(invalid(&setting, hint));
-    };
+    let hint = "use `file` (the default), `keyring` (the OS keyring), `aws-secretsmanager:NAME` (a secret's \
+                name or ARN) or `vault:MOUNT/PATH` (a KV version 2 secret)";
+    let prefixed = |kind: &str| value.strip_prefix(kind).and_then(|rest| rest.strip_prefix(':'));
+    let (kind, secret_id): (fn(SecretSettings) -> StoreKind, &str) =
+        match (prefixed(AWS_SECRETS_MANAGER), prefixed(VAULT)) {
+            (Some(id), _) => (StoreKind::AwsSecretsManager, id),
+            (None, Some(id)) => (StoreKind::Vault, id),
+            (None, None) => return Err(invalid(&setting, hint)),
+        };
     if secret_id.is_empty() || secret_id.chars().any(char::is_whitespace) {
         return Err(invalid(&setting, hint));
+    }
+    // Vault: a mount and a path below it.
+    if prefixed(VAULT).is_some() && !secret_id.trim_matches('/').contains('/') {
+        return Err(invalid(&setting, "use vault:MOUNT/PATH, e.g. vault:secret/atlassian/jira-bot"));
     }
     let lease = match sources.get(STORE_LEASE) {
         None => DEFAULT_LEASE,
@@ -112,8 +119,8 @@ fn store(sources: &Sources, http_timeout: Duration) -> Result<StoreKind, Exit> {
             lease
         }
     };
-    Ok(StoreKind::AwsSecretsManager(SecretSettings {
-        secret_id: secret_id.to_owned(),
+    Ok(kind(SecretSettings {
+        secret_id: secret_id.trim_matches('/').to_owned(),
         lease,
         origin: setting.origin,
     }))

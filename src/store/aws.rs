@@ -17,7 +17,7 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 
-use super::shared::{Cas, Purpose, Swapped, Unavailable, Versioned, Write};
+use super::shared::{Cas, Purpose, Swapped, Unavailable, Versioned, Write, off_runtime};
 use crate::config::SecretSettings;
 use crate::exit::Exit;
 
@@ -71,12 +71,7 @@ impl Secret {
             return Ok(aws);
         }
         let (secret_id, timeout) = (self.secret_id.as_str(), self.http_timeout);
-        let aws = if tokio::runtime::Handle::try_current().is_err() {
-            Aws::connect(secret_id, timeout)?
-        } else {
-            std::thread::scope(|scope| scope.spawn(|| Aws::connect(secret_id, timeout)).join())
-                .map_err(|_| anyhow!("setting up the AWS client panicked"))??
-        };
+        let aws = off_runtime(|| Aws::connect(secret_id, timeout))??;
         Ok(self.aws.get_or_init(|| aws))
     }
 
@@ -88,15 +83,7 @@ impl Secret {
     ) -> Result<T> {
         let aws = self.aws()?;
         let client = aws.client.clone();
-        if tokio::runtime::Handle::try_current().is_err() {
-            return Ok(aws.runtime.block_on(call(client)));
-        }
-        std::thread::scope(|scope| {
-            scope
-                .spawn(|| aws.runtime.block_on(call(client)))
-                .join()
-                .map_err(|_| anyhow!("an AWS call panicked"))
-        })
+        off_runtime(|| aws.runtime.block_on(call(client)))
     }
 
     fn read_version(&self, version_id: &str) -> Result<String> {

