@@ -1,6 +1,8 @@
 //! atl-token: gets, keeps and hands out OAuth tokens for Atlassian products.
 
 mod api_base;
+#[cfg(feature = "aws")]
+mod aws_sdk;
 mod binding;
 mod callback;
 mod checkup;

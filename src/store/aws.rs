@@ -12,29 +12,17 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use aws_config::BehaviorVersion;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 
 use super::shared::{Cas, Purpose, Swapped, Unavailable, Versioned, Write, off_runtime};
 use crate::config::SecretSettings;
-use crate::exit::Exit;
 
 const CURRENT: &str = "AWSCURRENT";
 /// Our own labels: a claim (or any write that spends nothing), and a new generation.
 const CLAIM: &str = "atl-claim";
 const NEXT: &str = "atl-next";
-/// AWS error codes that may pass if tried again.
-const TRANSIENT: [&str; 7] = [
-    "ThrottlingException",
-    "Throttling",
-    "TooManyRequestsException",
-    "InternalServiceError",
-    "InternalFailure",
-    "ServiceUnavailable",
-    "RequestTimeout",
-];
 
 /// A secret in AWS Secrets Manager.
 pub struct Secret {
@@ -144,59 +132,14 @@ impl Secret {
         }
     }
 
-    /// One sentence for a failed AWS call: the operation, the secret, and AWS's error code and
-    /// message (or what kept the call from AWS), with what to check. The SDK's full debug
-    /// form, a few KiB, goes to `-v`.
+    /// One sentence for a failed AWS call ([`crate::aws_sdk::failure`]); a fault that may
+    /// pass is [`Unavailable`].
     fn failed<E>(&self, action: &str, error: &SdkError<E, HttpResponse>) -> anyhow::Error
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
-        crate::http::log(|| format!("AWS {action} failed: {error:?}"));
-        let service = error.as_service_error();
-        // An answer the SDK could not read (moto's XML for a bad signature, say) still names
-        // its code and message.
-        let raw = error.raw_response().and_then(|r| r.body().bytes()).map(String::from_utf8_lossy);
-        let tag = |name: &str| {
-            let text = raw.as_deref()?;
-            let start = text.find(&format!("<{name}>"))? + name.len() + 2;
-            Some(text[start..].split('<').next()?.to_owned())
-        };
-        let (raw_code, raw_message) = (tag("Code"), tag("Message"));
-        let code = service.and_then(ProvideErrorMetadata::code).or(raw_code.as_deref()).unwrap_or_default();
-        let hint = match code {
-            "AccessDeniedException" => {
-                " (the IAM policy must allow it on this secret: see the README's \"Many hosts\" section)"
-            }
-            "UnrecognizedClientException"
-            | "InvalidSignatureException"
-            | "InvalidClientTokenId"
-            | "SignatureDoesNotMatch" => {
-                " (AWS refused the credentials: check AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
-            }
-            _ => "",
-        };
-        let detail = match (service, error) {
-            (Some(service), _) => {
-                let message = service.message().or(raw_message.as_deref());
-                let message = message.map(|m| format!(": {m}")).unwrap_or_default();
-                format!("{}{message}", if code.is_empty() { "an error with no code" } else { code })
-            }
-            (None, SdkError::TimeoutError(_)) => "no answer in time".to_owned(),
-            (None, SdkError::DispatchFailure(_)) => {
-                format!("AWS could not be reached ({})", root_cause(error))
-            }
-            (None, SdkError::ResponseError(_)) => {
-                format!("its answer could not be read ({})", root_cause(error))
-            }
-            (None, _) => root_cause(error),
-        };
-        let message = format!("AWS Secrets Manager {action} on {} failed: {detail}{hint}", self.secret_id);
-        let status = error.raw_response().map(|r| r.status().as_u16());
-        let passing = match error {
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => true,
-            _ => TRANSIENT.contains(&code) || status.is_some_and(|s| s == 429 || s >= 500),
-        };
-        if passing { Unavailable(message).into() } else { anyhow!(message) }
+        let failure = crate::aws_sdk::failure("AWS Secrets Manager", action, &self.secret_id, error);
+        if failure.passing { Unavailable(failure.message).into() } else { anyhow!(failure.message) }
     }
 }
 
@@ -268,47 +211,10 @@ impl Cas for Secret {
     }
 }
 
-/// The innermost cause of an error, in its own words: "Connection refused (os error 111)".
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
-}
-
-/// The SDK client, from the standard AWS settings (`AWS_REGION`, `AWS_PROFILE`,
-/// `AWS_ENDPOINT_URL`, …), with HTTPS through rustls and ring, and every call bounded.
+/// The SDK client, from the standard AWS settings ([`crate::aws_sdk::settings`]).
 async fn client(secret_id: &str, timeout: Duration) -> Result<Client> {
-    use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
-    let http = aws_smithy_http_client::Builder::new()
-        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-        .build_https();
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(timeout / 2)
-        .operation_attempt_timeout(timeout)
-        .operation_timeout(timeout * 2)
-        .build();
-    let sdk = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
-        .timeout_config(timeouts)
-        .load()
-        .await;
-    if sdk.region().is_some() {
-        return Ok(Client::new(&sdk));
-    }
-    // An ARN names its region: use it when the settings name none.
-    let Some(region) = secret_id.strip_prefix("arn:").and_then(|rest| rest.split(':').nth(2)) else {
-        return Err(Exit::usage(
-            "no AWS region for the secret: set AWS_REGION (or a region in the AWS_PROFILE's config), \
-             or give the secret's ARN in ATL_STORE",
-        )
-        .into());
-    };
-    let config = aws_sdk_secretsmanager::config::Builder::from(&sdk)
-        .region(aws_config::Region::new(region.to_owned()))
-        .build();
-    Ok(Client::from_conf(config))
+    let sdk = crate::aws_sdk::settings(timeout, Some(secret_id), &format!("secret {secret_id}")).await?;
+    Ok(Client::new(&sdk))
 }
 
 fn not_found<E: ProvideErrorMetadata, R>(error: &SdkError<E, R>) -> bool {
