@@ -15,6 +15,14 @@ use crate::token::{Bound, Token, bound_form};
 /// Refuses (exit 2) when the settings would send something from `token` to a destination it
 /// is not bound to, naming both and the setting that chose the new one.
 pub fn check(token: &Token, config: &Config, location: &str) -> Result<(), Exit> {
+    if let Some((to, at)) = token.handed_over() {
+        return Err(Exit::usage(format!(
+            "the token family in {location} was handed over to {to} at {}: that owner refreshes it \
+             now, and another refresh here would lock it out. Run `atl-token login` for a family of \
+             atl-token's own",
+            crate::health::rfc3339(at)
+        )));
+    }
     for (which, endpoint) in config.bindings() {
         let configured = bound_form(endpoint.url.as_str());
         match token.bound(which) {

@@ -94,6 +94,9 @@ pub enum Command {
     /// Move a token family into the store ATL_STORE names (AWS Secrets Manager).
     #[command(after_help = EXIT_CODES, subcommand)]
     Store(StoreCommand),
+    /// Hand the token family to psoxy (Worklytics' proxy), or check the one it holds.
+    #[command(subcommand)]
+    Psoxy(PsoxyCommand),
     /// Write an env file: asks on a terminal, or takes every value as a flag.
     #[command(after_help = EXIT_CODES)]
     Init(InitArgs),
@@ -319,6 +322,48 @@ pub struct SitesArgs {
     /// JSON for scripts: an array of {name, url, id, product, scopes}.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `atl-token psoxy ...`.
+#[derive(Debug, Subcommand)]
+pub enum PsoxyCommand {
+    /// Write the family, the client and the access token where psoxy reads them, under
+    /// psoxy's lock; print the cloud id; then never spend the family here again.
+    #[command(after_help = EXIT_CODES)]
+    Push(PsoxyPushArgs),
+    /// Check psoxy's values (never printing them): present, and the family alive.
+    #[command(after_help = EXIT_CODES)]
+    Status(PsoxyStatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PsoxyPushArgs {
+    /// aws-ssm:PREFIX or aws-secretsmanager:PREFIX (an empty PREFIX: PSOXY_JIRA_CLOUD_).
+    pub target: String,
+    /// SSM and Secrets Manager: the KMS key to encrypt with (default: the AWS managed key).
+    #[arg(long, value_name = "KEY")]
+    pub kms_key_id: Option<String>,
+    /// Set `jira_cloud_id = "…"` in this Terraform variables file (the rest unchanged).
+    #[arg(long, value_name = "FILE")]
+    pub tfvars: Option<PathBuf>,
+    /// Push a family that was handed over already, or was obtained more than 5 minutes ago.
+    #[arg(long)]
+    pub force: bool,
+    /// How long to wait while psoxy holds its lock.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration)]
+    pub wait: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct PsoxyStatusArgs {
+    /// aws-ssm:PREFIX or aws-secretsmanager:PREFIX.
+    pub target: String,
+    /// For monitoring: one line, and exit 0, 3 (the family ends within --warn-days) or 4.
+    #[arg(long)]
+    pub check: bool,
+    /// How many days ahead the family's end counts as soon.
+    #[arg(long, value_name = "DAYS", default_value_t = 30)]
+    pub warn_days: u64,
 }
 
 /// `atl-token store ...`.

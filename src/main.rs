@@ -22,6 +22,7 @@ mod oauth1;
 mod output;
 mod paging;
 mod provider;
+mod psoxy;
 mod renew;
 mod safe_path;
 mod secret;
@@ -37,7 +38,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, StoreCommand};
+use crate::cli::{Cli, Command, PsoxyCommand, StoreCommand};
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -75,6 +76,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logout(args) => commands::logout::run(&config()?, args),
         // These need no settings: they make them, list them, or describe the tool.
         Command::Store(StoreCommand::Push(args)) => commands::push::run(&config()?, args),
+        Command::Psoxy(PsoxyCommand::Push(args)) => commands::psoxy::push(&config()?, args),
+        Command::Psoxy(PsoxyCommand::Status(args)) => commands::psoxy::status(&config()?, args),
         Command::Keygen(args) => commands::keygen::run(args),
         Command::Init(args) => commands::init::run(&lookup(), args),
         Command::Profiles(args) => commands::profiles::run(&lookup(), args),

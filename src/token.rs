@@ -29,6 +29,9 @@ pub const CLOUD_ID: &str = "cloud_id";
 /// `client_credentials` for a service account's token set, which holds nothing that cannot
 /// be fetched again; absent for a family from a login.
 pub const GRANT: &str = "grant";
+/// Where and when the family was handed to another owner (`psoxy push`): atl-token never
+/// spends it again.
+pub const HANDED_OVER: &str = "handed_over";
 const ACCESS_TOKEN: &str = "access_token";
 const SCOPE: &str = "scope";
 const REFRESH_TOKEN: &str = "refresh_token";
@@ -37,8 +40,18 @@ const OAUTH_TOKEN: &str = "oauth_token";
 const OAUTH_EXPIRES_IN: &str = "oauth_expires_in";
 
 /// The fields atl-token writes itself, which are never taken from a server's answer.
-const OWN_FIELDS: [&str; 9] =
-    [EXPIRES_AT, OBTAINED_AT, FAMILY_STARTED_AT, TOKEN_URL, REVOKE_URL, API_URL, CLOUD_SITE, CLOUD_ID, GRANT];
+const OWN_FIELDS: [&str; 10] = [
+    EXPIRES_AT,
+    OBTAINED_AT,
+    FAMILY_STARTED_AT,
+    TOKEN_URL,
+    REVOKE_URL,
+    API_URL,
+    CLOUD_SITE,
+    CLOUD_ID,
+    GRANT,
+    HANDED_OVER,
+];
 /// `print`'s `--min-valid` when none is given, for tokens that live three times as long.
 pub const DEFAULT_MIN_VALID: Duration = Duration::from_secs(60);
 /// An OAuth 2.0 access token said to live longer than this is counted as living this long
@@ -241,6 +254,18 @@ impl Token {
         self.fields.insert(GRANT.to_owned(), "client_credentials".into());
         self.fields.remove(FAMILY_STARTED_AT);
         self
+    }
+
+    /// Records that the family went to `to` at `at` (Unix seconds): another owner spends it now.
+    pub fn handed_over_to(mut self, to: &str, at: u64) -> Self {
+        self.fields.insert(HANDED_OVER.to_owned(), serde_json::json!({"to": to, "at": at}));
+        self
+    }
+
+    /// Where and when the family was handed over, if it was.
+    pub fn handed_over(&self) -> Option<(&str, u64)> {
+        let record = self.fields.get(HANDED_OVER)?;
+        Some((record.get("to")?.as_str()?, record.get("at")?.as_u64()?))
     }
 
     /// Whether this set came from a service account's client credentials.

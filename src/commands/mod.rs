@@ -10,6 +10,7 @@ pub mod login;
 pub mod logout;
 pub mod print;
 pub mod profiles;
+pub mod psoxy;
 pub mod push;
 pub mod refresh;
 pub mod sites;
