@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{AuthServer, TestEnv, assert_exit, atl_command, fleet, stderr, stdout, wait_for};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// moto's server on a free loopback port, killed when dropped.
 struct Moto {
@@ -849,4 +849,150 @@ fn a_service_account_fleet_shares_one_access_token() {
     }
     assert_eq!(env.auth.credential_grants(), 2, "one fetch for the 15 racing prints");
     assert_eq!(env.auth.refreshes(), 0);
+}
+
+/// One call of AWS's JSON protocol to moto (which checks no signature), e.g.
+/// `AmazonSSM.GetParameter`: the answer's JSON.
+fn aws_json(moto: &Moto, target: &str, body: Value) -> Value {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::blocking::Client::builder().no_proxy().build().expect("client");
+    let answer = client
+        .post(&moto.endpoint)
+        .header("X-Amz-Target", target)
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header(
+            "Authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20260101/us-east-1/{}/aws4_request, \
+                 SignedHeaders=host, Signature=0",
+                if target.starts_with("AmazonSSM") { "ssm" } else { "secretsmanager" }
+            ),
+        )
+        .body(body.to_string())
+        .send()
+        .expect("moto answers");
+    serde_json::from_slice(&answer.bytes().expect("body")).unwrap_or(Value::Null)
+}
+
+/// The real binary with the AWS settings of a test against `moto`, in `env`'s folder.
+fn psoxy_command(env: &TestEnv, moto: &Moto, args: &[&str]) -> Command {
+    let mut command = atl_command(env.dir.path(), args);
+    command.envs([
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]);
+    command
+}
+
+/// Seed 004's steps 5 to 9: a fresh family goes to psoxy's SSM parameters in its formats,
+/// the cloud id is printed and set in terraform.tfvars, the lock is released, and the token
+/// file is never spent again.
+#[test]
+fn psoxy_push_writes_psoxys_parameters_and_hands_the_family_over() {
+    let env = TestEnv::new();
+    let moto = Moto::start();
+    env.write_token(3600);
+    let token = env.read_token();
+    std::fs::write(env.path("terraform.tfvars"), "environment_name = \"psoxy\"\njira_cloud_id = \"\"\n")
+        .expect("write");
+    let output = psoxy_command(
+        &env,
+        &moto,
+        &["psoxy", "push", "aws-ssm:", "--kms-key-id", "alias/psoxy", "--tfvars", "terraform.tfvars"],
+    )
+    .output()
+    .expect("run");
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output).trim(), common::SITE_ID, "the cloud id on stdout");
+    assert_eq!(
+        std::fs::read_to_string(env.path("terraform.tfvars")).expect("tfvars"),
+        format!("environment_name = \"psoxy\"\njira_cloud_id = \"{}\"\n", common::SITE_ID)
+    );
+    let parameter = |name: &str| {
+        aws_json(&moto, "AmazonSSM.GetParameter", json!({"Name": name, "WithDecryption": true}))["Parameter"]
+            .clone()
+    };
+    let refresh = parameter("PSOXY_JIRA_CLOUD_REFRESH_TOKEN");
+    assert_eq!(refresh["Type"], "SecureString");
+    assert_eq!(refresh["Value"], token["refresh_token"]);
+    assert_eq!(parameter("PSOXY_JIRA_CLOUD_CLIENT_ID")["Value"], common::CLIENT_ID);
+    assert_eq!(parameter("PSOXY_JIRA_CLOUD_CLIENT_SECRET")["Value"], common::CLIENT_SECRET);
+    let access: Value =
+        serde_json::from_str(parameter("PSOXY_JIRA_CLOUD_ACCESS_TOKEN")["Value"].as_str().expect("value"))
+            .expect("JSON");
+    let expires_ms = token["expires_at"].as_u64().expect("expires_at") * 1000;
+    assert_eq!(access, json!({"token": token["access_token"], "expirationDate": expires_ms}));
+    let described = aws_json(
+        &moto,
+        "AmazonSSM.DescribeParameters",
+        json!({"ParameterFilters": [{"Key": "Name", "Values": ["PSOXY_JIRA_CLOUD_REFRESH_TOKEN"]}]}),
+    );
+    assert_eq!(described["Parameters"][0]["KeyId"], "alias/psoxy", "{described}");
+    for lock in ["PSOXY_JIRA_CLOUD_lock_OAUTH_REFRESH_TOKEN", "PSOXY_JIRA_CLOUD_OAUTH_REFRESH_TOKEN_lock"] {
+        assert!(parameter(lock).is_null(), "the lock {lock} was released");
+    }
+
+    // psoxy owns it now: nothing here spends it, and it is not pushed twice.
+    for args in [&["refresh"][..], &["print", "--refresh"][..], &["psoxy", "push", "aws-ssm:"][..]] {
+        let refused = psoxy_command(&env, &moto, args).output().expect("run");
+        assert_eq!(refused.status.code(), Some(2), "{args:?}: {}", stdout(&refused));
+        assert!(
+            stderr(&refused).contains("handed over to aws-ssm:PSOXY_JIRA_CLOUD_"),
+            "{}",
+            stderr(&refused)
+        );
+    }
+    assert_eq!(env.auth.refreshes(), 0);
+    let status =
+        psoxy_command(&env, &moto, &["psoxy", "status", "aws-ssm:", "--check"]).output().expect("run");
+    assert_exit(&status, 0);
+    assert!(stdout(&status).starts_with("OK:"), "{}", stdout(&status));
+    assert!(!stdout(&status).contains(token["refresh_token"].as_str().expect("rt")), "never a value");
+}
+
+/// psoxy holding its lock (fresh) makes `push` wait, then refuse (exit 1) naming the lock;
+/// nothing is written and the lock is psoxy's still.
+#[test]
+fn psoxy_push_respects_psoxys_lock() {
+    let env = TestEnv::new();
+    let moto = Moto::start();
+    env.write_token(3600);
+    let lock = "PSOXY_JIRA_CLOUD_OAUTH_REFRESH_TOKEN_lock";
+    aws_json(&moto, "AmazonSSM.PutParameter", json!({"Name": lock, "Value": "locked_1", "Type": "String"}));
+    let started = Instant::now();
+    let output =
+        psoxy_command(&env, &moto, &["psoxy", "push", "aws-ssm:", "--wait", "2s"]).output().expect("run");
+    assert_exit(&output, 1);
+    assert!(started.elapsed() >= Duration::from_secs(2), "it waited");
+    assert!(stderr(&output).contains(lock), "{}", stderr(&output));
+    let value =
+        aws_json(&moto, "AmazonSSM.GetParameter", json!({"Name": lock}))["Parameter"]["Value"].clone();
+    assert_eq!(value, "locked_1", "psoxy's lock is left alone");
+    let refresh =
+        aws_json(&moto, "AmazonSSM.GetParameter", json!({"Name": "PSOXY_JIRA_CLOUD_REFRESH_TOKEN"}));
+    assert!(refresh["Parameter"].is_null(), "nothing was written: {refresh}");
+}
+
+/// With the values in Secrets Manager, the lock is still psoxy's SSM parameter.
+#[test]
+fn psoxy_push_to_secrets_manager() {
+    let env = TestEnv::new();
+    let moto = Moto::start();
+    env.write_token(3600);
+    let token = env.read_token();
+    let output = psoxy_command(&env, &moto, &["psoxy", "push", "aws-secretsmanager:psoxy/jira/"])
+        .output()
+        .expect("run");
+    assert_exit(&output, 0);
+    let secret =
+        aws_json(&moto, "secretsmanager.GetSecretValue", json!({"SecretId": "psoxy/jira/REFRESH_TOKEN"}));
+    assert_eq!(secret["SecretString"], token["refresh_token"], "{secret}");
+    let status = psoxy_command(&env, &moto, &["psoxy", "status", "aws-secretsmanager:psoxy/jira/"])
+        .output()
+        .expect("run");
+    assert_exit(&status, 0);
+    assert!(stdout(&status).contains("psoxy/jira/CLIENT_SECRET"), "{}", stdout(&status));
 }

@@ -43,6 +43,10 @@ pub fn run(config: &Config, args: &PrintArgs) -> Result<()> {
     // The refresh token and the whole set come from the store itself; the access token may
     // come from a copy that is cheaper to read (the AWS store's per-host cache).
     let stored = renew::load(config, store, !(what.json || what.refresh))?;
+    if (what.json || what.refresh) && stored.token.handed_over().is_some() {
+        // The refresh token belongs to the family's new owner: not handed out here either.
+        binding::check(&stored.token, config, &store.location())?;
+    }
     if what.cloud_id || what.api_base || what.env {
         // These say where to send the token, or ask the API: only where the family is bound.
         binding::enforce(&stored.token, config, store)?;
