@@ -312,3 +312,17 @@ path "sys/internal/ui/mounts/*" { capabilities = ["read"] }"#;
     assert!(!stderr(&printed).contains(&secret_id), "the secret id is never shown");
     assert_eq!(env.auth.refreshes(), 1);
 }
+
+/// `logout` marks the family logged out in the secret: every host then asks for a login.
+#[test]
+fn logout_marks_the_family_logged_out_for_every_host() {
+    let (env, bao, a) = fleet_setup(3600, 3600);
+    let b = Host::new(&env, &bao, "b", STORE, "");
+    assert_exit(&b.run(&["print"]), 0);
+    let logout = a.run(&["logout"]);
+    assert_exit(&logout, 0);
+    assert!(env.auth.revoked().len() == 1, "Data Center: the refresh token was revoked");
+    let refused = b.run(&["refresh"]);
+    assert_exit(&refused, 4);
+    assert!(stderr(&refused).contains("logged out"), "{}", stderr(&refused));
+}
