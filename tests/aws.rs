@@ -439,6 +439,9 @@ struct FaultState {
     /// How many calls met each fault, in [`Fault::ALL`]'s order.
     faulted: [usize; 5],
     random: u64,
+    /// Make every SSM lock parameter read through the proxy ten minutes old, as moto cannot
+    /// set `LastModifiedDate`.
+    age_locks: bool,
 }
 
 /// What a call may meet in the fault proxy.
@@ -501,6 +504,10 @@ impl FaultProxy {
     /// From now on, `percent` of all calls meet a fault; a late one waits `delay`.
     fn inject(&self, percent: u64, delay: Duration) {
         self.state.lock().expect("lock").faults = Some((percent, delay));
+    }
+
+    fn age_locks(&self) {
+        self.state.lock().expect("lock").age_locks = true;
     }
 
     fn faulted(&self) -> [usize; 5] {
@@ -608,7 +615,10 @@ fn proxy_one(
         .filter(|(n, _)| !["content-length", "connection", "transfer-encoding"].contains(&n.as_str()))
         .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
         .collect();
-    let answer_body = answer.bytes().unwrap_or_default();
+    let mut answer_body = answer.bytes().unwrap_or_default().to_vec();
+    if target.ends_with(".GetParameter") && state.lock().expect("lock").age_locks {
+        answer_body = aged_lock(&answer_body);
+    }
     if matches!(fault, Some(Fault::AnswerLost | Fault::Late)) {
         return;
     }
@@ -683,6 +693,18 @@ fn a_fleet_under_aws_faults_loses_nothing() {
     assert_eq!(env.auth.refreshes(), generation - 1, "one refresh per generation");
     assert!(env.auth.refreshes() >= 5, "30 s of 3-second tokens need refreshes: {}", env.auth.refreshes());
     assert!(env.auth.is_live(&hosts[0].refresh_token()), "the family is alive");
+}
+
+/// A `GetParameter` answer for a lock parameter, its `LastModifiedDate` ten minutes back.
+fn aged_lock(body: &[u8]) -> Vec<u8> {
+    let Ok(mut answer) = serde_json::from_slice::<Value>(body) else { return body.to_vec() };
+    let name = answer["Parameter"]["Name"].as_str().unwrap_or_default().to_owned();
+    if name.contains("lock") {
+        let old =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time").as_secs() - 600;
+        answer["Parameter"]["LastModifiedDate"] = json!(old);
+    }
+    serde_json::to_vec(&answer).expect("JSON")
 }
 
 /// Five seconds of `ThrottlingException` starting right after the claim is promoted, that is
@@ -995,4 +1017,30 @@ fn psoxy_push_to_secrets_manager() {
         .expect("run");
     assert_exit(&status, 0);
     assert!(stdout(&status).contains("psoxy/jira/CLIENT_SECRET"), "{}", stdout(&status));
+}
+
+/// A psoxy lock left behind (ten minutes old, its holder gone) is stale: `push` says so,
+/// takes it over, and goes on.
+#[test]
+fn psoxy_push_takes_over_a_stale_lock() {
+    let env = TestEnv::new();
+    let moto = Moto::start();
+    let proxy = FaultProxy::start(&moto.endpoint);
+    proxy.age_locks();
+    env.write_token(3600);
+    let lock = "PSOXY_JIRA_CLOUD_lock_OAUTH_REFRESH_TOKEN";
+    aws_json(&moto, "AmazonSSM.PutParameter", json!({"Name": lock, "Value": "locked_1", "Type": "String"}));
+    let output = psoxy_command(&env, &moto, &["psoxy", "push", "aws-ssm:", "--wait", "2s"])
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .output()
+        .expect("run");
+    assert_exit(&output, 0);
+    assert!(stderr(&output).contains(&format!("psoxy's lock {lock} is stale")), "{}", stderr(&output));
+    assert!(
+        aws_json(&moto, "AmazonSSM.GetParameter", json!({"Name": lock}))["Parameter"].is_null(),
+        "released"
+    );
+    let refresh =
+        aws_json(&moto, "AmazonSSM.GetParameter", json!({"Name": "PSOXY_JIRA_CLOUD_REFRESH_TOKEN"}));
+    assert!(!refresh["Parameter"].is_null(), "written");
 }
