@@ -57,3 +57,20 @@ fn a_failed_hook_is_reported_and_run_again_until_it_works() {
     );
     assert!(!env.path("token.json.rotate-pending").exists(), "done");
 }
+
+/// A login's new family goes through the hook too.
+#[test]
+fn a_login_runs_the_hook() {
+    let env = TestEnv::new();
+    let hook = "ATL_ON_ROTATE='cat > \"$ATL_TOKEN_FILE.copy\"'\n";
+    let login = Login::start_with(&env, hook, &[]);
+    let state = login.param("state");
+    let page = login.callback(&format!("code={CODE}&state={state}"));
+    assert_eq!(status_of(&page), 200, "{page}");
+    let (status, _, err) = login.finish();
+    assert!(status.success(), "{err}");
+    assert_eq!(
+        std::fs::read(env.path("token.json.copy")).expect("the hook ran"),
+        std::fs::read(env.token_file()).expect("token file")
+    );
+}
