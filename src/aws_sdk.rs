@@ -102,9 +102,13 @@ where
             format!("{}{message}", if code.is_empty() { "an error with no code" } else { &code })
         }
         (None, SdkError::TimeoutError(_)) => "no answer in time".to_owned(),
-        (None, SdkError::DispatchFailure(_)) => format!("AWS could not be reached ({})", root_cause(error)),
-        (None, SdkError::ResponseError(_)) => format!("its answer could not be read ({})", root_cause(error)),
-        (None, _) => root_cause(error),
+        (None, SdkError::DispatchFailure(_)) => {
+            format!("AWS could not be reached ({})", crate::text::root_cause(error))
+        }
+        (None, SdkError::ResponseError(_)) => {
+            format!("its answer could not be read ({})", crate::text::root_cause(error))
+        }
+        (None, _) => crate::text::root_cause(error),
     };
     let status = error.raw_response().map(|r| r.status().as_u16());
     let passing = match error {
@@ -113,13 +117,4 @@ where
     };
     let message = crate::text::one_line(&format!("{service} {action} on {resource} failed: {detail}{hint}"));
     Failure { message, passing }
-}
-
-/// The innermost cause of an error, in its own words: "Connection refused (os error 111)".
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }

@@ -138,11 +138,12 @@ fn read_access(path: &Path) -> Option<(String, Vec<String>)> {
 #[cfg(any(feature = "aws", feature = "vault"))]
 fn shared_copy(store: &str, token_file: &Path) -> Option<(String, Vec<String>)> {
     // The copy names its store as the backend does: the AWS secret's id, or `vault:MOUNT/PATH`.
-    let id = match store.strip_prefix(config::AWS_SECRETS_MANAGER).and_then(|s| s.strip_prefix(':')) {
-        Some(secret) => secret,
-        None => store.strip_prefix(config::VAULT)?.strip_prefix(':').map(|_| store)?,
+    let rest = |kind: &str| store.strip_prefix(kind)?.strip_prefix(':').map(|r| r.trim_matches('/'));
+    let id = match rest(config::AWS_SECRETS_MANAGER) {
+        Some(secret) => secret.to_owned(),
+        None => format!("{}:{}", config::VAULT, rest(config::VAULT)?),
     };
-    let token = crate::store::fresh_copy(token_file, id.trim_matches('/'))?;
+    let token = crate::store::fresh_copy(token_file, &id)?;
     if token.remaining(token::clock(), None) < MIN_VALID {
         return None;
     }

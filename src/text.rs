@@ -67,6 +67,16 @@ pub fn bytes_for_terminal(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The innermost cause of an error, in its own words: "Connection refused (os error 111)".
+#[cfg(any(feature = "aws", feature = "vault"))]
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

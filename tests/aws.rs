@@ -237,25 +237,10 @@ fn a_fleet_of_hosts_never_spends_a_superseded_refresh_token() {
     assert!(env.auth.is_live(&hosts[0].refresh_token()), "the family is alive");
 }
 
-/// Starts a refresh that stops after `step`, waits until it says so, and kills it (SIGKILL).
-fn crash_after(host: &Host, step: &str) {
-    let mut child = host
-        .command(&["refresh"])
-        .env("ATL_TOKEN_TEST_ONLY_PAUSE_AT", step)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let paused = lines.next().expect("a line").expect("utf-8");
-    assert!(paused.contains(&format!("paused after step {step}")), "{paused}");
-    child.kill().expect("SIGKILL");
-    child.wait().expect("wait");
-}
-
 #[test]
 fn a_crash_after_the_claim_is_recovered_when_the_lease_runs_out() {
     let (env, moto, a) = fleet_setup(3600, -10);
-    crash_after(&a, "claimed");
+    fleet::crash_after(a.command(&["refresh"]), "claimed");
     assert_eq!(env.auth.refreshes(), 0, "nothing was spent");
     let lease = a.store()["lease"].clone();
     assert_eq!(lease["live"], true, "the claim holds a lease: {lease}");
@@ -274,7 +259,7 @@ fn a_crash_after_the_claim_is_recovered_when_the_lease_runs_out() {
 #[test]
 fn a_crash_after_the_durable_put_is_recovered_without_another_refresh() {
     let (env, moto, a) = fleet_setup(3600, -10);
-    crash_after(&a, "put");
+    fleet::crash_after(a.command(&["refresh"]), "put");
     assert_eq!(env.auth.refreshes(), 1);
     assert_eq!(a.store()["generation"], 1, "written, not promoted");
 
@@ -290,7 +275,7 @@ fn a_crash_after_the_durable_put_is_recovered_without_another_refresh() {
 #[test]
 fn a_lost_answer_on_data_center_is_reported_as_log_in_again_on_every_host() {
     let (env, moto, a) = fleet_setup(3600, -10);
-    crash_after(&a, "answered");
+    fleet::crash_after(a.command(&["refresh"]), "answered");
     assert_eq!(env.auth.refreshes(), 1, "the server rotated; the answer died with the process");
 
     let b = Host::new(&env, &moto, "b", "team/jira", "");
@@ -315,7 +300,7 @@ fn a_lost_answer_on_cloud_is_recovered_within_the_grace_period() {
     let env = TestEnv::new();
     env.auth.set_reuse_window(Duration::from_secs(600));
     let (env, moto, a) = family_in_secret(env, -10);
-    crash_after(&a, "answered");
+    fleet::crash_after(a.command(&["refresh"]), "answered");
 
     let b = Host::new(&env, &moto, "b", "team/jira", "");
     let printed = b.run(&["print", "--min-valid", "1s"]);
@@ -757,7 +742,7 @@ fn a_print_that_waited_for_another_host_still_gets_min_valid() {
 #[test]
 fn a_host_that_died_after_the_answer_hands_the_new_set_over_on_its_next_run() {
     let (env, moto, a) = fleet_setup(3600, -10);
-    crash_after(&a, "answered");
+    fleet::crash_after(a.command(&["refresh"]), "answered");
     let b = Host::new(&env, &moto, "b", "team/jira", "");
     assert_exit(&b.run(&["print", "--min-valid", "1s"]), 4);
 
@@ -813,20 +798,9 @@ fn versions_per_refresh_alone_and_racing() {
     let alone = ((proxy.puts() - start.0) as f64 / 5.0, (proxy.calls() - start.1) as f64 / 5.0);
     let (mut versions, mut calls) = (Vec::new(), Vec::new());
     for _ in 0..5 {
-        // Expire the access token by refreshing with a two-second lifetime, then wait it out.
-        env.auth.set_access_ttl(2);
-        assert_exit(&hosts[0].run(&["refresh"]), 0);
-        env.auth.set_access_ttl(3600);
-        std::thread::sleep(Duration::from_millis(2500));
+        fleet::expire(&env.auth, hosts[0].command(&["refresh"]));
         let before = (proxy.puts(), proxy.calls(), env.auth.refreshes());
-        let children: Vec<Child> = hosts
-            .iter()
-            .flat_map(|host| (0..5).map(move |_| host.command(&["print", "--min-valid", "1s"])))
-            .map(|mut command| command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn"))
-            .collect();
-        for mut child in children {
-            assert!(child.wait().expect("wait").success());
-        }
+        fleet::race(hosts.len(), |i| hosts[i].command(&["print", "--min-valid", "1s"]));
         let refreshes = (env.auth.refreshes() - before.2).max(1) as f64;
         versions.push((proxy.puts() - before.0) as f64 / refreshes);
         calls.push((proxy.calls() - before.1) as f64 / refreshes);

@@ -199,6 +199,19 @@ fn a_timeout_of_zero_is_refused() {
     assert!(stderr(&output).contains("'0s' would give up at once"), "{}", stderr(&output));
 }
 
+/// `login --paste`, with its stdin a pipe to paste into, and its stderr.
+fn paste_login(env: &TestEnv) -> (std::process::Child, StderrLines) {
+    let mut child = env
+        .command(&["login", "--paste"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let lines = StderrLines::take(&mut child);
+    (child, lines)
+}
+
 /// `login --paste` with the address piped in, as over SSH: no listener, the state checked.
 #[test]
 fn a_pasted_redirect_address_finishes_the_login_and_a_wrong_one_is_refused() {
@@ -207,14 +220,7 @@ fn a_pasted_redirect_address_finishes_the_login_and_a_wrong_one_is_refused() {
         let env = TestEnv::new();
         let port = free_port();
         env.write_env(&format!("ATL_REDIRECT_URI=http://127.0.0.1:{port}/callback\n"));
-        let mut child = env
-            .command(&["login", "--paste"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let lines = StderrLines::take(&mut child);
+        let (mut child, lines) = paste_login(&env);
         let url =
             url::Url::parse(lines.wait_line(|l| l.trim_start().starts_with("http://")).trim()).expect("URL");
         lines.wait_line(|l| l.contains("paste it here"));
@@ -248,14 +254,7 @@ fn a_pasted_redirect_address_finishes_the_login_and_a_wrong_one_is_refused() {
 fn a_pasted_bare_code_finishes_the_login_with_a_note() {
     use std::io::Write;
     let env = TestEnv::new();
-    let mut child = env
-        .command(&["login", "--paste"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let lines = StderrLines::take(&mut child);
+    let (mut child, lines) = paste_login(&env);
     lines.wait_line(|l| l.contains("paste it here"));
     let mut stdin = child.stdin.take().expect("stdin");
     writeln!(stdin, "{CODE}").expect("paste");

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -193,25 +192,10 @@ fn a_fleet_of_hosts_never_spends_a_superseded_refresh_token() {
     assert!(env.auth.is_live(&hosts[0].refresh_token()), "the family is alive");
 }
 
-/// Starts a refresh that stops after `step`, waits until it says so, and kills it.
-fn crash_after(host: &Host, step: &str) {
-    let mut child = host
-        .command(&["refresh"])
-        .env("ATL_TOKEN_TEST_ONLY_PAUSE_AT", step)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let paused = lines.next().expect("a line").expect("utf-8");
-    assert!(paused.contains(&format!("paused after step {step}")), "{paused}");
-    child.kill().expect("SIGKILL");
-    child.wait().expect("wait");
-}
-
 #[test]
 fn a_crash_after_the_claim_is_recovered_when_the_lease_runs_out() {
     let (env, bao, a) = fleet_setup(3600, -10);
-    crash_after(&a, "claimed");
+    fleet::crash_after(a.command(&["refresh"]), "claimed");
     assert_eq!(env.auth.refreshes(), 0);
     let b = Host::new(&env, &bao, "b", STORE, "");
     let started = Instant::now();
@@ -226,7 +210,7 @@ fn a_crash_after_the_claim_is_recovered_when_the_lease_runs_out() {
 #[test]
 fn a_host_that_died_after_the_answer_hands_the_new_set_over_on_its_next_run() {
     let (env, bao, a) = fleet_setup(3600, -10);
-    crash_after(&a, "answered");
+    fleet::crash_after(a.command(&["refresh"]), "answered");
     let b = Host::new(&env, &bao, "b", STORE, "");
     assert_exit(&b.run(&["print", "--min-valid", "1s"]), 4);
     let handed = a.run(&["print", "--min-valid", "1s"]);
@@ -243,19 +227,9 @@ fn racing_processes_write_few_versions() {
     let hosts = [a, Host::new(&env, &bao, "b", STORE, ""), Host::new(&env, &bao, "c", STORE, "")];
     let mut per_refresh = Vec::new();
     for _ in 0..3 {
-        env.auth.set_access_ttl(2);
-        assert_exit(&hosts[0].run(&["refresh"]), 0);
-        env.auth.set_access_ttl(3600);
-        std::thread::sleep(Duration::from_millis(2500));
+        fleet::expire(&env.auth, hosts[0].command(&["refresh"]));
         let before = (bao.version("team/jira"), env.auth.refreshes());
-        let children: Vec<Child> = hosts
-            .iter()
-            .flat_map(|host| (0..5).map(move |_| host.command(&["print", "--min-valid", "1s"])))
-            .map(|mut command| command.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn"))
-            .collect();
-        for mut child in children {
-            assert!(child.wait().expect("wait").success());
-        }
+        fleet::race(hosts.len(), |i| hosts[i].command(&["print", "--min-valid", "1s"]));
         let refreshes = (env.auth.refreshes() - before.1).max(1) as f64;
         per_refresh.push((bao.version("team/jira") - before.0) as f64 / refreshes);
     }

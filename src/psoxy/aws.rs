@@ -1,7 +1,7 @@
 //! psoxy's places in AWS: SSM Parameter Store (values and lock) and Secrets Manager (values;
 //! the lock stays in SSM, as psoxy keeps it there).
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use aws_sdk_ssm::types::{ParameterType, ResourceTypeForTagging, Tag};
@@ -292,7 +292,5 @@ impl Place for AwsPlace {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    u64::try_from(crate::token::clock().as_millis()).unwrap_or(u64::MAX)
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow};
 use tempfile::NamedTempFile;
 
-use super::{Details, Outcome, Refresh, Slot, Stored, TokenStore, When};
+use super::{Details, Outcome, Refresh, Slot, Stored, TokenStore};
 use crate::exit::{self, Code, Exit};
 use crate::safe_path::{self, Access};
 use crate::token::{self, ParseError, Token};
@@ -340,14 +340,8 @@ impl TokenStore for FileStore {
             }
             Err(e) => return Err(e),
         };
-        if let Some(stored) = &stored {
-            (refresh.check)(&stored.token)?;
-            if let When::ExpiresWithin(margin) = refresh.when {
-                let remaining = stored.remaining(token::clock());
-                if remaining >= margin {
-                    return Ok(Outcome::StillValid { token: stored.token.clone(), remaining });
-                }
-            }
+        if let Some(outcome) = super::not_due(&refresh, stored.as_ref())? {
+            return Ok(outcome);
         }
         let reservation = self.reserve_space()?;
         let token = (refresh.spend)(stored.as_ref().map(|s| &s.token), crate::http::REFRESH.budget)?;

@@ -13,11 +13,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use serde_json::json;
 
-use super::{Details, FileStore, Outcome, Refresh, Slot, Stored, TokenStore, When};
+use super::{Details, FileStore, Outcome, Refresh, Slot, Stored, TokenStore};
 use crate::config::STORE;
 use crate::exit::{self, Code, Exit};
 use crate::safe_path::Access;
-use crate::token::{self, Token};
+use crate::token::Token;
 
 /// The service every entry is filed under; the account is the token file's path, so that
 /// each profile has an entry of its own.
@@ -154,24 +154,15 @@ impl TokenStore for KeyringStore {
         let _lock = self.lock()?;
         self.adopt_rescue()?;
         let stored = match self.read() {
-            Ok(stored) => stored,
+            Ok(Some(stored)) => Some(stored),
+            Ok(None) if refresh.renewable => None,
+            Ok(None) => return Err(super::no_token(&self.location())),
             // A service account's token set can be fetched again.
             Err(e) if refresh.renewable && exit::code_for(&e) == Code::LoginRequired => None,
             Err(e) => return Err(e),
         };
-        let stored = match stored {
-            Some(stored) => Some(stored),
-            None if refresh.renewable => None,
-            None => return Err(super::no_token(&self.location())),
-        };
-        if let Some(stored) = &stored {
-            (refresh.check)(&stored.token)?;
-            if let When::ExpiresWithin(margin) = refresh.when {
-                let remaining = stored.remaining(token::clock());
-                if remaining >= margin {
-                    return Ok(Outcome::StillValid { token: stored.token.clone(), remaining });
-                }
-            }
+        if let Some(outcome) = super::not_due(&refresh, stored.as_ref())? {
+            return Ok(outcome);
         }
         let token = (refresh.spend)(stored.as_ref().map(|s| &s.token), crate::http::REFRESH.budget)?;
         self.save_spent(&token)?;

@@ -161,27 +161,52 @@ pub fn open(config: &Config) -> Result<Box<dyn TokenStore>> {
             Ok(Box::new(shared::SharedStore::new(config, settings, Box::new(secret))))
         }
         #[cfg(not(feature = "vault"))]
-        StoreKind::Vault(settings) => Err(Exit::usage(format!(
-            "{} names a Vault secret, but this atl-token was built without Vault: install it with \
-             `cargo install --locked --features vault --path .` (see the README's \"Many hosts\" section)",
-            settings.origin
-        ))
-        .into()),
+        StoreKind::Vault(settings) => Err(not_built(
+            &settings.origin,
+            "a Vault secret",
+            "vault",
+            "see the README's \"Many hosts\" section",
+        )),
         #[cfg(feature = "keyring")]
         StoreKind::Keyring(_) => Ok(Box::new(keyring::KeyringStore::new(&config.token_file)?)),
         #[cfg(not(feature = "keyring"))]
-        StoreKind::Keyring(origin) => Err(Exit::usage(format!(
-            "{origin} names the OS keyring, but this atl-token was built without it: install it with \
-             `cargo install --locked --features keyring --path .` (on Linux it needs libdbus-1-dev and \
-             pkg-config), or keep the token in a file with ATL_STORE=file"
-        ))
-        .into()),
+        StoreKind::Keyring(origin) => Err(not_built(
+            origin,
+            "the OS keyring",
+            "keyring",
+            "on Linux it needs libdbus-1-dev and pkg-config; or keep the token in a file with ATL_STORE=file",
+        )),
         #[cfg(not(feature = "aws"))]
-        StoreKind::AwsSecretsManager(settings) => Err(Exit::usage(format!(
-            "{} names AWS Secrets Manager, but this atl-token was built without it: install it with \
-             `cargo install --locked --features aws --path .` (see the README's \"Many hosts\" section)",
-            settings.origin
-        ))
-        .into()),
+        StoreKind::AwsSecretsManager(settings) => Err(not_built(
+            &settings.origin,
+            "AWS Secrets Manager",
+            "aws",
+            "see the README's \"Many hosts\" section",
+        )),
     }
+}
+
+/// Exit 2: `origin` names `what`, a store this build left out; how to install one with
+/// `feature`, and `note`.
+#[cfg(not(all(feature = "aws", feature = "vault", feature = "keyring")))]
+fn not_built(origin: &str, what: &str, feature: &str, note: &str) -> anyhow::Error {
+    Exit::usage(format!(
+        "{origin} names {what}, but this atl-token was built without it: install it with \
+         `cargo install --locked --features {feature} --path .` ({note})"
+    ))
+    .into()
+}
+
+/// For a store that refreshes under a lock: the stored set's `check`, then, when the
+/// refresh is not due (`when`), the set as it is. `None`: go on and spend.
+fn not_due(refresh: &Refresh<'_>, stored: Option<&Stored>) -> Result<Option<Outcome>> {
+    let Some(stored) = stored else { return Ok(None) };
+    (refresh.check)(&stored.token)?;
+    if let When::ExpiresWithin(margin) = refresh.when {
+        let remaining = stored.remaining(crate::token::clock());
+        if remaining >= margin {
+            return Ok(Some(Outcome::StillValid { token: stored.token.clone(), remaining }));
+        }
+    }
+    Ok(None)
 }

@@ -108,7 +108,7 @@ impl Vault {
         })?;
         let shown = format!("Vault {method} {}/v1/{path}", self.addr);
         let (status, bytes) = answer.map_err(|e| {
-            let cause = crate::text::one_line(&root_cause(&e));
+            let cause = crate::text::one_line(&crate::text::root_cause(&e));
             anyhow::Error::new(Unavailable(format!("{shown} failed: {cause}")))
         })?;
         crate::http::log(|| format!("{shown}: HTTP {status}"));
@@ -245,14 +245,6 @@ fn errors_of(body: &Value) -> String {
     let errors: Vec<&str> =
         body["errors"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     if errors.is_empty() { String::new() } else { format!(": {}", crate::text::one_line(&errors.join("; "))) }
-}
-
-fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = error;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 impl Cas for Vault {

@@ -1,9 +1,10 @@
 //! A fleet of hosts printing at once, for the shared stores' tests.
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::wait_for;
+use super::{AuthServer, assert_exit, wait_for};
 
 /// Every half second for `length`, five commands on each of `hosts` hosts, made by
 /// `command(host)`. Returns each one's output, when it was seen done and its host, and the
@@ -51,5 +52,38 @@ fn collect(running: &mut Vec<(Child, usize)>, finished: &mut Vec<(Output, Instan
         } else {
             i += 1;
         }
+    }
+}
+
+/// Starts `refresh` (a refresh command of a host) stopping after `step`, waits until it says
+/// so, and kills it (SIGKILL).
+pub fn crash_after(mut refresh: Command, step: &str) {
+    let mut child =
+        refresh.env("ATL_TOKEN_TEST_ONLY_PAUSE_AT", step).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let paused = lines.next().expect("a line").expect("utf-8");
+    assert!(paused.contains(&format!("paused after step {step}")), "{paused}");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+}
+
+/// Lets the family's access token expire: `refresh` (a refresh command of a host) with a
+/// two-second lifetime, then waited out.
+pub fn expire(auth: &AuthServer, mut refresh: Command) {
+    auth.set_access_ttl(2);
+    assert_exit(&refresh.output().expect("refresh"), 0);
+    auth.set_access_ttl(3600);
+    std::thread::sleep(Duration::from_millis(2500));
+}
+
+/// Starts five `print --min-valid 1s` on each of `hosts` hosts at once (made by
+/// `print(host)`), and waits until every one has succeeded.
+pub fn race(hosts: usize, print: impl Fn(usize) -> Command) {
+    let children: Vec<Child> = (0..hosts)
+        .flat_map(|host| (0..5).map(move |_| host))
+        .map(|host| print(host).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn"))
+        .collect();
+    for mut child in children {
+        assert!(child.wait().expect("wait").success());
     }
 }
