@@ -524,30 +524,8 @@ fn proxy_one(
     upstream: &str,
 ) {
     let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
-    }
-    let mut parts = line.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or("GET").to_owned(), parts.next().unwrap_or("/").to_owned());
-    let mut headers = Vec::new();
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header).unwrap_or(0) == 0 || header.trim().is_empty() {
-            break;
-        }
-        if let Some((name, value)) = header.split_once(':') {
-            headers.push((name.trim().to_owned(), value.trim().to_owned()));
-        }
-    }
-    let header =
-        |name: &str| headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
-    let length: usize = header("content-length").and_then(|l| l.parse().ok()).unwrap_or(0);
-    let mut body = vec![0; length];
-    if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
-        return;
-    }
-    let target = header("x-amz-target").unwrap_or_default();
+    let Some(request) = common::read_request(&mut reader) else { return };
+    let target = request.header("x-amz-target").unwrap_or_default().to_owned();
     let (fault, delay) = {
         let mut state = state.lock().expect("lock");
         let now = Instant::now();
@@ -586,13 +564,14 @@ fn proxy_one(
         Some(Fault::Late) => std::thread::sleep(delay),
         Some(Fault::AnswerLost) | None => {}
     }
-    let mut request = client.request(method.parse().expect("method"), format!("{upstream}{path}")).body(body);
-    for (name, value) in &headers {
+    let url = format!("{upstream}{}", request.path);
+    let mut forward = client.request(request.method.parse().expect("method"), url).body(request.body.clone());
+    for (name, value) in &request.headers {
         if !["host", "connection", "content-length"].contains(&name.to_ascii_lowercase().as_str()) {
-            request = request.header(name.as_str(), value.as_str());
+            forward = forward.header(name.as_str(), value.as_str());
         }
     }
-    let Ok(answer) = request.send() else { return };
+    let Ok(answer) = forward.send() else { return };
     let status = answer.status();
     let answer_headers: Vec<(String, String)> = answer
         .headers()

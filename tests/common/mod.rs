@@ -132,17 +132,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn serve<S: Read + Write>(stream: S, handler: &Handler, recorded: &Mutex<Vec<Request>>) {
-    let mut reader = BufReader::new(stream);
+/// One HTTP/1.1 request from `reader`: the request line, every header, and a body of
+/// `Content-Length` bytes. `None` when the connection ends first.
+pub fn read_request<S: Read>(reader: &mut BufReader<S>) -> Option<Request> {
     let mut line = String::new();
     if reader.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
+        return None;
     }
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or_default().to_owned();
     let path = parts.next().unwrap_or_default().to_owned();
-    let (mut length, mut content_type, mut authorization) = (0usize, String::new(), String::new());
-    let mut host = String::new();
     let mut headers = Vec::new();
     loop {
         let mut header = String::new();
@@ -151,20 +150,20 @@ fn serve<S: Read + Write>(stream: S, handler: &Handler, recorded: &Mutex<Vec<Req
         }
         if let Some((name, value)) = header.split_once(':') {
             headers.push((name.trim().to_owned(), value.trim().to_owned()));
-            match name.trim().to_ascii_lowercase().as_str() {
-                "content-length" => length = value.trim().parse().unwrap_or(0),
-                "content-type" => content_type = value.trim().to_owned(),
-                "authorization" => authorization = value.trim().to_owned(),
-                "host" => host = value.trim().to_owned(),
-                _ => {}
-            }
         }
     }
-    let mut body = vec![0; length];
-    if reader.read_exact(&mut body).is_err() {
-        return;
-    }
-    let request = Request { method, path, content_type, authorization, host, body, headers };
+    let value = |name: &str| {
+        headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone()).unwrap_or_default()
+    };
+    let (content_type, authorization, host) = (value("content-type"), value("authorization"), value("host"));
+    let mut body = vec![0; value("content-length").parse().unwrap_or(0)];
+    reader.read_exact(&mut body).ok()?;
+    Some(Request { method, path, content_type, authorization, host, body, headers })
+}
+
+fn serve<S: Read + Write>(stream: S, handler: &Handler, recorded: &Mutex<Vec<Request>>) {
+    let mut reader = BufReader::new(stream);
+    let Some(request) = read_request(&mut reader) else { return };
     lock(recorded).push(request.clone());
     let mut stream = reader.into_inner();
     let head = |status: u16, headers: &[(&str, String)], length: usize| {
