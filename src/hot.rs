@@ -135,13 +135,16 @@ fn read_access(path: &Path) -> Option<(String, Vec<String>)> {
 
 /// The access token of this host's copy of a shared store's family, if it has
 /// [`MIN_VALID`] left (this process's jitter early) and is a token68.
-#[cfg(any(feature = "aws", feature = "vault"))]
+#[cfg(shared_store)]
 fn shared_copy(store: &str, token_file: &Path) -> Option<(String, Vec<String>)> {
-    // The copy names its store as the backend does: the AWS secret's id, or `vault:MOUNT/PATH`.
+    // The copy names its store as the backend does: the AWS secret's id, or `KIND:NAME` for
+    // Vault (`vault:MOUNT/PATH`) and GCP (`gcp-secretmanager:projects/P/secrets/S`).
     let rest = |kind: &str| store.strip_prefix(kind)?.strip_prefix(':').map(|r| r.trim_matches('/'));
     let id = match rest(config::AWS_SECRETS_MANAGER) {
         Some(secret) => secret.to_owned(),
-        None => format!("{}:{}", config::VAULT, rest(config::VAULT)?),
+        None => [config::VAULT, config::GCP_SECRET_MANAGER]
+            .into_iter()
+            .find_map(|kind| Some(format!("{kind}:{}", rest(kind)?)))?,
     };
     let token = crate::store::fresh_copy(token_file, &id)?;
     if token.remaining(token::clock(), None) < MIN_VALID {
@@ -152,7 +155,7 @@ fn shared_copy(store: &str, token_file: &Path) -> Option<(String, Vec<String>)> 
 }
 
 /// A build without a shared store leaves `ATL_STORE` to the full path, which explains.
-#[cfg(not(any(feature = "aws", feature = "vault")))]
+#[cfg(not(shared_store))]
 fn shared_copy(_store: &str, _token_file: &Path) -> Option<(String, Vec<String>)> {
     None
 }

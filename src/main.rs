@@ -12,6 +12,8 @@ mod config;
 mod duration;
 mod envfile;
 mod exit;
+#[cfg(feature = "gcp")]
+mod gcp_sdk;
 mod handoff;
 mod health;
 mod hook;

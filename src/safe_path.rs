@@ -398,7 +398,7 @@ pub fn read_limited(
 /// Replaces `path` with `bytes`, mode 0600, through a temp file and a rename, making its
 /// folder (0700) if missing; with `durable`, on disk (file and folder synced) before it
 /// returns. For the files a store keeps beside the token file's path.
-#[cfg(any(feature = "aws", feature = "vault", feature = "keyring"))]
+#[cfg(any(shared_store, feature = "keyring"))]
 pub fn write_private(path: &Path, bytes: &[u8], durable: bool) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::DirBuilderExt;

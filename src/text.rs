@@ -68,7 +68,7 @@ pub fn bytes_for_terminal(bytes: &[u8]) -> Vec<u8> {
 }
 
 /// The innermost cause of an error, in its own words: "Connection refused (os error 111)".
-#[cfg(any(feature = "aws", feature = "vault"))]
+#[cfg(shared_store)]
 pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut cause = error;
     while let Some(next) = cause.source() {

@@ -178,13 +178,13 @@ impl Token {
     }
 
     /// The token set's fields, as stored.
-    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    #[cfg_attr(not(shared_store), allow(dead_code))]
     pub fn fields(&self) -> &Map<String, Value> {
         &self.fields
     }
 
     /// A token set from stored fields.
-    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
+    #[cfg_attr(not(shared_store), allow(dead_code))]
     pub fn from_fields(fields: Map<String, Value>) -> Self {
         Self { fields }
     }

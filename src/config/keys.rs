@@ -125,6 +125,9 @@ pub const AWS_SECRETS_MANAGER: &str = "aws-secretsmanager";
 /// `ATL_STORE`'s value for a KV version 2 secret in HashiCorp Vault or OpenBao:
 /// `vault:MOUNT/PATH`.
 pub const VAULT: &str = "vault";
+/// `ATL_STORE`'s value for a secret in GCP Secret Manager:
+/// `gcp-secretmanager:projects/PROJECT/secrets/NAME`.
+pub const GCP_SECRET_MANAGER: &str = "gcp-secretmanager";
 /// `ATL_STORE`'s value for the OS keyring.
 pub const KEYRING: &str = "keyring";
 /// How long a claim to refresh lasts, unless `ATL_STORE_LEASE` says otherwise: longer than

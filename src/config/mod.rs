@@ -64,6 +64,8 @@ pub enum StoreKind {
     AwsSecretsManager(SecretSettings),
     /// A KV version 2 secret in HashiCorp Vault or OpenBao (`MOUNT/PATH`), shared by many hosts.
     Vault(SecretSettings),
+    /// A secret in GCP Secret Manager (`projects/PROJECT/secrets/NAME`), shared by many hosts.
+    GcpSecretManager(SecretSettings),
     /// The OS keyring (Secret Service, Keychain, Credential Manager), and where that was set.
     Keyring(String),
 }

@@ -85,13 +85,15 @@ fn store(sources: &Sources, http_timeout: Duration) -> Result<StoreKind, Exit> {
         return Ok(StoreKind::Keyring(setting.origin));
     }
     let hint = "use `file` (the default), `keyring` (the OS keyring), `aws-secretsmanager:NAME` (a secret's \
-                name or ARN) or `vault:MOUNT/PATH` (a KV version 2 secret)";
+                name or ARN), `vault:MOUNT/PATH` (a KV version 2 secret) or \
+                `gcp-secretmanager:projects/PROJECT/secrets/NAME`";
     let prefixed = |kind: &str| value.strip_prefix(kind).and_then(|rest| rest.strip_prefix(':'));
     let (kind, secret_id): (fn(SecretSettings) -> StoreKind, &str) =
-        match (prefixed(AWS_SECRETS_MANAGER), prefixed(VAULT)) {
-            (Some(id), _) => (StoreKind::AwsSecretsManager, id),
-            (None, Some(id)) => (StoreKind::Vault, id),
-            (None, None) => return Err(invalid(&setting, hint)),
+        match (prefixed(AWS_SECRETS_MANAGER), prefixed(VAULT), prefixed(GCP_SECRET_MANAGER)) {
+            (Some(id), ..) => (StoreKind::AwsSecretsManager, id),
+            (None, Some(id), _) => (StoreKind::Vault, id),
+            (None, None, Some(id)) => (StoreKind::GcpSecretManager, id),
+            (None, None, None) => return Err(invalid(&setting, hint)),
         };
     if secret_id.is_empty() || secret_id.chars().any(char::is_whitespace) {
         return Err(invalid(&setting, hint));
@@ -99,6 +101,14 @@ fn store(sources: &Sources, http_timeout: Duration) -> Result<StoreKind, Exit> {
     // Vault: a mount and a path below it.
     if prefixed(VAULT).is_some() && !secret_id.trim_matches('/').contains('/') {
         return Err(invalid(&setting, "use vault:MOUNT/PATH, e.g. vault:secret/atlassian/jira-bot"));
+    }
+    // GCP: a secret's full resource name, as gcloud prints it.
+    if prefixed(GCP_SECRET_MANAGER).is_some() && !gcp_secret_name(secret_id.trim_matches('/')) {
+        return Err(invalid(
+            &setting,
+            "use gcp-secretmanager:projects/PROJECT/secrets/NAME, e.g. \
+             gcp-secretmanager:projects/my-project/secrets/jira-bot",
+        ));
     }
     let lease = match sources.get(STORE_LEASE) {
         None => DEFAULT_LEASE,
@@ -124,6 +134,16 @@ fn store(sources: &Sources, http_timeout: Duration) -> Result<StoreKind, Exit> {
         lease,
         origin: setting.origin,
     }))
+}
+
+/// `projects/PROJECT/secrets/NAME`: a project id and a secret id of the characters Secret
+/// Manager allows (letters, digits, `-` and `_`).
+fn gcp_secret_name(name: &str) -> bool {
+    let ok = |part: &str| {
+        !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    matches!(name.split('/').collect::<Vec<_>>().as_slice(),
+        ["projects", project, "secrets", secret] if ok(project) && ok(secret))
 }
 
 /// The OAuth 2.0 client and its provider.

@@ -193,7 +193,7 @@ impl Cas for Secret {
     }
 
     /// The version labelled `atl-next`, when `AWSCURRENT` is elsewhere.
-    fn unfinished(&self, current: &str) -> Result<Option<Versioned>> {
+    fn unfinished(&self, current: &str) -> Result<Vec<Versioned>> {
         let id = self.secret_id.clone();
         let answer =
             self.block(|client| async move { client.describe_secret().secret_id(id).send().await })?;
@@ -201,9 +201,9 @@ impl Cas for Secret {
         let next = output.version_ids_to_stages().and_then(|versions| {
             versions.iter().find(|(_, labels)| labels.iter().any(|l| l == NEXT)).map(|(v, _)| v.clone())
         });
-        let Some(version) = next.filter(|v| v != current) else { return Ok(None) };
+        let Some(version) = next.filter(|v| v != current) else { return Ok(Vec::new()) };
         let text = self.read_version(&version)?;
-        Ok(Some(Versioned { version, text }))
+        Ok(vec![Versioned { version, text }])
     }
 
     fn finish(&self, unfinished: &str, expected: &str) -> Result<bool> {

@@ -19,17 +19,19 @@ use crate::token::Token;
 #[cfg(feature = "aws")]
 mod aws;
 mod file;
-#[cfg(any(feature = "aws", feature = "vault"))]
+#[cfg(feature = "gcp")]
+mod gcp;
+#[cfg(shared_store)]
 mod kept;
 #[cfg(feature = "keyring")]
 mod keyring;
-#[cfg(any(feature = "aws", feature = "vault"))]
+#[cfg(shared_store)]
 mod shared;
 #[cfg(feature = "vault")]
 mod vault;
 
 pub use file::FileStore;
-#[cfg(any(feature = "aws", feature = "vault"))]
+#[cfg(shared_store)]
 pub use kept::fresh_copy;
 
 /// A token set as read from its store.
@@ -167,6 +169,18 @@ pub fn open(config: &Config) -> Result<Box<dyn TokenStore>> {
             "vault",
             "see the README's \"Many hosts\" section",
         )),
+        #[cfg(feature = "gcp")]
+        StoreKind::GcpSecretManager(settings) => {
+            let secret = gcp::GcpSecret::new(config, settings);
+            Ok(Box::new(shared::SharedStore::new(config, settings, Box::new(secret))))
+        }
+        #[cfg(not(feature = "gcp"))]
+        StoreKind::GcpSecretManager(settings) => Err(not_built(
+            &settings.origin,
+            "a GCP Secret Manager secret",
+            "gcp",
+            "see the README's \"Many hosts\" section",
+        )),
         #[cfg(feature = "keyring")]
         StoreKind::Keyring(_) => Ok(Box::new(keyring::KeyringStore::new(&config.token_file)?)),
         #[cfg(not(feature = "keyring"))]
@@ -188,7 +202,7 @@ pub fn open(config: &Config) -> Result<Box<dyn TokenStore>> {
 
 /// Exit 2: `origin` names `what`, a store this build left out; how to install one with
 /// `feature`, and `note`.
-#[cfg(not(all(feature = "aws", feature = "vault", feature = "keyring")))]
+#[cfg(not(all(feature = "aws", feature = "vault", feature = "gcp", feature = "keyring")))]
 fn not_built(origin: &str, what: &str, feature: &str, note: &str) -> anyhow::Error {
     Exit::usage(format!(
         "{origin} names {what}, but this atl-token was built without it: install it with \

@@ -118,9 +118,11 @@ pub trait Cas {
     /// first step where [`Cas::unfinished`] finds it. A swap whose outcome is unknown (the
     /// answer lost) reads again to find out; an error means it did not happen.
     fn swap(&self, expected: &str, write: &Write<'_>) -> Result<Swapped>;
-    /// A [`Purpose::Next`] document written but not made current (a host stopped between
-    /// the two steps of a swap), if the backend can have one.
-    fn unfinished(&self, current: &str) -> Result<Option<Versioned>>;
+    /// Documents written but not made current (a host stopped between the two steps of a
+    /// swap), newest first, if the backend can have them: the protocol makes current the
+    /// first that is the next generation. A backend that can tell a [`Purpose::Next`] write
+    /// from a claim (AWS, by its label) gives only that one.
+    fn unfinished(&self, current: &str) -> Result<Vec<Versioned>>;
     /// Makes an [`Cas::unfinished`] document current if `expected` still is.
     fn finish(&self, unfinished: &str, expected: &str) -> Result<bool>;
 }
@@ -344,11 +346,13 @@ impl SharedStore {
         if current.doc.dead.is_some() && current.doc.logged_out() {
             return Ok(false);
         }
-        let Some(next) = self.backend.unfinished(&current.version)? else { return Ok(false) };
-        let doc = self.parse(&next.text)?;
-        if doc.generation != current.doc.generation + 1 || doc.token.is_none() {
-            return Ok(false);
-        }
+        let unfinished = self.backend.unfinished(&current.version)?;
+        let next = unfinished.iter().find(|written| {
+            serde_json::from_str::<Document>(&written.text).is_ok_and(|doc| {
+                doc.generation == current.doc.generation + 1 && doc.token.is_some() && doc.dead.is_none()
+            })
+        });
+        let Some(next) = next else { return Ok(false) };
         self.backend.finish(&next.version, &current.version)?;
         Ok(true)
     }

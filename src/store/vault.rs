@@ -297,8 +297,8 @@ impl Cas for Vault {
     }
 
     /// KV v2's write is the swap itself: nothing is ever half done.
-    fn unfinished(&self, _current: &str) -> Result<Option<Versioned>> {
-        Ok(None)
+    fn unfinished(&self, _current: &str) -> Result<Vec<Versioned>> {
+        Ok(Vec::new())
     }
 
     fn finish(&self, _unfinished: &str, _expected: &str) -> Result<bool> {

@@ -1,0 +1,410 @@
+//! The GCP Secret Manager store, and `psoxy push gcp:…`, against a Secret Manager stand-in
+//! (tests/gcp/standin.rs: there is no official emulator) reached through Google's own Rust
+//! client, with a service-account key file as the credentials. The same protocol as the AWS
+//! and Vault stores: a fleet, crashes at each step, faults, errors. Run with
+//! `cargo test --features gcp --test gcp`.
+#![cfg(feature = "gcp")]
+
+mod common;
+#[path = "gcp/standin.rs"]
+mod standin;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use common::{AuthServer, TestEnv, assert_exit, atl_command, fleet, stderr, stdout};
+use serde_json::{Value, json};
+use standin::{Fault, PROJECT, SecretManager};
+
+const SECRET: &str = "jira-bot";
+
+fn store() -> String {
+    format!("gcp-secretmanager:projects/{PROJECT}/secrets/{SECRET}")
+}
+
+/// A service-account key file, as the IAM console downloads it, with a fresh RSA key (from
+/// `atl-token keygen`): Google's client signs its own tokens with it.
+fn key_file(dir: &Path) -> PathBuf {
+    let keys = dir.join("keys");
+    std::fs::create_dir_all(&keys).expect("mkdir");
+    let keygen = atl_command(dir, &["keygen", "--out", keys.to_str().expect("utf-8"), "--bits", "2048"])
+        .output()
+        .expect("keygen");
+    assert_exit(&keygen, 0);
+    let private = std::fs::read_to_string(keys.join("atl-token-private.pem")).expect("key");
+    let file = dir.join("service-account.json");
+    let key = json!({
+        "type": "service_account",
+        "project_id": PROJECT,
+        "private_key_id": "0123456789abcdef",
+        "private_key": private,
+        "client_email": format!("atl-token@{PROJECT}.iam.gserviceaccount.com"),
+        "client_id": "1234567890",
+        "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+        "token_uri": "https://oauth2.googleapis.com/token",
+    });
+    std::fs::write(&file, key.to_string()).expect("write key file");
+    file
+}
+
+/// A host of the fleet: its own folder, env file and access-token copy.
+struct Host {
+    dir: PathBuf,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Host {
+    fn new(env: &TestEnv, gcp: &SecretManager, key: &Path, name: &str, extra: &str) -> Self {
+        let dir = env.path(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let settings = std::fs::read_to_string(env.path(".env")).expect(".env");
+        let settings = format!("{settings}ATL_STORE={}\nATL_STORE_LEASE=4s\n{extra}", store());
+        std::fs::write(dir.join(".env"), settings).expect("write .env");
+        common::set_mode(&dir.join(".env"), 0o600);
+        let env = vec![
+            ("ATL_GCP_ENDPOINT", gcp.endpoint()),
+            ("GOOGLE_APPLICATION_CREDENTIALS", key.display().to_string()),
+        ];
+        Self { dir, env }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = atl_command(&self.dir, args);
+        command.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run atl-token")
+    }
+
+    fn store(&self) -> Value {
+        let output = self.run(&["status", "--json"]);
+        assert_exit(&output, 0);
+        serde_json::from_slice::<Value>(&output.stdout).expect("status is JSON")["store"].clone()
+    }
+
+    fn refresh_token(&self) -> String {
+        let output = self.run(&["print", "--refresh", "--min-valid", "1s"]);
+        assert_exit(&output, 0);
+        stdout(&output).trim().to_owned()
+    }
+}
+
+struct Fleet {
+    env: TestEnv,
+    gcp: SecretManager,
+    key: PathBuf,
+}
+
+impl Fleet {
+    fn host(&self, name: &str, extra: &str) -> Host {
+        Host::new(&self.env, &self.gcp, &self.key, name, extra)
+    }
+}
+
+/// A Data Center server (strict rotation), a Secret Manager stand-in, and a family pushed to
+/// the secret from host `a`'s token file (then deleted).
+fn fleet_setup(access_ttl: i64, access_left: i64) -> (Fleet, Host) {
+    let env = TestEnv::with(AuthServer::datacenter());
+    env.auth.set_access_ttl(access_ttl);
+    let gcp = SecretManager::start();
+    let key = key_file(env.dir.path());
+    let fleet = Fleet { env, gcp, key };
+    let a = fleet.host("a", "");
+    let file = a.dir.join("token.json");
+    fleet.env.write_token_at(&file, access_left);
+    let pushed = a.run(&["store", "push"]);
+    assert_exit(&pushed, 0);
+    std::fs::remove_file(file).expect("rm token.json");
+    (fleet, a)
+}
+
+#[test]
+fn a_pushed_family_is_shared_by_hosts_and_refreshed_once() {
+    let (fleet, a) = fleet_setup(3600, -10);
+    assert_eq!(fleet.gcp.versions_added(SECRET), 1, "one version: the family");
+    let b = fleet.host("b", "");
+    let printed = b.run(&["print"]);
+    assert_exit(&printed, 0);
+    assert_eq!(fleet.env.auth.refreshes(), 1);
+    let again = a.run(&["print"]);
+    assert_exit(&again, 0);
+    assert_eq!(stdout(&again), stdout(&printed), "a uses b's refresh");
+    assert_eq!(fleet.env.auth.refreshes(), 1);
+    let store = a.store();
+    assert_eq!(
+        (store["kind"].as_str(), store["generation"].as_u64()),
+        (Some("gcp-secretmanager"), Some(2)),
+        "{store}"
+    );
+    let current: Value =
+        serde_json::from_str(&fleet.gcp.value(SECRET, "atl-token-current").expect("the alias"))
+            .expect("JSON");
+    assert_eq!(current["generation"], 2, "the alias names the new generation");
+    assert!(fleet.env.auth.is_live(&a.refresh_token()));
+}
+
+/// Three hosts, five prints each every half second for 15 seconds, 3-second tokens and
+/// strict rotation: every print gets a token the server accepts, no superseded refresh token
+/// reaches the server, each refresh is one generation, and the family lives.
+#[test]
+fn a_fleet_of_hosts_never_spends_a_superseded_refresh_token() {
+    let (fleet, a) = fleet_setup(3, -10);
+    let hosts = [a, fleet.host("b", ""), fleet.host("c", "")];
+    let (finished, rounds) = fleet::run(hosts.len(), Duration::from_secs(15), |i| {
+        hosts[i].command(&["print", "--min-valid", "1s"])
+    });
+    assert_eq!(finished.len(), rounds * 15);
+    for (output, at, host) in &finished {
+        assert_exit(output, 0);
+        let token = stdout(output).trim().to_owned();
+        assert!(fleet.env.auth.access_valid_at(&token, *at), "host {host} printed {token}, not valid then");
+    }
+    let auth = &fleet.env.auth;
+    assert_eq!(auth.superseded(), 0, "a superseded refresh token reached the server");
+    let generation = hosts[0].store()["generation"].as_u64().expect("generation");
+    assert_eq!(auth.refreshes(), generation - 1, "one refresh per generation");
+    assert!(auth.refreshes() >= 4, "15 s of 3-second tokens need refreshes");
+    assert!(auth.is_live(&hosts[0].refresh_token()), "the family is alive");
+}
+
+#[test]
+fn a_crash_after_the_claim_is_recovered_when_the_lease_runs_out() {
+    let (fleet, a) = fleet_setup(3600, -10);
+    fleet::crash_after(a.command(&["refresh"]), "claimed");
+    assert_eq!(fleet.env.auth.refreshes(), 0);
+    let b = fleet.host("b", "");
+    let started = Instant::now();
+    assert_exit(&b.run(&["print", "--min-valid", "1s"]), 0);
+    assert!(started.elapsed() >= Duration::from_secs(2), "waited for the lease");
+    assert_eq!(fleet.env.auth.refreshes(), 1);
+    assert!(fleet.env.auth.is_live(&b.refresh_token()));
+}
+
+/// Killed between adding the new generation's version and moving the alias to it: the next
+/// host finds the version above the current one and makes it current, spending nothing.
+#[test]
+fn a_crash_between_the_version_and_the_alias_is_recovered_without_another_refresh() {
+    let (fleet, a) = fleet_setup(3600, -10);
+    fleet::crash_after(a.command(&["refresh"]), "put");
+    assert_eq!(fleet.env.auth.refreshes(), 1);
+    assert_eq!(a.store()["generation"], 1, "written, not made current");
+    let b = fleet.host("b", "");
+    assert_exit(&b.run(&["print", "--min-valid", "1s"]), 0);
+    assert_eq!(fleet.env.auth.refreshes(), 1, "the written set was made current, not refreshed again");
+    assert_eq!(b.store()["generation"], 2);
+    assert!(fleet.env.auth.is_live(&b.refresh_token()), "the family is alive");
+    assert_eq!(fleet.env.auth.superseded(), 0);
+}
+
+/// Killed after the server's answer (strict rotation: the old pair is gone), the host kept
+/// the new set: the others find the family dead; its next run hands the set over.
+#[test]
+fn a_host_that_died_after_the_answer_hands_the_new_set_over_on_its_next_run() {
+    let (fleet, a) = fleet_setup(3600, -10);
+    fleet::crash_after(a.command(&["refresh"]), "answered");
+    let b = fleet.host("b", "");
+    let dead = b.run(&["print", "--min-valid", "1s"]);
+    assert_exit(&dead, 4);
+    assert!(stderr(&dead).contains(&format!("GCP secret projects/{PROJECT}/secrets/{SECRET} is dead")));
+    let handed = a.run(&["print", "--min-valid", "1s"]);
+    assert_exit(&handed, 0);
+    assert!(stderr(&handed).contains("it is there now"), "{}", stderr(&handed));
+    assert!(fleet.env.auth.is_live(&b.refresh_token()), "the family lives again");
+}
+
+/// Three hosts for 20 s under 15% faults of the service (throttling, 503, dropped
+/// connections, answers lost after the call was applied, calls applied after the client gave
+/// up): no superseded refresh token, one refresh per generation, the family lives.
+#[test]
+fn a_fleet_under_secret_manager_faults_loses_nothing() {
+    let (fleet, _) = fleet_setup(3, -10);
+    let hosts: Vec<Host> = ["a", "b", "c"].iter().map(|n| fleet.host(n, "ATL_STORE_LEASE=30s\n")).collect();
+    // The hosts' ATL_HTTP_TIMEOUT is 2 s.
+    fleet.gcp.inject(15, Duration::from_millis(2500));
+    let (finished, rounds) = fleet::run(hosts.len(), Duration::from_secs(20), |i| {
+        hosts[i].command(&["print", "--min-valid", "1s"])
+    });
+    fleet.gcp.inject(0, Duration::ZERO);
+    assert_eq!(finished.len(), rounds * 15, "every print finished");
+    let auth = &fleet.env.auth;
+    let mut failed = 0;
+    for (output, at, host) in &finished {
+        match output.status.code() {
+            Some(0) => {
+                let token = stdout(output).trim().to_owned();
+                assert!(auth.access_valid_at(&token, *at), "host {host} printed {token}, not valid then");
+            }
+            Some(1) => {
+                failed += 1;
+                let message = stderr(output);
+                assert_eq!(message.lines().count(), 1, "one sentence: {message}");
+            }
+            _ => panic!("host {host}: {:?}\n{}", output.status, stderr(output)),
+        }
+    }
+    let generation = hosts[0].store()["generation"].as_u64().expect("generation");
+    let injected = fleet.gcp.injected();
+    eprintln!(
+        "GCP fleet under faults: {} prints, {failed} exit 1, {} refreshes, generation {generation}, faults \
+         {injected:?}",
+        finished.len(),
+        auth.refreshes()
+    );
+    assert!(failed * 100 <= finished.len() * 3, "{failed} of {} prints failed", finished.len());
+    for fault in [Fault::Throttled, Fault::Unavailable, Fault::Dropped, Fault::AnswerLost, Fault::Late] {
+        assert!(injected.get(&fault).is_some_and(|&n| n > 0), "{fault:?} happened: {injected:?}");
+    }
+    assert_eq!(auth.superseded(), 0, "a superseded refresh token reached the server");
+    assert_eq!(auth.refreshes(), generation - 1, "one refresh per generation");
+    assert!(auth.refreshes() >= 4, "20 s of 3-second tokens need refreshes: {}", auth.refreshes());
+    assert!(auth.is_live(&hosts[0].refresh_token()), "the family is alive");
+}
+
+/// Five seconds of throttling from the claim on, that is as the refresh token is spent: the
+/// new generation is written once the service lets it, and nothing is lost.
+#[test]
+fn a_burst_of_throttling_right_after_a_refresh_loses_nothing() {
+    let (fleet, a) = fleet_setup(3600, -10);
+    let a = Host { env: a.env, dir: a.dir };
+    std::fs::write(
+        a.dir.join(".env"),
+        std::fs::read_to_string(a.dir.join(".env")).expect(".env") + "ATL_STORE_LEASE=30s\n",
+    )
+    .expect("write .env");
+    fleet.gcp.arm(Duration::from_secs(5));
+    let refreshed = a.run(&["refresh"]);
+    assert_exit(&refreshed, 0);
+    assert!(fleet.gcp.throttled() >= 3, "the burst hit the write: {} throttled", fleet.gcp.throttled());
+    assert_eq!(fleet.env.auth.refreshes(), 1);
+    assert_eq!(fleet.env.auth.superseded(), 0);
+    let b = fleet.host("b", "");
+    assert_eq!(b.store()["generation"], 2);
+    assert!(fleet.env.auth.is_live(&b.refresh_token()), "the family is alive");
+}
+
+/// 15 processes on 3 hosts find the token expired at once: at most 3 new versions per
+/// refresh on average (measured in bench/RESULTS.md).
+#[test]
+fn racing_processes_write_few_versions() {
+    let (fleet, a) = fleet_setup(3600, -10);
+    let hosts = [a, fleet.host("b", ""), fleet.host("c", "")];
+    let mut per_refresh = Vec::new();
+    for _ in 0..3 {
+        fleet::expire(&fleet.env.auth, hosts[0].command(&["refresh"]));
+        let before = (fleet.gcp.versions_added(SECRET), fleet.env.auth.refreshes());
+        fleet::race(hosts.len(), |i| hosts[i].command(&["print", "--min-valid", "1s"]));
+        let refreshes = (fleet.env.auth.refreshes() - before.1).max(1) as f64;
+        per_refresh.push((fleet.gcp.versions_added(SECRET) - before.0) as f64 / refreshes);
+    }
+    let average = per_refresh.iter().sum::<f64>() / per_refresh.len() as f64;
+    eprintln!("GCP: versions per refresh with 15 racing processes: {per_refresh:?}, average {average:.1}");
+    assert!(average <= 3.0, "{average:.1} versions per refresh");
+}
+
+/// Versions below the current one are destroyed once they are an hour old, so that the
+/// secret (billed per version) does not grow with every refresh.
+#[test]
+fn old_versions_are_destroyed_after_an_hour() {
+    let (fleet, a) = fleet_setup(3600, -10);
+    for _ in 0..3 {
+        assert_exit(&a.run(&["refresh", "--force"]), 0);
+    }
+    let added = fleet.gcp.versions_added(SECRET);
+    assert_eq!(fleet.gcp.live_versions(SECRET) as u64, added, "nothing is destroyed within the hour");
+    fleet.gcp.age_versions(3601);
+    assert_exit(&a.run(&["refresh", "--force"]), 0);
+    let live = fleet.gcp.live_versions(SECRET);
+    assert!(live <= 3, "{live} versions left: the current one, and the last refresh's claim");
+    assert!(fleet.env.auth.is_live(&a.refresh_token()), "the family is alive");
+    assert_eq!(a.store()["generation"].as_u64(), Some(5));
+}
+
+/// `logout` marks the family logged out in the secret: every host then asks for a login.
+#[test]
+fn logout_marks_the_family_logged_out_for_every_host() {
+    let (fleet, a) = fleet_setup(3600, 3600);
+    let b = fleet.host("b", "");
+    assert_exit(&b.run(&["print"]), 0);
+    assert_exit(&a.run(&["logout"]), 0);
+    assert_eq!(fleet.env.auth.revoked().len(), 1, "Data Center: the refresh token was revoked");
+    let refused = b.run(&["refresh"]);
+    assert_exit(&refused, 4);
+    assert!(stderr(&refused).contains("logged out"), "{}", stderr(&refused));
+}
+
+/// `login` creates the secret (automatic replication) and points the alias at its first
+/// version; a second login replaces the family with a new generation.
+#[test]
+fn login_creates_the_secret_and_a_second_login_replaces_the_family() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let env = TestEnv::new();
+    let gcp = SecretManager::start();
+    let key = key_file(env.dir.path());
+    let port = common::free_port();
+    let host =
+        Host::new(&env, &gcp, &key, "a", &format!("ATL_REDIRECT_URI=http://127.0.0.1:{port}/callback\n"));
+    for round in 1..=2 {
+        let mut child = host
+            .command(&["login", "--paste"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let lines = common::StderrLines::take(&mut child);
+        let url =
+            url::Url::parse(lines.wait_line(|l| l.trim_start().starts_with("http://")).trim()).expect("URL");
+        let address = common::redirect_address(port, &common::state_of(&url));
+        writeln!(child.stdin.take().expect("stdin"), "{address}").expect("paste");
+        let status = common::wait_exit(&mut child, Duration::from_secs(30));
+        assert_eq!(status.code(), Some(0), "{}", lines.all());
+        assert_eq!(host.store()["generation"], round);
+    }
+    let current: Value =
+        serde_json::from_str(&gcp.value(SECRET, "atl-token-current").expect("alias")).expect("JSON");
+    assert_eq!(current["generation"], 2);
+    assert!(!host.dir.join("token.json").exists(), "the family is in the secret, not in a file");
+    assert!(env.auth.is_live(&host.refresh_token()));
+}
+
+#[test]
+fn a_missing_permission_is_named_with_no_value_shown() {
+    let (fleet, a) = fleet_setup(3600, -10);
+    fleet.gcp.deny("AddSecretVersion");
+    let refused = a.run(&["refresh"]);
+    assert_exit(&refused, 2);
+    let message = stderr(&refused);
+    assert!(message.contains("secretmanager.versions.add"), "{message}");
+    assert!(message.contains(&format!("projects/{PROJECT}/secrets/{SECRET}")), "{message}");
+    assert!(!message.contains("rt-") && !message.contains("at-"), "no token shown: {message}");
+    assert_eq!(fleet.env.auth.refreshes(), 0, "refused before anything was spent");
+}
+
+#[test]
+fn missing_credentials_and_an_unreachable_service_are_clear() {
+    let (fleet, a) = fleet_setup(3600, -10);
+    let mut nokey = fleet.host("nokey", "");
+    nokey.env.retain(|(k, _)| *k != "GOOGLE_APPLICATION_CREDENTIALS");
+    let output = nokey.run(&["refresh"]);
+    assert_exit(&output, 2);
+    assert!(stderr(&output).contains("no Google credentials"), "{}", stderr(&output));
+
+    let mut away = fleet.host("away", "");
+    away.env[0].1 = format!("http://127.0.0.1:{}", common::CLOSED_PORT);
+    let output = away.run(&["refresh"]);
+    assert_exit(&output, 1);
+    let message = stderr(&output);
+    assert!(message.contains(&format!("projects/{PROJECT}/secrets/{SECRET}")), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
+
+    let mut plain = fleet.host("plain", "");
+    plain.env[0].1 = "http://secretmanager.example.com".to_owned();
+    let output = plain.run(&["refresh"]);
+    assert_exit(&output, 2);
+    assert!(stderr(&output).contains("ATL_GCP_ENDPOINT"), "{}", stderr(&output));
+    drop(a);
+}
