@@ -310,12 +310,12 @@ fn racing_processes_write_few_versions() {
 fn old_versions_are_destroyed_after_an_hour() {
     let (fleet, a) = fleet_setup(3600, -10);
     for _ in 0..3 {
-        assert_exit(&a.run(&["refresh", "--force"]), 0);
+        assert_exit(&a.run(&["refresh"]), 0);
     }
     let added = fleet.gcp.versions_added(SECRET);
     assert_eq!(fleet.gcp.live_versions(SECRET) as u64, added, "nothing is destroyed within the hour");
     fleet.gcp.age_versions(3601);
-    assert_exit(&a.run(&["refresh", "--force"]), 0);
+    assert_exit(&a.run(&["refresh"]), 0);
     let live = fleet.gcp.live_versions(SECRET);
     assert!(live <= 3, "{live} versions left: the current one, and the last refresh's claim");
     assert!(fleet.env.auth.is_live(&a.refresh_token()), "the family is alive");
