@@ -338,9 +338,21 @@ pub enum PsoxyCommand {
 
 #[derive(Debug, Args)]
 pub struct PsoxyPushArgs {
-    /// aws-ssm:PREFIX or aws-secretsmanager:PREFIX (an empty PREFIX: PSOXY_JIRA_CLOUD_).
+    /// aws-ssm:PREFIX, aws-secretsmanager:PREFIX or gcp:projects/PROJECT[/PREFIX] (an empty
+    /// PREFIX: PSOXY_JIRA_CLOUD_).
     pub target: String,
+    /// Log in first (a browser consent, as `login` does) with psoxy's scopes and
+    /// offline_access, and push that fresh family.
+    #[arg(long)]
+    pub login: bool,
+    /// With --login: only print the authorization URL; do not open a browser.
+    #[arg(long, requires = "login")]
+    pub no_browser: bool,
+    /// With --login: no listener; paste the address the browser was sent to (over SSH).
+    #[arg(long, requires = "login")]
+    pub paste: bool,
     /// SSM and Secrets Manager: the KMS key to encrypt with (default: the AWS managed key).
+    /// Not for GCP, whose secrets keep their own encryption settings.
     #[arg(long, value_name = "KEY")]
     pub kms_key_id: Option<String>,
     /// Set `jira_cloud_id = "…"` in this Terraform variables file (the rest unchanged).
@@ -356,7 +368,7 @@ pub struct PsoxyPushArgs {
 
 #[derive(Debug, Args)]
 pub struct PsoxyStatusArgs {
-    /// aws-ssm:PREFIX or aws-secretsmanager:PREFIX.
+    /// aws-ssm:PREFIX, aws-secretsmanager:PREFIX or gcp:projects/PROJECT[/PREFIX].
     pub target: String,
     /// For monitoring: one line, and exit 0, 3 (the family ends within --warn-days) or 4.
     #[arg(long)]

@@ -189,6 +189,7 @@ fn permission(action: &str) -> &'static str {
         "AddSecretVersion" => "secretmanager.versions.add",
         "AccessSecretVersion" => "secretmanager.versions.access",
         "ListSecretVersions" => "secretmanager.versions.list",
+        "GetSecretVersion" => "secretmanager.versions.get",
         "DestroySecretVersion" => "secretmanager.versions.destroy",
         _ => "for this call",
     }

@@ -78,7 +78,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logout(args) => commands::logout::run(&config()?, args),
         // These need no settings: they make them, list them, or describe the tool.
         Command::Store(StoreCommand::Push(args)) => commands::push::run(&config()?, args),
-        Command::Psoxy(PsoxyCommand::Push(args)) => commands::psoxy::push(&config()?, args),
+        Command::Psoxy(PsoxyCommand::Push(args)) => commands::psoxy::push(config()?, args),
         Command::Psoxy(PsoxyCommand::Status(args)) => commands::psoxy::status(&config()?, args),
         Command::Keygen(args) => commands::keygen::run(args),
         Command::Init(args) => commands::init::run(&lookup(), args),

@@ -408,3 +408,171 @@ fn missing_credentials_and_an_unreachable_service_are_clear() {
     assert!(stderr(&output).contains("ATL_GCP_ENDPOINT"), "{}", stderr(&output));
     drop(a);
 }
+
+/// The real binary with a test's Google settings, in `env`'s folder.
+fn psoxy_command(env: &TestEnv, gcp: &SecretManager, key: &Path, args: &[&str]) -> Command {
+    let mut command = atl_command(env.dir.path(), args);
+    command.envs([
+        ("ATL_GCP_ENDPOINT", gcp.endpoint()),
+        ("GOOGLE_APPLICATION_CREDENTIALS", key.display().to_string()),
+    ]);
+    command
+}
+
+/// What psoxy's Terraform makes: the four secrets and the lock's, holding `fill me`.
+fn terraformed(gcp: &SecretManager) {
+    for what in ["CLIENT_ID", "CLIENT_SECRET", "REFRESH_TOKEN", "ACCESS_TOKEN", "OAUTH_REFRESH_TOKEN"] {
+        let secret = format!("PSOXY_JIRA_CLOUD_{what}");
+        gcp.put(&secret, "fill me", common::now() - 86_400);
+        gcp.set_label(&secret, "managed-by", "terraform");
+    }
+}
+
+/// Seed 004's steps 5 to 9 on GCP: a fresh family goes to psoxy's secrets as new versions,
+/// `latest-version` moved to each (other labels kept) and the old versions destroyed, as
+/// psoxy writes them; the lock is released; the token file is never spent again.
+#[test]
+fn psoxy_push_to_gcp_writes_psoxys_secrets_and_hands_the_family_over() {
+    let env = TestEnv::new();
+    let gcp = SecretManager::start();
+    let key = key_file(env.dir.path());
+    terraformed(&gcp);
+    env.write_token(3600);
+    let token = env.read_token();
+    let output = psoxy_command(&env, &gcp, &key, &["psoxy", "push", &format!("gcp:projects/{PROJECT}")])
+        .output()
+        .expect("run");
+    assert_exit(&output, 0);
+    assert_eq!(stdout(&output).trim(), common::SITE_ID, "the cloud id on stdout");
+    let read = |what: &str| {
+        let secret = format!("PSOXY_JIRA_CLOUD_{what}");
+        let labels = gcp.labels(&secret);
+        assert_eq!(labels.get("managed-by").map(String::as_str), Some("terraform"), "{secret}: labels kept");
+        let version = labels.get("latest-version").unwrap_or_else(|| panic!("{secret}: latest-version"));
+        assert_eq!(gcp.live_versions(&secret), 1, "{secret}: the placeholder version was destroyed");
+        gcp.value(&secret, version).expect("the labelled version")
+    };
+    assert_eq!(read("REFRESH_TOKEN"), token["refresh_token"].as_str().expect("rt"));
+    assert_eq!(read("CLIENT_ID"), common::CLIENT_ID);
+    assert_eq!(read("CLIENT_SECRET"), common::CLIENT_SECRET);
+    let access: Value = serde_json::from_str(&read("ACCESS_TOKEN")).expect("JSON");
+    let expires_ms = token["expires_at"].as_u64().expect("expires_at") * 1000;
+    assert_eq!(access, json!({"token": token["access_token"], "expirationDate": expires_ms}));
+    let lock = gcp.labels("PSOXY_JIRA_CLOUD_OAUTH_REFRESH_TOKEN");
+    assert!(!lock.contains_key("locked"), "the lock was released: {lock:?}");
+    assert!(gcp.labels("PSOXY_JIRA_CLOUD_REFRESH_TOKEN").contains_key("atl-token-family-started-at"));
+
+    let target = format!("gcp:projects/{PROJECT}/PSOXY_JIRA_CLOUD_");
+    for args in [&["refresh"][..], &["print", "--refresh"][..]] {
+        let refused = psoxy_command(&env, &gcp, &key, args).output().expect("run");
+        assert_exit(&refused, 2);
+        assert!(stderr(&refused).contains(&format!("handed over to {target}")), "{}", stderr(&refused));
+    }
+    assert_eq!(env.auth.refreshes(), 0);
+    let status =
+        psoxy_command(&env, &gcp, &key, &["psoxy", "status", &target, "--check"]).output().expect("run");
+    assert_exit(&status, 0);
+    assert!(stdout(&status).starts_with("OK:"), "{}", stdout(&status));
+    assert!(!stdout(&status).contains(token["refresh_token"].as_str().expect("rt")), "never a value");
+}
+
+/// psoxy holding its lock (a fresh `locked` label) makes `push` wait, then refuse (exit 1)
+/// naming it; nothing is written and the lock is psoxy's still. A lock ten minutes old is
+/// stale: `push` says so, takes it over, and goes on.
+#[test]
+fn psoxy_push_to_gcp_respects_a_fresh_lock_and_takes_over_a_stale_one() {
+    let env = TestEnv::new();
+    let gcp = SecretManager::start();
+    let key = key_file(env.dir.path());
+    terraformed(&gcp);
+    env.write_token(3600);
+    let lock = "PSOXY_JIRA_CLOUD_OAUTH_REFRESH_TOKEN";
+    let held = (common::now() * 1000).to_string();
+    gcp.set_label(lock, "locked", &held);
+    let push = ["psoxy", "push", "gcp:projects/atl-test", "--wait", "2s"];
+    let started = Instant::now();
+    let output = psoxy_command(&env, &gcp, &key, &push).output().expect("run");
+    assert_exit(&output, 1);
+    assert!(started.elapsed() >= Duration::from_secs(2), "it waited");
+    assert!(stderr(&output).contains(lock), "{}", stderr(&output));
+    assert_eq!(gcp.labels(lock).get("locked"), Some(&held), "psoxy's lock is left alone");
+    assert_eq!(gcp.versions_added("PSOXY_JIRA_CLOUD_REFRESH_TOKEN"), 1, "nothing was written");
+
+    gcp.set_label(lock, "locked", &((common::now() - 600) * 1000).to_string());
+    let output = psoxy_command(&env, &gcp, &key, &[&push[..], &["--force"]].concat()).output().expect("run");
+    assert_exit(&output, 0);
+    assert!(stderr(&output).contains("is stale"), "{}", stderr(&output));
+    assert!(!gcp.labels(lock).contains_key("locked"), "released");
+    assert_eq!(gcp.versions_added("PSOXY_JIRA_CLOUD_REFRESH_TOKEN"), 2, "written");
+}
+
+/// `psoxy status --check` from chosen times: healthy; the family's year ending within
+/// --warn-days (3); the refresh token unchanged for 100 days, or still psoxy's placeholder (4).
+#[test]
+fn psoxy_status_on_gcp_follows_the_refresh_token_and_the_year() {
+    const DAY: i64 = 86_400;
+    let check = |refresh_changed: i64, started: i64, refresh: &str| {
+        let env = TestEnv::new();
+        let gcp = SecretManager::start();
+        let key = key_file(env.dir.path());
+        let now = common::now();
+        for what in ["CLIENT_ID", "CLIENT_SECRET", "ACCESS_TOKEN"] {
+            gcp.put(&format!("PSOXY_JIRA_CLOUD_{what}"), "a value", now - DAY);
+        }
+        let secret = "PSOXY_JIRA_CLOUD_REFRESH_TOKEN";
+        gcp.put(secret, "rt-first", now - started);
+        gcp.put(secret, refresh, now - refresh_changed);
+        gcp.set_label(secret, "latest-version", "2");
+        gcp.set_label(secret, "atl-token-family-started-at", &(now - started).to_string());
+        let output =
+            psoxy_command(&env, &gcp, &key, &["psoxy", "status", "gcp:projects/atl-test", "--check"])
+                .output()
+                .expect("run");
+        assert!(!stdout(&output).contains("rt-"), "never a value: {}", stdout(&output));
+        (output.status.code(), stdout(&output))
+    };
+    assert_eq!(check(DAY, 10 * DAY, "rt-live").0, Some(0));
+    let (code, line) = check(DAY, 340 * DAY, "rt-live");
+    assert_eq!(code, Some(3), "{line}");
+    assert!(line.starts_with("WARNING:"), "{line}");
+    assert_eq!(check(100 * DAY, 120 * DAY, "rt-live").0, Some(4));
+    assert_eq!(check(DAY, 10 * DAY, "fill me").0, Some(4), "the placeholder is no value");
+}
+
+/// `psoxy push --login`: a login with psoxy's scopes (seed 004's, and offline_access), whatever
+/// ATL_SCOPE says, then the push of that fresh family.
+#[test]
+fn psoxy_push_login_asks_for_psoxys_scopes() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let env = TestEnv::new();
+    let gcp = SecretManager::start();
+    let key = key_file(env.dir.path());
+    let port = common::free_port();
+    env.write_env(&format!("ATL_REDIRECT_URI=http://127.0.0.1:{port}/callback\n"));
+    let mut child =
+        psoxy_command(&env, &gcp, &key, &["psoxy", "push", "gcp:projects/atl-test", "--login", "--paste"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+    let lines = common::StderrLines::take(&mut child);
+    let url =
+        url::Url::parse(lines.wait_line(|l| l.trim_start().starts_with("http://")).trim()).expect("URL");
+    let scope =
+        url.query_pairs().find(|(k, _)| k == "scope").map(|(_, v)| v.into_owned()).unwrap_or_default();
+    assert_eq!(
+        scope,
+        "offline_access read:group:jira read:avatar:jira read:user:jira read:account read:jira-user read:jira-work"
+    );
+    let address = common::redirect_address(port, &common::state_of(&url));
+    writeln!(child.stdin.take().expect("stdin"), "{address}").expect("paste");
+    let status = common::wait_exit(&mut child, Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", lines.all());
+    let token = env.read_token();
+    let secret = "PSOXY_JIRA_CLOUD_REFRESH_TOKEN";
+    let version = gcp.labels(secret).get("latest-version").cloned().expect("labelled");
+    assert_eq!(gcp.value(secret, &version).as_deref(), token["refresh_token"].as_str());
+    assert!(token["handed_over"].is_object(), "handed over: {token}");
+}

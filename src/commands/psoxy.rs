@@ -19,12 +19,17 @@ use crate::token;
 /// A family older than this may have been rotated by someone else since it was read.
 const FRESH: u64 = 5 * 60;
 
-pub fn push(config: &Config, args: &PsoxyPushArgs) -> Result<()> {
+pub fn push(mut config: Config, args: &PsoxyPushArgs) -> Result<()> {
     let target = Target::parse(&args.target)?;
-    let oauth2 = config.oauth2("psoxy push")?;
+    config.oauth2("psoxy push")?;
     if config.api_base().is_some() {
         return Err(Exit::usage("psoxy push is for Jira Cloud (seed 004): ATL_PROVIDER must be cloud").into());
     }
+    if args.login {
+        login_for_psoxy(&mut config, args)?;
+    }
+    let config = &config;
+    let oauth2 = config.oauth2("psoxy push")?;
     let store = store::open(config)?;
     let store = store.as_ref();
     let stored = store.load_existing()?;
@@ -79,6 +84,25 @@ pub fn push(config: &Config, args: &PsoxyPushArgs) -> Result<()> {
         target.label()
     );
     crate::output::write_out(format!("{cloud_id}\n").as_bytes())
+}
+
+/// A login with the scopes psoxy needs (seed 004's, and `offline_access`), whatever
+/// `ATL_SCOPE` says: the family is psoxy's.
+fn login_for_psoxy(config: &mut Config, push: &PsoxyPushArgs) -> Result<()> {
+    if let crate::config::Auth::OAuth2(oauth2) = &mut config.auth {
+        oauth2.scope = crate::config::Scope {
+            value: psoxy::SCOPES.to_owned(),
+            added_offline_access: false,
+            ladder: None,
+        };
+    }
+    let args = crate::cli::LoginArgs {
+        no_browser: push.no_browser,
+        paste: push.paste,
+        oob: false,
+        timeout: std::time::Duration::from_secs(5 * 60),
+    };
+    crate::commands::login::run(config, &args)
 }
 
 /// The four values, in psoxy's forms, and the family's start for `status`.

@@ -16,6 +16,13 @@
 //!   been `{prefix}lock_OAUTH_REFRESH_TOKEN` in the versions read; the issue (and psoxy's
 //!   Terraform notes) say `{prefix}OAUTH_REFRESH_TOKEN_lock`. atl-token takes both, so that
 //!   it excludes either version of psoxy.
+//!
+//! On GCP (`SecretManagerConfigService`): one secret per value, `{prefix}{NAME}` in the
+//! project; a new value is a new version, after which the secret's label `latest-version`
+//! is set to its number (the other labels kept, the etag sent) and the secret's other
+//! enabled versions are destroyed; readers follow the label and fall back to `latest`. The
+//! lock is the label `locked` = epoch milliseconds on the secret `{prefix}OAUTH_REFRESH_TOKEN`,
+//! set with the etag when missing or stale, and removed to release it.
 
 use std::time::Duration;
 
@@ -26,6 +33,8 @@ use crate::exit::Exit;
 
 #[cfg(feature = "aws")]
 mod aws;
+#[cfg(feature = "gcp")]
+mod gcp;
 
 /// psoxy's default prefix for Jira Cloud.
 pub const DEFAULT_PREFIX: &str = "PSOXY_JIRA_CLOUD_";
@@ -37,13 +46,16 @@ pub const ACCESS_TOKEN: &str = "ACCESS_TOKEN";
 /// What psoxy's Terraform puts in a parameter before it has a value.
 pub const PLACEHOLDER: &str = "fill me";
 /// psoxy's lock id, and how old its lock must be to be stale.
-#[cfg(any(feature = "aws", test))]
+#[cfg(any(feature = "aws", feature = "gcp", test))]
 pub const LOCK_ID: &str = "OAUTH_REFRESH_TOKEN";
-#[cfg(feature = "aws")]
+#[cfg(any(feature = "aws", feature = "gcp"))]
 pub const LOCK_STALE: Duration = Duration::from_secs(120);
-/// The tag (SSM, Secrets Manager) that records when the family started, for `status`.
-#[cfg(feature = "aws")]
+/// The tag (SSM, Secrets Manager) or label (GCP) that records when the family started, for
+/// `status`.
+#[cfg(any(feature = "aws", feature = "gcp"))]
 pub const STARTED_TAG: &str = "atl-token-family-started-at";
+/// The scopes seed 004 asks for, with `offline_access`: what `psoxy push --login` logs in with.
+pub const SCOPES: &str = "offline_access read:group:jira read:avatar:jira read:user:jira read:account read:jira-user read:jira-work";
 
 /// Where psoxy keeps its values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,33 +64,55 @@ pub enum Target {
     Ssm { prefix: String },
     /// Secrets Manager, secrets `{prefix}{NAME}`; the lock stays in SSM.
     SecretsManager { prefix: String },
+    /// GCP Secret Manager: secrets `{prefix}{NAME}` in `project`; the lock a label.
+    Gcp { project: String, prefix: String },
 }
 
 impl Target {
-    /// `aws-ssm:PREFIX` or `aws-secretsmanager:PREFIX` (an empty prefix: psoxy's default).
+    /// `aws-ssm:PREFIX`, `aws-secretsmanager:PREFIX` or `gcp:projects/PROJECT[/PREFIX]` (an
+    /// empty prefix: psoxy's default).
     pub fn parse(text: &str) -> Result<Self, Exit> {
-        let (kind, prefix) = text.split_once(':').unwrap_or((text, ""));
+        let (kind, rest) = text.split_once(':').unwrap_or((text, ""));
+        let usage = || {
+            Exit::usage(format!(
+                "{text}: use aws-ssm:PREFIX, aws-secretsmanager:PREFIX or gcp:projects/PROJECT[/PREFIX] \
+                 (default prefix {DEFAULT_PREFIX})"
+            ))
+        };
+        let (project, prefix) = match kind {
+            "gcp" => {
+                let path = rest.strip_prefix("projects/").ok_or_else(usage)?;
+                let (project, prefix) = path.split_once('/').unwrap_or((path, ""));
+                let project_ok = !project.is_empty()
+                    && project.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                // A secret id is letters, digits, `-` and `_`.
+                let prefix_ok = prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !project_ok || !prefix_ok {
+                    return Err(Exit::usage(format!(
+                        "{text}: use gcp:projects/PROJECT[/PREFIX], a project id and a prefix of letters, \
+                         digits, - and _"
+                    )));
+                }
+                (Some(project.to_owned()), prefix)
+            }
+            _ => (None, rest),
+        };
         let prefix = if prefix.is_empty() { DEFAULT_PREFIX.to_owned() } else { prefix.to_owned() };
         if prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(Exit::usage(format!("{text}: a prefix has no spaces")));
         }
-        match kind {
-            "aws-ssm" => Ok(Self::Ssm { prefix }),
-            "aws-secretsmanager" => Ok(Self::SecretsManager { prefix }),
-            "gcp" => Err(Exit::usage(
-                "gcp: targets (GCP Secret Manager) are not supported yet: use aws-ssm:PREFIX or \
-                 aws-secretsmanager:PREFIX, or store the four values by hand (see the README's psoxy section)",
-            )),
-            _ => Err(Exit::usage(format!(
-                "{text}: use aws-ssm:PREFIX or aws-secretsmanager:PREFIX (default prefix {DEFAULT_PREFIX})"
-            ))),
+        match (kind, project) {
+            ("aws-ssm", _) => Ok(Self::Ssm { prefix }),
+            ("aws-secretsmanager", _) => Ok(Self::SecretsManager { prefix }),
+            ("gcp", Some(project)) => Ok(Self::Gcp { project, prefix }),
+            _ => Err(usage()),
         }
     }
 
     #[cfg(any(feature = "aws", test))]
     pub fn prefix(&self) -> &str {
         match self {
-            Self::Ssm { prefix } | Self::SecretsManager { prefix } => prefix,
+            Self::Ssm { prefix } | Self::SecretsManager { prefix } | Self::Gcp { prefix, .. } => prefix,
         }
     }
 
@@ -87,6 +121,7 @@ impl Target {
         match self {
             Self::Ssm { prefix } => format!("aws-ssm:{prefix}"),
             Self::SecretsManager { prefix } => format!("aws-secretsmanager:{prefix}"),
+            Self::Gcp { project, prefix } => format!("gcp:projects/{project}/{prefix}"),
         }
     }
 
@@ -94,7 +129,7 @@ impl Target {
     pub fn name(&self, what: &str) -> String {
         match self {
             Self::Ssm { prefix } => ssm_name(prefix, what),
-            Self::SecretsManager { prefix } => format!("{prefix}{what}"),
+            Self::SecretsManager { prefix } | Self::Gcp { prefix, .. } => format!("{prefix}{what}"),
         }
     }
 
@@ -142,21 +177,34 @@ pub trait Place {
     fn describe(&self, what: &str) -> Result<Option<Meta>>;
 }
 
-/// Reaches `target`, with the AWS settings of the environment.
+/// Reaches `target`, with the AWS or Google settings of the environment.
 pub fn connect(config: &Config, target: &Target, kms_key_id: Option<&str>) -> Result<Box<dyn Place>> {
-    #[cfg(feature = "aws")]
-    {
-        Ok(Box::new(aws::AwsPlace::connect(config, target, kms_key_id)?))
-    }
-    #[cfg(not(feature = "aws"))]
-    {
-        let _ = (config, kms_key_id);
-        Err(Exit::usage(format!(
-            "{} is in AWS, but this atl-token was built without AWS: install it with \
-             `cargo install --locked --features aws --path .`",
-            target.label()
-        ))
-        .into())
+    match target {
+        #[cfg(feature = "gcp")]
+        Target::Gcp { .. } if kms_key_id.is_some() => {
+            Err(Exit::usage("--kms-key-id is for AWS targets; a GCP secret uses its own encryption settings")
+                .into())
+        }
+        #[cfg(feature = "gcp")]
+        Target::Gcp { .. } => Ok(Box::new(gcp::GcpPlace::connect(config, target)?)),
+        #[cfg(feature = "aws")]
+        Target::Ssm { .. } | Target::SecretsManager { .. } => {
+            Ok(Box::new(aws::AwsPlace::connect(config, target, kms_key_id)?))
+        }
+        #[allow(unreachable_patterns)]
+        _ => {
+            let _ = (config, kms_key_id);
+            let (cloud, feature) = match target {
+                Target::Gcp { .. } => ("GCP", "gcp"),
+                _ => ("AWS", "aws"),
+            };
+            Err(Exit::usage(format!(
+                "{} is in {cloud}, but this atl-token was built without {cloud}: install it with \
+                 `cargo install --locked --features {feature} --path .`",
+                target.label()
+            ))
+            .into())
+        }
     }
 }
 
@@ -240,7 +288,13 @@ mod tests {
         let sm = Target::parse("aws-secretsmanager:psoxy/jira/").expect("prefix");
         assert_eq!(sm.name(CLIENT_ID), "psoxy/jira/CLIENT_ID");
         assert_eq!(sm.lock_names()[0], "/psoxy/jira/lock_OAUTH_REFRESH_TOKEN", "the lock stays in SSM");
-        assert!(Target::parse("gcp:projects/p").is_err());
+        let gcp = Target::parse("gcp:projects/my-project").expect("default prefix");
+        assert_eq!(gcp.name(REFRESH_TOKEN), "PSOXY_JIRA_CLOUD_REFRESH_TOKEN");
+        assert_eq!(gcp.label(), "gcp:projects/my-project/PSOXY_JIRA_CLOUD_");
+        let prefixed = Target::parse("gcp:projects/p-1/PSOXY_JIRA_").expect("prefix");
+        assert_eq!(prefixed.name(CLIENT_ID), "PSOXY_JIRA_CLIENT_ID");
+        assert!(Target::parse("gcp:my-project").is_err(), "projects/ is required");
+        assert!(Target::parse("gcp:projects/p/a/b").is_err(), "a prefix has no slash");
         assert!(Target::parse("s3:x").is_err());
     }
 
