@@ -364,6 +364,7 @@ fn login_creates_the_secret_and_a_second_login_replaces_the_family() {
         assert_eq!(status.code(), Some(0), "{}", lines.all());
         assert_eq!(host.store()["generation"], round);
     }
+    assert!(gcp.exists(SECRET));
     let current: Value =
         serde_json::from_str(&gcp.value(SECRET, "atl-token-current").expect("alias")).expect("JSON");
     assert_eq!(current["generation"], 2);

@@ -10,8 +10,15 @@ use super::{Meta, PLACEHOLDER, Place, REFRESH_TOKEN, STARTED_TAG, Target};
 use crate::config::Config;
 use crate::exit::{Code, Exit};
 
+/// Where the values live; the lock is in SSM either way.
+enum Home {
+    Ssm,
+    SecretsManager,
+}
+
 pub struct AwsPlace {
     target: Target,
+    home: Home,
     kms_key_id: Option<String>,
     runtime: tokio::runtime::Runtime,
     ssm: aws_sdk_ssm::Client,
@@ -22,6 +29,11 @@ pub struct AwsPlace {
 
 impl AwsPlace {
     pub fn connect(config: &Config, target: &Target, kms_key_id: Option<&str>) -> Result<Self> {
+        let home = match target {
+            Target::Ssm { .. } => Home::Ssm,
+            Target::SecretsManager { .. } => Home::SecretsManager,
+            Target::Gcp { .. } => return Err(anyhow!("{} is not an AWS target", target.label())),
+        };
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -29,6 +41,7 @@ impl AwsPlace {
         let sdk = runtime.block_on(crate::aws_sdk::settings(config.http_timeout, None, &target.label()))?;
         Ok(Self {
             target: target.clone(),
+            home,
             kms_key_id: kms_key_id.map(str::to_owned),
             ssm: aws_sdk_ssm::Client::new(&sdk),
             secrets: aws_sdk_secretsmanager::Client::new(&sdk),
@@ -164,8 +177,8 @@ impl Place for AwsPlace {
 
     fn put(&self, what: &str, value: &str) -> Result<()> {
         let name = self.target.name(what);
-        match &self.target {
-            Target::Ssm { .. } => {
+        match self.home {
+            Home::Ssm => {
                 let put = self
                     .ssm
                     .put_parameter()
@@ -176,7 +189,7 @@ impl Place for AwsPlace {
                     .set_key_id(self.kms_key_id.clone());
                 self.runtime.block_on(put.send()).map_err(|e| self.ssm_failed("PutParameter", &name, &e))?;
             }
-            Target::SecretsManager { .. } => {
+            Home::SecretsManager => {
                 let put = self.secrets.put_secret_value().secret_id(&name).secret_string(value);
                 match self.runtime.block_on(put.send()) {
                     Ok(_) => {}
@@ -200,8 +213,8 @@ impl Place for AwsPlace {
 
     fn tag_started(&self, started_at: u64) -> Result<()> {
         let name = self.target.name(REFRESH_TOKEN);
-        match &self.target {
-            Target::Ssm { .. } => {
+        match self.home {
+            Home::Ssm => {
                 let tag = Tag::builder().key(STARTED_TAG).value(started_at.to_string()).build()?;
                 let call = self
                     .ssm
@@ -213,7 +226,7 @@ impl Place for AwsPlace {
                     .block_on(call.send())
                     .map_err(|e| self.ssm_failed("AddTagsToResource", &name, &e))?;
             }
-            Target::SecretsManager { .. } => {
+            Home::SecretsManager => {
                 let tag = aws_sdk_secretsmanager::types::Tag::builder()
                     .key(STARTED_TAG)
                     .value(started_at.to_string())
@@ -229,8 +242,8 @@ impl Place for AwsPlace {
 
     fn describe(&self, what: &str) -> Result<Option<Meta>> {
         let name = self.target.name(what);
-        match &self.target {
-            Target::Ssm { .. } => {
+        match self.home {
+            Home::Ssm => {
                 let got =
                     self.runtime.block_on(self.ssm.get_parameter().name(&name).with_decryption(true).send());
                 let output = match got {
@@ -265,7 +278,7 @@ impl Place for AwsPlace {
                 }
                 Ok(Some(meta))
             }
-            Target::SecretsManager { .. } => {
+            Home::SecretsManager => {
                 let described = self.runtime.block_on(self.secrets.describe_secret().secret_id(&name).send());
                 let output = match described {
                     Ok(output) => output,

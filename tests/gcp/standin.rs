@@ -68,8 +68,6 @@ struct State {
     injected: HashMap<Fault, usize>,
     /// A method (`AddSecretVersion`, …) refused with PERMISSION_DENIED.
     denied: Option<String>,
-    /// Calls that changed something, by method.
-    writes: HashMap<String, usize>,
     /// Throttle every call for this long after the next update of a secret.
     armed: Option<Duration>,
     throttle_until: Option<std::time::Instant>,
@@ -123,11 +121,6 @@ impl SecretManager {
 
     pub fn deny(&self, method: &str) {
         self.state().denied = Some(method.to_owned());
-    }
-
-    /// How many calls of `method` changed something.
-    pub fn writes(&self, method: &str) -> usize {
-        self.state().writes.get(method).copied().unwrap_or(0)
     }
 
     /// Versions of `secret` (its id) not destroyed.
@@ -320,11 +313,12 @@ fn handle(shared: &Mutex<State>, request: &Request) -> Reply {
         _ => {}
     }
     let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
-    let reply = serve(&mut state, request, method, &path, query);
-    if method == "UpdateSecret" && matches!(reply, Reply::Json(200, _)) {
-        if let Some(length) = state.armed.take() {
-            state.throttle_until = Some(std::time::Instant::now() + length);
-        }
+    let reply = serve(&mut state, request, &path, query);
+    if method == "UpdateSecret"
+        && matches!(reply, Reply::Json(200, _))
+        && let Some(length) = state.armed.take()
+    {
+        state.throttle_until = Some(std::time::Instant::now() + length);
     }
     if matches!(fault, Some((Fault::AnswerLost, _))) {
         return Reply::Hang(Duration::ZERO);
@@ -332,7 +326,7 @@ fn handle(shared: &Mutex<State>, request: &Request) -> Reply {
     reply
 }
 
-fn serve(state: &mut State, request: &Request, method: &'static str, path: &str, query: &str) -> Reply {
+fn serve(state: &mut State, request: &Request, path: &str, query: &str) -> Reply {
     let params: HashMap<String, String> =
         url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
     let body: Value = serde_json::from_slice(&request.body).unwrap_or(Value::Null);
@@ -341,7 +335,6 @@ fn serve(state: &mut State, request: &Request, method: &'static str, path: &str,
     if parts.len() < 3 || parts[0] != "projects" || parts[1] != PROJECT || parts[2] != "secrets" {
         return error(404, "NOT_FOUND", &format!("Project or resource {resource} not found."));
     }
-    let counted = |state: &mut State| *state.writes.entry(method.to_owned()).or_default() += 1;
     if parts.len() == 3 {
         // POST projects/P/secrets?secretId=ID
         let Some(id) = params.get("secretId").filter(|id| !id.is_empty()) else {
@@ -358,7 +351,6 @@ fn serve(state: &mut State, request: &Request, method: &'static str, path: &str,
         let secret = Secret { created: now(), etag: 1, labels, ..Secret::default() };
         let answer = secret_json(&secret_name, &secret);
         state.secrets.insert(secret_name, secret);
-        counted(state);
         return Reply::Json(200, answer);
     }
     let secret_name = parts[..4].join("/");
@@ -410,7 +402,6 @@ fn serve(state: &mut State, request: &Request, method: &'static str, path: &str,
             next.etag += 1;
             *secret = next;
             let answer = secret_json(&secret_name, secret);
-            counted(state);
             Reply::Json(200, answer)
         }
         ("POST", 4, "addVersion") => {
@@ -427,7 +418,6 @@ fn serve(state: &mut State, request: &Request, method: &'static str, path: &str,
                 Version { number: secret.versions.len() as u64 + 1, created: now(), state: "ENABLED", data };
             let answer = version_json(&secret_name, &version);
             secret.versions.push(version);
-            counted(state);
             Reply::Json(200, answer)
         }
         ("GET", 5, "") if parts[4] == "versions" => {
@@ -472,7 +462,6 @@ fn serve(state: &mut State, request: &Request, method: &'static str, path: &str,
             version.state = "DESTROYED";
             version.data.clear();
             let answer = version_json(&secret_name, version);
-            counted(state);
             Reply::Json(200, answer)
         }
         _ => error(404, "NOT_FOUND", &format!("No such method: {} {path}", request.method)),
