@@ -122,10 +122,25 @@ fn check_credentials(what: &str) -> Result<(), Exit> {
     )))
 }
 
-/// A failed call in one sentence, and whether trying again may help.
+/// A failed call in one sentence; whether trying again may help; whether it is the settings'
+/// fault (the credentials, a permission, a malformed name: exit 2).
 pub struct Failure {
     pub message: String,
     pub passing: bool,
+    pub usage: bool,
+}
+
+impl Failure {
+    /// As an error: exit 2 for the settings' fault, else exit 1.
+    pub fn into_error(self) -> anyhow::Error {
+        if self.usage { Exit::usage(self.message).into() } else { anyhow::anyhow!(self.message) }
+    }
+}
+
+/// A new secret as atl-token creates one: automatic replication, no labels.
+pub fn new_secret() -> model::Secret {
+    model::Secret::new()
+        .set_replication(model::Replication::new().set_automatic(model::replication::Automatic::new()))
 }
 
 /// `action` (`AddSecretVersion`, …) on `resource` failed: Google's status and message, the
@@ -171,8 +186,10 @@ pub fn failure(action: &str, resource: &str, error: &Error) -> Failure {
         ),
         None => !error.is_authentication() && error.http_status_code().is_none_or(|s| s == 429 || s >= 500),
     };
+    let usage = error.is_authentication()
+        || matches!(code, Some(Code::PermissionDenied | Code::Unauthenticated | Code::InvalidArgument));
     let message = format!("GCP Secret Manager {action} on {resource} failed: {detail}{hint}");
-    Failure { message: crate::text::one_line(&message), passing }
+    Failure { message: crate::text::one_line(&message), passing, usage }
 }
 
 /// Google's status code of a failed call, if the service answered with one.

@@ -46,11 +46,7 @@ impl GcpPlace {
     }
 
     fn failed(&self, action: &str, resource: &str, error: &gcp_sdk::Error) -> anyhow::Error {
-        let failure = gcp_sdk::failure(action, resource, error);
-        match gcp_sdk::code(error) {
-            Some(Code::PermissionDenied | Code::Unauthenticated) => Exit::usage(failure.message).into(),
-            _ => anyhow!(failure.message),
-        }
+        gcp_sdk::failure(action, resource, error).into_error()
     }
 
     /// The secret, or `None` when it does not exist.
@@ -70,8 +66,7 @@ impl GcpPlace {
         }
         let (parent, id) = name.split_once("/secrets/").unwrap_or((name, ""));
         let (parent, id) = (parent.to_owned(), id.to_owned());
-        let secret = model::Secret::new()
-            .set_replication(model::Replication::new().set_automatic(model::replication::Automatic::new()));
+        let secret = gcp_sdk::new_secret();
         let created = self.gcp.run(|client| async move {
             client.create_secret().set_parent(parent).set_secret_id(id).set_secret(secret).send().await
         });

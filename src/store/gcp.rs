@@ -23,7 +23,6 @@ use google_cloud_gax::error::rpc::Code;
 
 use super::shared::{Cas, Purpose, Swapped, Unavailable, Versioned, Write, off_runtime};
 use crate::config::{Config, GCP_SECRET_MANAGER, SecretSettings};
-use crate::exit::Exit;
 use crate::gcp_sdk::{self, Gcp, model};
 
 /// The version alias that marks the current document.
@@ -83,16 +82,7 @@ impl GcpSecret {
     /// [`Unavailable`]; a refusal of the credentials or a permission is exit 2.
     fn failed(&self, action: &str, resource: &str, error: &gcp_sdk::Error) -> anyhow::Error {
         let failure = gcp_sdk::failure(action, resource, error);
-        if failure.passing {
-            return Unavailable(failure.message).into();
-        }
-        match gcp_sdk::code(error) {
-            Some(Code::PermissionDenied | Code::Unauthenticated | Code::InvalidArgument) => {
-                Exit::usage(failure.message).into()
-            }
-            _ if error.is_authentication() => Exit::usage(failure.message).into(),
-            _ => anyhow!(failure.message),
-        }
+        if failure.passing { Unavailable(failure.message).into() } else { failure.into_error() }
     }
 
     fn version_name(&self, version: &str) -> String {
@@ -173,17 +163,24 @@ impl GcpSecret {
         Ok(Some(Versioned { version, text: String::from_utf8_lossy(&data).into_owned() }))
     }
 
-    /// The versions not destroyed, newest first (the first page: 100).
+    /// The enabled versions, newest first (the first page, 100: destroyed versions stay
+    /// listed forever, and are left out by the filter).
     fn versions(&self) -> Result<Vec<model::SecretVersion>> {
         let parent = self.name.clone();
         let listed = self.block(|client| async move {
-            client.list_secret_versions().set_parent(parent).set_page_size(100).send().await
+            client
+                .list_secret_versions()
+                .set_parent(parent)
+                .set_filter("state:ENABLED")
+                .set_page_size(100)
+                .send()
+                .await
         })?;
         let listed = listed.map_err(|e| self.failed("ListSecretVersions", &self.name, &e))?;
         let mut versions: Vec<model::SecretVersion> = listed
             .versions
             .into_iter()
-            .filter(|v| v.state != model::secret_version::State::Destroyed)
+            .filter(|v| v.state == model::secret_version::State::Enabled)
             .collect();
         versions.sort_by_key(|v| std::cmp::Reverse(number_of(&v.name).and_then(|n| n.parse::<u64>().ok())));
         Ok(versions)
@@ -253,8 +250,7 @@ impl Cas for GcpSecret {
     fn create(&self, write: &Write<'_>) -> Result<Option<String>> {
         let (project, secret_id) = self.name.split_once("/secrets/").unwrap_or((&self.name, ""));
         let (parent, secret_id) = (project.to_owned(), secret_id.to_owned());
-        let secret = model::Secret::new()
-            .set_replication(model::Replication::new().set_automatic(model::replication::Automatic::new()));
+        let secret = gcp_sdk::new_secret();
         let created = self.block(|client| async move {
             client.create_secret().set_parent(parent).set_secret_id(secret_id).set_secret(secret).send().await
         })?;
@@ -294,7 +290,6 @@ impl Cas for GcpSecret {
         let above: Vec<String> = self
             .versions()?
             .iter()
-            .filter(|v| v.state == model::secret_version::State::Enabled)
             .filter_map(|v| number_of(&v.name))
             .filter(|n| n.parse::<u64>().is_ok_and(|n| n > current))
             .take(UNFINISHED_AT_MOST)

@@ -123,6 +123,11 @@ impl SecretManager {
         self.state().denied = Some(method.to_owned());
     }
 
+    /// Calls received, of any kind.
+    pub fn calls(&self) -> usize {
+        self.server.requests().len()
+    }
+
     /// Versions of `secret` (its id) not destroyed.
     pub fn live_versions(&self, secret: &str) -> usize {
         self.secret(secret, |s| s.versions.iter().filter(|v| v.state != "DESTROYED").count()).unwrap_or(0)
