@@ -9,9 +9,9 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::proxy::{Answer, Dialect, FaultProxy};
 use common::{AuthServer, TestEnv, assert_exit, atl_command, fleet, stderr, stdout, wait_for};
 use serde_json::{Value, json};
 
@@ -400,206 +400,31 @@ c.put_secret_value(SecretId="team/jira", SecretString=json.dumps(doc))
     assert!(env.auth.is_live(&a.refresh_token()), "the family is alive");
 }
 
-/// A proxy between atl-token and moto's server, which tells AWS's operations apart by
-/// `X-Amz-Target`. Once `arm` is called, the first `UpdateSecretVersionStage` that passes
-/// (a claim's promote) starts a window of `window` during which every `PutSecretValue` gets
-/// AWS's `ThrottlingException`, as a burst of throttling right after a refresh token was
-/// spent would. With `faults`, a share of all calls meets one of the [`Fault`]s.
-struct FaultProxy {
-    url: String,
-    state: Arc<Mutex<FaultState>>,
-}
-
-#[derive(Default)]
-struct FaultState {
-    armed: Option<Duration>,
-    throttling_until: Option<Instant>,
-    throttled: usize,
-    /// `PutSecretValue` calls passed on: one new secret version each.
-    puts: usize,
-    /// Every call passed on.
-    calls: usize,
-    /// The share of calls (in percent) that meet a fault, and how long a delay lasts.
-    faults: Option<(u64, Duration)>,
-    /// How many calls met each fault, in [`Fault::ALL`]'s order.
-    faulted: [usize; 5],
-    random: u64,
-    /// Make every SSM lock parameter read through the proxy ten minutes old, as moto cannot
-    /// set `LastModifiedDate`.
-    age_locks: bool,
-}
-
-/// What a call may meet in the fault proxy.
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    /// AWS's `ThrottlingException` (HTTP 400), and moto never sees the call.
-    Throttling,
-    /// HTTP 500 `InternalServiceError`, and moto never sees the call.
-    ServerError,
-    /// The connection closed before the call reaches moto.
-    Dropped,
-    /// The call is applied by moto, and the connection closed before its answer.
-    AnswerLost,
-    /// The call waits past the client's time limit, then is applied; its answer is lost.
-    Late,
-}
-
-impl Fault {
-    const ALL: [Fault; 5] =
-        [Self::Throttling, Self::ServerError, Self::Dropped, Self::AnswerLost, Self::Late];
-}
-
-impl FaultState {
-    /// The fault this call meets, if any: `faults`' share of calls, the kinds in turn at random.
-    fn draw(&mut self) -> Option<Fault> {
-        let (percent, _) = self.faults?;
-        // xorshift64: enough to spread faults; the seed is the time the proxy started.
-        self.random ^= self.random << 13;
-        self.random ^= self.random >> 7;
-        self.random ^= self.random << 17;
-        if self.random % 100 >= percent {
-            return None;
-        }
-        let fault = Fault::ALL[(self.random / 100 % 5) as usize];
-        self.faulted[fault as usize] += 1;
-        Some(fault)
+/// The fault proxy ([`common::proxy`]) in front of moto, speaking AWS: operations told apart
+/// by `X-Amz-Target`; a version is a `PutSecretValue`; a burst of throttling follows a
+/// claim's promote (`UpdateSecretVersionStage`), as one right after a refresh token was
+/// spent would.
+fn fault_proxy(moto: &Moto) -> FaultProxy {
+    fn target(request: &common::Request) -> &str {
+        request.header("x-amz-target").unwrap_or_default()
     }
-}
-
-impl FaultProxy {
-    fn start(moto: &str) -> Self {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("time");
-        let random = (u64::from(seed.subsec_nanos()) ^ seed.as_secs()) | 1;
-        let state = Arc::new(Mutex::new(FaultState { random, ..FaultState::default() }));
-        let (shared, upstream) = (state.clone(), moto.to_owned());
-        // The client speaks plain HTTP to moto, but reqwest wants a TLS provider chosen.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        std::thread::spawn(move || {
-            let client = reqwest::blocking::Client::builder().no_proxy().build().expect("client");
-            for stream in listener.incoming().flatten() {
-                let (client, shared, upstream) = (client.clone(), shared.clone(), upstream.clone());
-                std::thread::spawn(move || proxy_one(stream, &client, &shared, &upstream));
-            }
-        });
-        Self { url, state }
-    }
-
-    /// From now on, `percent` of all calls meet a fault; a late one waits `delay`.
-    fn inject(&self, percent: u64, delay: Duration) {
-        self.state.lock().expect("lock").faults = Some((percent, delay));
-    }
-
-    fn age_locks(&self) {
-        self.state.lock().expect("lock").age_locks = true;
-    }
-
-    fn faulted(&self) -> [usize; 5] {
-        self.state.lock().expect("lock").faulted
-    }
-
-    fn arm(&self, window: Duration) {
-        self.state.lock().expect("lock").armed = Some(window);
-    }
-
-    fn throttled(&self) -> usize {
-        self.state.lock().expect("lock").throttled
-    }
-
-    fn puts(&self) -> usize {
-        self.state.lock().expect("lock").puts
-    }
-
-    fn calls(&self) -> usize {
-        self.state.lock().expect("lock").calls
-    }
-}
-
-/// One request (the connection is closed after it): throttled, or passed on to moto.
-fn proxy_one(
-    stream: std::net::TcpStream,
-    client: &reqwest::blocking::Client,
-    state: &Mutex<FaultState>,
-    upstream: &str,
-) {
-    let mut reader = BufReader::new(stream);
-    let Some(request) = common::read_request(&mut reader) else { return };
-    let target = request.header("x-amz-target").unwrap_or_default().to_owned();
-    let (fault, delay) = {
-        let mut state = state.lock().expect("lock");
-        let now = Instant::now();
-        let throttle = target.ends_with(".PutSecretValue") && state.throttling_until.is_some_and(|u| now < u);
-        let fault = if throttle { Some(Fault::Throttling) } else { state.draw() };
-        if throttle {
-            state.throttled += 1;
-        }
-        if !matches!(fault, Some(Fault::Throttling | Fault::ServerError | Fault::Dropped)) {
-            state.calls += 1;
-            state.puts += usize::from(target.ends_with(".PutSecretValue"));
-        }
-        (fault, state.faults.map_or(Duration::ZERO, |(_, delay)| delay))
-    };
-    let mut stream = reader.into_inner();
-    let error = |code: &str, status: &str, message: &str| {
-        let body = format!(r#"{{"__type":"{code}","message":"{message}"}}"#);
-        format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: {code}\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    };
-    match fault {
-        Some(Fault::Throttling) => {
-            let reply = error("ThrottlingException", "400 Bad Request", "Rate exceeded");
-            let _ = std::io::Write::write_all(&mut stream, reply.as_bytes());
-            return;
-        }
-        Some(Fault::ServerError) => {
-            let reply = error("InternalServiceError", "500 Internal Server Error", "An error occurred");
-            let _ = std::io::Write::write_all(&mut stream, reply.as_bytes());
-            return;
-        }
-        Some(Fault::Dropped) => return,
-        Some(Fault::Late) => std::thread::sleep(delay),
-        Some(Fault::AnswerLost) | None => {}
-    }
-    let url = format!("{upstream}{}", request.path);
-    let mut forward = client.request(request.method.parse().expect("method"), url).body(request.body.clone());
-    for (name, value) in &request.headers {
-        if !["host", "connection", "content-length"].contains(&name.to_ascii_lowercase().as_str()) {
-            forward = forward.header(name.as_str(), value.as_str());
-        }
-    }
-    let Ok(answer) = forward.send() else { return };
-    let status = answer.status();
-    let answer_headers: Vec<(String, String)> = answer
-        .headers()
-        .iter()
-        .filter(|(n, _)| !["content-length", "connection", "transfer-encoding"].contains(&n.as_str()))
-        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_owned()))
-        .collect();
-    let mut answer_body = answer.bytes().unwrap_or_default().to_vec();
-    if target.ends_with(".GetParameter") && state.lock().expect("lock").age_locks {
-        answer_body = aged_lock(&answer_body);
-    }
-    if matches!(fault, Some(Fault::AnswerLost | Fault::Late)) {
-        return;
-    }
-    if target.ends_with(".UpdateSecretVersionStage") && status.is_success() {
-        let mut state = state.lock().expect("lock");
-        if let Some(window) = state.armed.take() {
-            state.throttling_until = Some(Instant::now() + window);
-        }
-    }
-    let mut reply = format!("HTTP/1.1 {}\r\n", status);
-    for (name, value) in answer_headers {
-        reply.push_str(&format!("{name}: {value}\r\n"));
-    }
-    reply.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", answer_body.len()));
-    let mut bytes = reply.into_bytes();
-    bytes.extend_from_slice(&answer_body);
-    let _ = std::io::Write::write_all(&mut stream, &bytes);
+    FaultProxy::start(
+        &moto.endpoint,
+        Dialect {
+            throttled: Answer {
+                status: "400 Bad Request",
+                headers: "Content-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: ThrottlingException\r\n",
+                body: r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#,
+            },
+            server_error: Answer {
+                status: "500 Internal Server Error",
+                headers: "Content-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: InternalServiceError\r\n",
+                body: r#"{"__type":"InternalServiceError","message":"An error occurred"}"#,
+            },
+            writes: |request| target(request).ends_with(".PutSecretValue"),
+            arms: |request| target(request).ends_with(".UpdateSecretVersionStage"),
+        },
+    )
 }
 
 /// The fleet of the test above, its AWS calls through the fault proxy: 15% of them meet
@@ -611,7 +436,7 @@ fn proxy_one(
 #[test]
 fn a_fleet_under_aws_faults_loses_nothing() {
     let (env, moto, _) = fleet_setup(3, -10);
-    let proxy = FaultProxy::start(&moto.endpoint);
+    let proxy = fault_proxy(&moto);
     let hosts: Vec<Host> = ["a", "b", "c"]
         .iter()
         .map(|name| {
@@ -676,7 +501,7 @@ fn aged_lock(body: &[u8]) -> Vec<u8> {
 #[test]
 fn a_burst_of_throttling_right_after_a_refresh_loses_nothing() {
     let (env, moto, _) = fleet_setup(3600, -10);
-    let proxy = FaultProxy::start(&moto.endpoint);
+    let proxy = fault_proxy(&moto);
     let mut a = Host::new(&env, &moto, "through-proxy", "team/jira", "ATL_STORE_LEASE=30s\n");
     a.endpoint = proxy.url.clone();
     proxy.arm(Duration::from_secs(5));
@@ -761,7 +586,7 @@ fn aws_errors_are_one_sentence_and_the_sdks_detail_is_for_verbose() {
 #[ignore = "a measurement: cargo test --features aws --test aws -- --ignored --nocapture versions"]
 fn versions_per_refresh_alone_and_racing() {
     let (env, moto, _) = fleet_setup(3600, -10);
-    let proxy = FaultProxy::start(&moto.endpoint);
+    let proxy = fault_proxy(&moto);
     let hosts: Vec<Host> = ["a", "b", "c"]
         .iter()
         .map(|name| {
@@ -770,18 +595,18 @@ fn versions_per_refresh_alone_and_racing() {
             host
         })
         .collect();
-    let start = (proxy.puts(), proxy.calls());
+    let start = (proxy.writes(), proxy.calls());
     for _ in 0..5 {
         assert_exit(&hosts[0].run(&["refresh"]), 0);
     }
-    let alone = ((proxy.puts() - start.0) as f64 / 5.0, (proxy.calls() - start.1) as f64 / 5.0);
+    let alone = ((proxy.writes() - start.0) as f64 / 5.0, (proxy.calls() - start.1) as f64 / 5.0);
     let (mut versions, mut calls) = (Vec::new(), Vec::new());
     for _ in 0..5 {
         fleet::expire(&env.auth, hosts[0].command(&["refresh"]));
-        let before = (proxy.puts(), proxy.calls(), env.auth.refreshes());
+        let before = (proxy.writes(), proxy.calls(), env.auth.refreshes());
         fleet::race(hosts.len(), |i| hosts[i].command(&["print", "--min-valid", "1s"]));
         let refreshes = (env.auth.refreshes() - before.2).max(1) as f64;
-        versions.push((proxy.puts() - before.0) as f64 / refreshes);
+        versions.push((proxy.writes() - before.0) as f64 / refreshes);
         calls.push((proxy.calls() - before.1) as f64 / refreshes);
     }
     let average = versions.iter().sum::<f64>() / versions.len() as f64;
@@ -978,8 +803,11 @@ fn psoxy_push_to_secrets_manager() {
 fn psoxy_push_takes_over_a_stale_lock() {
     let env = TestEnv::new();
     let moto = Moto::start();
-    let proxy = FaultProxy::start(&moto.endpoint);
-    proxy.age_locks();
+    let proxy = fault_proxy(&moto);
+    proxy.rewrite(|request, body| {
+        let target = request.header("x-amz-target").unwrap_or_default();
+        if target.ends_with(".GetParameter") { aged_lock(body) } else { body.to_vec() }
+    });
     env.write_token(3600);
     let lock = "PSOXY_JIRA_CLOUD_lock_OAUTH_REFRESH_TOKEN";
     aws_json(&moto, "AmazonSSM.PutParameter", json!({"Name": lock, "Value": "locked_1", "Type": "String"}));

@@ -391,8 +391,10 @@ fn a_missing_permission_is_named_with_no_value_shown() {
     assert_eq!(fleet.env.auth.refreshes(), 0, "refused before anything was spent");
 }
 
+/// No credentials, credentials Google refuses, no service, and an `http://` endpoint off
+/// loopback: one clear sentence each, naming what to fix; exit 2, 2, 1 and 2.
 #[test]
-fn missing_credentials_and_an_unreachable_service_are_clear() {
+fn wrong_or_missing_credentials_and_an_unreachable_service_are_clear() {
     let (fleet, a) = fleet_setup(3600, -10);
     let mut nokey = fleet.host("nokey", "");
     nokey.env.retain(|(k, _)| *k != "GOOGLE_APPLICATION_CREDENTIALS");
@@ -413,7 +415,17 @@ fn missing_credentials_and_an_unreachable_service_are_clear() {
     let output = plain.run(&["refresh"]);
     assert_exit(&output, 2);
     assert!(stderr(&output).contains("ATL_GCP_ENDPOINT"), "{}", stderr(&output));
-    drop(a);
+
+    fleet.gcp.refuse_credentials();
+    let output = a.run(&["refresh"]);
+    assert_exit(&output, 2);
+    let message = stderr(&output);
+    assert!(
+        message.contains("UNAUTHENTICATED") && message.contains("Google refused the credentials"),
+        "{message}"
+    );
+    assert!(message.contains(&format!("projects/{PROJECT}/secrets/{SECRET}")), "{message}");
+    assert_eq!(fleet.env.auth.refreshes(), 0);
 }
 
 /// The real binary with a test's Google settings, in `env`'s folder.

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use common::proxy::{Answer, Dialect, FaultProxy};
 use common::{AuthServer, TestEnv, assert_exit, atl_command, fleet, free_port, stderr, stdout, wait_for};
 use serde_json::{Value, json};
 
@@ -299,4 +300,142 @@ fn logout_marks_the_family_logged_out_for_every_host() {
     let refused = b.run(&["refresh"]);
     assert_exit(&refused, 4);
     assert!(stderr(&refused).contains("logged out"), "{}", stderr(&refused));
+}
+
+/// The fault proxy ([`common::proxy`]) in front of OpenBao, speaking Vault: a version is a
+/// write of the secret's data; a burst of throttling follows a claim's write.
+fn fault_proxy(bao: &Bao) -> FaultProxy {
+    fn writes(request: &common::Request) -> bool {
+        matches!(request.method.as_str(), "POST" | "PUT") && request.path.starts_with("/v1/secret/data/")
+    }
+    FaultProxy::start(
+        &bao.addr,
+        Dialect {
+            throttled: Answer {
+                status: "429 Too Many Requests",
+                headers: "Content-Type: application/json\r\n",
+                body: r#"{"errors":["rate limit quota exceeded"]}"#,
+            },
+            server_error: Answer {
+                status: "500 Internal Server Error",
+                headers: "Content-Type: application/json\r\n",
+                body: r#"{"errors":["internal error"]}"#,
+            },
+            writes,
+            arms: writes,
+        },
+    )
+}
+
+/// The fleet test's hosts for 20 s, their Vault calls through the fault proxy: 15% of them
+/// meet throttling (429), a 500, a dropped connection, a lost answer (the write applied), or
+/// a delay past the time limit (then applied). No superseded refresh token reaches the
+/// server, each refresh is one generation, and the family lives.
+#[test]
+fn a_fleet_under_vault_faults_loses_nothing() {
+    let (env, bao, _) = fleet_setup(3, -10);
+    let proxy = fault_proxy(&bao);
+    let hosts: Vec<Host> = ["a", "b", "c"]
+        .iter()
+        .map(|name| {
+            let mut host = Host::new(&env, &bao, name, STORE, "ATL_STORE_LEASE=30s\n");
+            host.env[0].1 = proxy.url.clone();
+            host
+        })
+        .collect();
+    // The hosts' ATL_HTTP_TIMEOUT is 2 s.
+    proxy.inject(15, Duration::from_millis(2500));
+    let (finished, rounds) = fleet::run(hosts.len(), Duration::from_secs(20), |i| {
+        hosts[i].command(&["print", "--min-valid", "1s"])
+    });
+    proxy.inject(0, Duration::ZERO);
+    assert_eq!(finished.len(), rounds * 15, "every print finished");
+    let mut failed = 0;
+    for (output, at, host) in &finished {
+        match output.status.code() {
+            Some(0) => {
+                let token = stdout(output).trim().to_owned();
+                assert!(env.auth.access_valid_at(&token, *at), "host {host} printed {token}, not valid then");
+            }
+            Some(1) => {
+                failed += 1;
+                assert_eq!(stderr(output).lines().count(), 1, "one sentence: {}", stderr(output));
+            }
+            _ => panic!("host {host}: {:?}\n{}", output.status, stderr(output)),
+        }
+    }
+    let generation = hosts[0].store()["generation"].as_u64().expect("generation");
+    eprintln!(
+        "Vault fleet under faults: {} prints, {failed} exit 1, {} refreshes, generation {generation}, {} calls \
+         passed, faults {:?} (throttling, 500, dropped, answer lost, late)",
+        finished.len(),
+        env.auth.refreshes(),
+        proxy.calls(),
+        proxy.faulted()
+    );
+    assert!(failed * 100 <= finished.len() * 3, "{failed} of {} prints failed", finished.len());
+    assert!(proxy.faulted().iter().all(|&n| n > 0), "every kind of fault happened: {:?}", proxy.faulted());
+    assert_eq!(env.auth.superseded(), 0, "a superseded refresh token reached the server");
+    assert_eq!(env.auth.refreshes(), generation - 1, "one refresh per generation");
+    assert!(env.auth.refreshes() >= 4, "20 s of 3-second tokens need refreshes: {}", env.auth.refreshes());
+    assert!(env.auth.is_live(&hosts[0].refresh_token()), "the family is alive");
+}
+
+/// Five seconds of 429s on every write, from the claim on, that is as the refresh token is
+/// spent: the new set is written once Vault lets it, and nothing is lost.
+#[test]
+fn a_burst_of_throttling_right_after_a_refresh_loses_nothing() {
+    let (env, bao, _) = fleet_setup(3600, -10);
+    let proxy = fault_proxy(&bao);
+    let mut a = Host::new(&env, &bao, "through-proxy", STORE, "ATL_STORE_LEASE=30s\n");
+    a.env[0].1 = proxy.url.clone();
+    proxy.arm(Duration::from_secs(5));
+    let refreshed = a.run(&["refresh"]);
+    assert_exit(&refreshed, 0);
+    assert!(proxy.throttled() >= 3, "the burst hit the write: {} throttled", proxy.throttled());
+    assert_eq!(env.auth.refreshes(), 1);
+    assert_eq!(env.auth.superseded(), 0);
+    let b = Host::new(&env, &bao, "b", STORE, "");
+    assert_eq!(b.store()["generation"], 2);
+    assert!(env.auth.is_live(&b.refresh_token()), "the family is alive");
+}
+
+/// A token Vault does not know, a policy without `update`, and no server: one clear
+/// sentence each, naming the store, with no token shown; exit 2, 2 and 1.
+#[test]
+fn a_wrong_token_a_missing_capability_and_no_server_are_clear() {
+    let (env, bao, _) = fleet_setup(3600, -10);
+    let mut wrong = Host::new(&env, &bao, "wrong", STORE, "");
+    wrong.env[1].1 = "s.not-a-real-token".to_owned();
+    let output = wrong.run(&["refresh"]);
+    assert_exit(&output, 2);
+    let message = stderr(&output);
+    assert!(
+        message.contains("vault:secret/team/jira") && message.contains("does not know the token"),
+        "{message}"
+    );
+    assert!(!message.contains("s.not-a-real-token"), "the token is never shown: {message}");
+
+    let policy = r#"path "secret/data/team/*" { capabilities = ["read"] }
+path "sys/internal/ui/mounts/*" { capabilities = ["read"] }"#;
+    assert_eq!(bao.api("PUT", "sys/policies/acl/read-only", Some(json!({"policy": policy}))).0, 204);
+    let created =
+        bao.api("POST", "auth/token/create", Some(json!({"policies": ["read-only"], "ttl": "10m"})));
+    let token = created.1["auth"]["client_token"].as_str().expect("a token").to_owned();
+    let mut reader = Host::new(&env, &bao, "reader", STORE, "");
+    reader.env[1].1 = token.clone();
+    let output = reader.run(&["refresh"]);
+    assert_exit(&output, 2);
+    let message = stderr(&output);
+    assert!(message.contains("must allow read, create and update on secret/data/team/jira"), "{message}");
+    assert!(!message.contains(&token), "the token is never shown: {message}");
+    assert_eq!(env.auth.refreshes(), 0, "refused before anything was spent");
+
+    let mut away = Host::new(&env, &bao, "away", STORE, "");
+    away.env[0].1 = format!("http://127.0.0.1:{}", common::CLOSED_PORT);
+    let output = away.run(&["refresh"]);
+    assert_exit(&output, 1);
+    let message = stderr(&output);
+    assert!(message.contains("vault:secret/team/jira"), "{message}");
+    assert_eq!(message.lines().count(), 1, "{message}");
 }

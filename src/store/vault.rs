@@ -106,7 +106,7 @@ impl Vault {
                 Ok::<_, reqwest::Error>((status, bytes))
             })
         })?;
-        let shown = format!("Vault {method} {}/v1/{path}", self.addr);
+        let shown = format!("{}: Vault {method} {}/v1/{path}", self.id, self.addr);
         let (status, bytes) = answer.map_err(|e| {
             let cause = crate::text::one_line(&crate::text::root_cause(&e));
             anyhow::Error::new(Unavailable(format!("{shown} failed: {cause}")))
@@ -220,10 +220,21 @@ impl Vault {
         }
     }
 
+    /// Whether Vault knows the token (`auth/token/lookup-self`, which the default policy
+    /// allows); true when that cannot be told.
+    fn token_is_known(&self) -> bool {
+        self.call(Method::GET, "auth/token/lookup-self", None, false).map_or(true, |a| a.status != 403)
+    }
+
     /// An error for an answer that is neither success nor a lost race.
     fn refused(&self, action: &str, answer: &Answer) -> anyhow::Error {
         let errors = errors_of(&answer.body);
         let hint = match answer.status {
+            // Vault says "permission denied" for a token it does not know as for a policy
+            // that lacks a capability; any live token may look itself up.
+            403 if !self.token_is_known() => " (Vault does not know the token: it is wrong or has expired. \
+                 Log in again with `vault login`, or check VAULT_TOKEN)"
+                .to_owned(),
             403 => format!(
                 " (the token's policy must allow read, create and update on {}/data/{} and read on \
                  sys/internal/ui/mounts/{}: see the README's \"Many hosts\" section)",

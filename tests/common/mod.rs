@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 pub mod fleet;
 pub mod oauth1;
+pub mod proxy;
 
 /// A request as the test server received it.
 #[derive(Debug, Clone)]

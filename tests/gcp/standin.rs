@@ -68,6 +68,8 @@ struct State {
     injected: HashMap<Fault, usize>,
     /// A method (`AddSecretVersion`, …) refused with PERMISSION_DENIED.
     denied: Option<String>,
+    /// Every call refused with UNAUTHENTICATED, as for a key Google does not know.
+    refuse_credentials: bool,
     /// Throttle every call for this long after the next update of a secret.
     armed: Option<Duration>,
     throttle_until: Option<std::time::Instant>,
@@ -117,6 +119,11 @@ impl SecretManager {
     /// Calls refused by the armed burst.
     pub fn throttled(&self) -> usize {
         self.state().throttled
+    }
+
+    /// From now on every call is refused with `UNAUTHENTICATED` (a deleted or wrong key).
+    pub fn refuse_credentials(&self) {
+        self.state().refuse_credentials = true;
     }
 
     pub fn deny(&self, method: &str) {
@@ -289,6 +296,14 @@ fn handle(shared: &Mutex<State>, request: &Request) -> Reply {
     }
     let fault = {
         let mut state = shared.lock().unwrap_or_else(|p| p.into_inner());
+        if state.refuse_credentials {
+            return error(
+                401,
+                "UNAUTHENTICATED",
+                "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or \
+                 other valid authentication credential.",
+            );
+        }
         if state.denied.as_deref() == Some(method) {
             return error(
                 403,
