@@ -360,6 +360,7 @@ fn a_fleet_under_vault_faults_loses_nothing() {
             Some(1) => {
                 failed += 1;
                 assert_eq!(stderr(output).lines().count(), 1, "one sentence: {}", stderr(output));
+                eprintln!("host {host} exit 1: {}", stderr(output).trim());
             }
             _ => panic!("host {host}: {:?}\n{}", output.status, stderr(output)),
         }

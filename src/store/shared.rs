@@ -621,6 +621,24 @@ impl SharedStore {
     }
 }
 
+/// `work` (which spends nothing), tried again after a fault of the store for up to
+/// [`FAULT_BUDGET`] of faults in a row, with backoff: a read that meets one dropped
+/// connection or one 429 is read again, as a refresh's steps are.
+fn patiently<T>(mut work: impl FnMut() -> Result<T>) -> Result<T> {
+    let started = Instant::now();
+    let mut wait = FIRST_WAIT;
+    loop {
+        match work() {
+            Err(e) if unavailable(&e) && started.elapsed() + wait <= FAULT_BUDGET => {
+                crate::http::log(|| format!("{e:#}; reading again in {}", crate::http::human_ms(wait)));
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(MAX_WAIT);
+            }
+            done => return done,
+        }
+    }
+}
+
 /// An error that trying again cannot mend: a usage error, or a dead family.
 fn is_final(error: &anyhow::Error) -> bool {
     !matches!(exit::code_for(error), Code::Failure)
@@ -632,7 +650,7 @@ impl TokenStore for SharedStore {
     }
 
     fn load(&self) -> Result<Option<Stored>> {
-        let Some(current) = self.read()? else { return Ok(None) };
+        let Some(current) = patiently(|| self.read())? else { return Ok(None) };
         self.keep_copy(&current);
         let token = self.family(&current)?;
         Ok(Some(stored(token)))
@@ -646,7 +664,7 @@ impl TokenStore for SharedStore {
     fn reserve(&self) -> Result<Box<dyn Slot + '_>> {
         // Proves that the credentials work and the store can be read (or does not exist
         // yet), before the user goes through the browser.
-        if let Some(current) = self.read()? {
+        if let Some(current) = patiently(|| self.read())? {
             self.keep_copy(&current);
         }
         Ok(Box::new(SharedSlot { store: self }))
