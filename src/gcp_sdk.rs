@@ -166,10 +166,9 @@ pub fn failure(action: &str, resource: &str, error: &Error) -> Failure {
         },
     };
     let hint = match code {
-        Some(Code::PermissionDenied) => format!(
-            " (the caller needs the IAM permission {} on it: see the README's \"Many hosts\" section)",
-            permission(action)
-        ),
+        Some(Code::PermissionDenied) => {
+            format!(" (the caller needs the IAM permission {} on it: see the README)", permission(action))
+        }
         Some(Code::Unauthenticated) => {
             " (Google refused the credentials: check GOOGLE_APPLICATION_CREDENTIALS)".to_owned()
         }

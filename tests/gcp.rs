@@ -595,3 +595,30 @@ fn psoxy_push_login_asks_for_psoxys_scopes() {
     assert_eq!(gcp.value(secret, &version).as_deref(), token["refresh_token"].as_str());
     assert!(token["handed_over"].is_object(), "handed over: {token}");
 }
+
+/// A missing permission on psoxy's secrets: exit 2 naming the secret and the permission,
+/// never a value, and how to push again once it is granted.
+#[test]
+fn psoxy_push_to_gcp_names_a_missing_permission() {
+    let env = TestEnv::new();
+    let gcp = SecretManager::start();
+    let key = key_file(env.dir.path());
+    terraformed(&gcp);
+    env.write_token(3600);
+    let token = env.read_token();
+    gcp.deny("AddSecretVersion");
+    let output =
+        psoxy_command(&env, &gcp, &key, &["psoxy", "push", "gcp:projects/atl-test"]).output().expect("run");
+    assert_exit(&output, 2);
+    let message = stderr(&output);
+    assert!(message.contains("secretmanager.versions.add"), "{message}");
+    assert!(message.contains("PSOXY_JIRA_CLOUD_CLIENT_ID"), "{message}");
+    assert!(message.contains("--force"), "how to push again: {message}");
+    for value in
+        [token["refresh_token"].as_str(), token["access_token"].as_str(), Some(common::CLIENT_SECRET)]
+    {
+        assert!(!message.contains(value.expect("value")), "no value shown: {message}");
+    }
+    let lock = gcp.labels("PSOXY_JIRA_CLOUD_OAUTH_REFRESH_TOKEN");
+    assert!(!lock.contains_key("locked"), "the lock was released: {lock:?}");
+}
