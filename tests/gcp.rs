@@ -559,9 +559,10 @@ fn psoxy_status_on_gcp_follows_the_refresh_token_and_the_year() {
 }
 
 /// `psoxy push --login`: a login with psoxy's scopes (seed 004's, and offline_access), whatever
-/// ATL_SCOPE says, then the push of that fresh family.
+/// ATL_SCOPE says, then the push of that fresh family. A year on, the same command over the
+/// handed-over token file gives psoxy a new family.
 #[test]
-fn psoxy_push_login_asks_for_psoxys_scopes() {
+fn psoxy_push_login_asks_for_psoxys_scopes_and_runs_again_a_year_on() {
     use std::io::Write;
     use std::process::Stdio;
     let env = TestEnv::new();
@@ -569,31 +570,37 @@ fn psoxy_push_login_asks_for_psoxys_scopes() {
     let key = key_file(env.dir.path());
     let port = common::free_port();
     env.write_env(&format!("ATL_REDIRECT_URI=http://127.0.0.1:{port}/callback\n"));
-    let mut child =
-        psoxy_command(&env, &gcp, &key, &["psoxy", "push", "gcp:projects/atl-test", "--login", "--paste"])
+    let secret = "PSOXY_JIRA_CLOUD_REFRESH_TOKEN";
+    let mut pushed = Vec::new();
+    for _ in 0..2 {
+        let push = ["psoxy", "push", "gcp:projects/atl-test", "--login", "--paste"];
+        let mut child = psoxy_command(&env, &gcp, &key, &push)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("spawn");
-    let lines = common::StderrLines::take(&mut child);
-    let url =
-        url::Url::parse(lines.wait_line(|l| l.trim_start().starts_with("http://")).trim()).expect("URL");
-    let scope =
-        url.query_pairs().find(|(k, _)| k == "scope").map(|(_, v)| v.into_owned()).unwrap_or_default();
-    assert_eq!(
-        scope,
-        "offline_access read:group:jira read:avatar:jira read:user:jira read:account read:jira-user read:jira-work"
-    );
-    let address = common::redirect_address(port, &common::state_of(&url));
-    writeln!(child.stdin.take().expect("stdin"), "{address}").expect("paste");
-    let status = common::wait_exit(&mut child, Duration::from_secs(30));
-    assert_eq!(status.code(), Some(0), "{}", lines.all());
-    let token = env.read_token();
-    let secret = "PSOXY_JIRA_CLOUD_REFRESH_TOKEN";
-    let version = gcp.labels(secret).get("latest-version").cloned().expect("labelled");
-    assert_eq!(gcp.value(secret, &version).as_deref(), token["refresh_token"].as_str());
-    assert!(token["handed_over"].is_object(), "handed over: {token}");
+        let lines = common::StderrLines::take(&mut child);
+        let url =
+            url::Url::parse(lines.wait_line(|l| l.trim_start().starts_with("http://")).trim()).expect("URL");
+        let scope =
+            url.query_pairs().find(|(k, _)| k == "scope").map(|(_, v)| v.into_owned()).unwrap_or_default();
+        assert_eq!(
+            scope,
+            "offline_access read:group:jira read:avatar:jira read:user:jira read:account read:jira-user \
+             read:jira-work"
+        );
+        let address = common::redirect_address(port, &common::state_of(&url));
+        writeln!(child.stdin.take().expect("stdin"), "{address}").expect("paste");
+        let status = common::wait_exit(&mut child, Duration::from_secs(30));
+        assert_eq!(status.code(), Some(0), "{}", lines.all());
+        let token = env.read_token();
+        assert!(token["handed_over"].is_object(), "handed over: {token}");
+        let version = gcp.labels(secret).get("latest-version").cloned().expect("labelled");
+        assert_eq!(gcp.value(secret, &version).as_deref(), token["refresh_token"].as_str());
+        pushed.push(token["refresh_token"].clone());
+    }
+    assert_ne!(pushed[0], pushed[1], "a new family the second time");
 }
 
 /// A missing permission on psoxy's secrets: exit 2 naming the secret and the permission,
