@@ -137,10 +137,29 @@ impl Failure {
     }
 }
 
-/// A new secret as atl-token creates one: automatic replication, no labels.
-pub fn new_secret() -> model::Secret {
-    model::Secret::new()
-        .set_replication(model::Replication::new().set_automatic(model::replication::Automatic::new()))
+/// Creates the secret `name` (`projects/P/secrets/S`) as atl-token creates one: automatic
+/// replication, no labels.
+pub async fn create_secret(client: SecretManagerService, name: String) -> Result<model::Secret, Error> {
+    let (parent, id) = name.split_once("/secrets/").unwrap_or((&name, ""));
+    let secret = model::Secret::new()
+        .set_replication(model::Replication::new().set_automatic(model::replication::Automatic::new()));
+    client.create_secret().set_parent(parent).set_secret_id(id).set_secret(secret).send().await
+}
+
+/// Adds `data` as a new version of the secret `name`.
+pub async fn add_version(
+    client: SecretManagerService,
+    name: String,
+    data: Vec<u8>,
+) -> Result<model::SecretVersion, Error> {
+    let payload = model::SecretPayload::new().set_data(data);
+    client.add_secret_version().set_parent(name).set_payload(payload).send().await
+}
+
+/// The number at the end of `projects/P/secrets/S/versions/N`; `None` for an alias.
+pub fn version_number(name: &str) -> Option<String> {
+    let number = name.rsplit('/').next()?;
+    number.chars().all(|c| c.is_ascii_digit()).then(|| number.to_owned()).filter(|n| !n.is_empty())
 }
 
 /// `action` (`AddSecretVersion`, …) on `resource` failed: Google's status and message, the
@@ -208,5 +227,17 @@ fn permission(action: &str) -> &'static str {
         "GetSecretVersion" => "secretmanager.versions.get",
         "DestroySecretVersion" => "secretmanager.versions.destroy",
         _ => "for this call",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_numbers_come_from_resource_names() {
+        assert_eq!(version_number("projects/p/secrets/s/versions/12").as_deref(), Some("12"));
+        assert_eq!(version_number("projects/p/secrets/s/versions/atl-token-current"), None);
+        assert_eq!(version_number(""), None);
     }
 }

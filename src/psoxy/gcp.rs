@@ -64,12 +64,7 @@ impl GcpPlace {
         if let Some(secret) = self.get(name)? {
             return Ok(secret);
         }
-        let (parent, id) = name.split_once("/secrets/").unwrap_or((name, ""));
-        let (parent, id) = (parent.to_owned(), id.to_owned());
-        let secret = gcp_sdk::new_secret();
-        let created = self.gcp.run(|client| async move {
-            client.create_secret().set_parent(parent).set_secret_id(id).set_secret(secret).send().await
-        });
+        let created = self.gcp.run(|client| gcp_sdk::create_secret(client, name.to_owned()));
         match created {
             Ok(secret) => Ok(secret),
             Err(e) if gcp_sdk::code(&e) == Some(Code::AlreadyExists) => {
@@ -224,17 +219,11 @@ impl Place for GcpPlace {
     fn put(&self, what: &str, value: &str) -> Result<()> {
         let name = self.secret_name(what);
         self.get_or_create(&name)?;
-        let (parent, data) = (name.clone(), value.as_bytes().to_vec());
-        let added = self.gcp.run(|client| async move {
-            client
-                .add_secret_version()
-                .set_parent(parent)
-                .set_payload(model::SecretPayload::new().set_data(data))
-                .send()
-                .await
-        });
+        let added =
+            self.gcp.run(|client| gcp_sdk::add_version(client, name.clone(), value.as_bytes().to_vec()));
         let version = added.map_err(|e| self.failed("AddSecretVersion", &name, &e))?;
-        let number = version.name.rsplit('/').next().unwrap_or_default().to_owned();
+        let number = gcp_sdk::version_number(&version.name)
+            .ok_or_else(|| anyhow!("AddSecretVersion named no version: {}", version.name))?;
         self.relabel_fresh(&name, |labels| {
             labels.insert(VERSION_LABEL.to_owned(), number.clone());
         })?;

@@ -23,7 +23,7 @@ use google_cloud_gax::error::rpc::Code;
 
 use super::shared::{Cas, Purpose, Swapped, Unavailable, Versioned, Write, off_runtime};
 use crate::config::{Config, GCP_SECRET_MANAGER, SecretSettings};
-use crate::gcp_sdk::{self, Gcp, model};
+use crate::gcp_sdk::{self, Gcp, model, version_number};
 
 /// The version alias that marks the current document.
 const ALIAS: &str = "atl-token-current";
@@ -101,17 +101,11 @@ impl GcpSecret {
 
     /// Adds `text` as a new version: its number.
     fn add(&self, text: &str) -> Result<String> {
-        let (parent, data) = (self.name.clone(), text.as_bytes().to_vec());
-        let added = self.block(|client| async move {
-            client
-                .add_secret_version()
-                .set_parent(parent)
-                .set_payload(model::SecretPayload::new().set_data(data))
-                .send()
-                .await
-        })?;
+        let (name, data) = (self.name.clone(), text.as_bytes().to_vec());
+        let added = self.block(|client| gcp_sdk::add_version(client, name, data))?;
         let version = added.map_err(|e| self.failed("AddSecretVersion", &self.name, &e))?;
-        number_of(&version.name).ok_or_else(|| anyhow!("AddSecretVersion named no version: {}", version.name))
+        version_number(&version.name)
+            .ok_or_else(|| anyhow!("AddSecretVersion named no version: {}", version.name))
     }
 
     /// Moves the alias to `to` if the secret is unchanged since `etag` was read. Without an
@@ -158,7 +152,7 @@ impl GcpSecret {
             }
             Err(e) => return Err(self.failed("AccessSecretVersion", &shown, &e)),
         };
-        let version = number_of(&access.name).unwrap_or_else(|| version.to_owned());
+        let version = version_number(&access.name).unwrap_or_else(|| version.to_owned());
         let data = access.payload.map(|p| p.data).unwrap_or_default();
         Ok(Some(Versioned { version, text: String::from_utf8_lossy(&data).into_owned() }))
     }
@@ -182,7 +176,8 @@ impl GcpSecret {
             .into_iter()
             .filter(|v| v.state == model::secret_version::State::Enabled)
             .collect();
-        versions.sort_by_key(|v| std::cmp::Reverse(number_of(&v.name).and_then(|n| n.parse::<u64>().ok())));
+        versions
+            .sort_by_key(|v| std::cmp::Reverse(version_number(&v.name).and_then(|n| n.parse::<u64>().ok())));
         Ok(versions)
     }
 
@@ -192,7 +187,7 @@ impl GcpSecret {
         let Ok(current) = current.parse::<u64>() else { return };
         let now = crate::token::now();
         let old = |v: &model::SecretVersion| {
-            let number = number_of(&v.name).and_then(|n| n.parse::<u64>().ok()).unwrap_or(u64::MAX);
+            let number = version_number(&v.name).and_then(|n| n.parse::<u64>().ok()).unwrap_or(u64::MAX);
             let created = v.create_time.map_or(i64::MAX, |t| t.seconds());
             number < current && u64::try_from(created).is_ok_and(|c| c + KEEP.as_secs() <= now)
         };
@@ -221,12 +216,6 @@ impl GcpSecret {
     }
 }
 
-/// The number at the end of `projects/P/secrets/S/versions/N`.
-fn number_of(name: &str) -> Option<String> {
-    let number = name.rsplit('/').next()?;
-    number.chars().all(|c| c.is_ascii_digit()).then(|| number.to_owned()).filter(|n| !n.is_empty())
-}
-
 impl Cas for GcpSecret {
     fn what(&self) -> String {
         self.what.clone()
@@ -248,12 +237,8 @@ impl Cas for GcpSecret {
     /// alias at it. A secret that exists without the alias (a create stopped halfway) is
     /// finished the same way, with its etag.
     fn create(&self, write: &Write<'_>) -> Result<Option<String>> {
-        let (project, secret_id) = self.name.split_once("/secrets/").unwrap_or((&self.name, ""));
-        let (parent, secret_id) = (project.to_owned(), secret_id.to_owned());
-        let secret = gcp_sdk::new_secret();
-        let created = self.block(|client| async move {
-            client.create_secret().set_parent(parent).set_secret_id(secret_id).set_secret(secret).send().await
-        })?;
+        let name = self.name.clone();
+        let created = self.block(|client| gcp_sdk::create_secret(client, name))?;
         let etag = match created {
             Ok(secret) => secret.etag,
             Err(e) if gcp_sdk::code(&e) == Some(Code::AlreadyExists) => match self.secret()? {
@@ -290,7 +275,7 @@ impl Cas for GcpSecret {
         let above: Vec<String> = self
             .versions()?
             .iter()
-            .filter_map(|v| number_of(&v.name))
+            .filter_map(|v| version_number(&v.name))
             .filter(|n| n.parse::<u64>().is_ok_and(|n| n > current))
             .take(UNFINISHED_AT_MOST)
             .collect();
@@ -307,17 +292,5 @@ impl Cas for GcpSecret {
             return Ok(false);
         }
         self.point(unfinished, Some(expected), &etag)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_numbers_come_from_resource_names() {
-        assert_eq!(number_of("projects/p/secrets/s/versions/12").as_deref(), Some("12"));
-        assert_eq!(number_of("projects/p/secrets/s/versions/atl-token-current"), None);
-        assert_eq!(number_of(""), None);
     }
 }
