@@ -340,7 +340,6 @@ fn a_wrong_aws_secret_key_gets_a_clear_aws_error() {
 /// in it, one generation on, that every host then uses.
 #[test]
 fn login_creates_the_secret_and_a_second_login_replaces_the_family() {
-    use std::io::Write;
     let env = TestEnv::new();
     let moto = Moto::start();
     let port = common::free_port();
@@ -352,21 +351,9 @@ fn login_creates_the_secret_and_a_second_login_replaces_the_family() {
         &format!("ATL_REDIRECT_URI=http://127.0.0.1:{port}/callback\n"),
     );
     for round in 1..=2 {
-        let mut child = host
-            .command(&["login", "--paste"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let lines = common::StderrLines::take(&mut child);
-        let url =
-            url::Url::parse(lines.wait_line(|l| l.trim_start().starts_with("http://")).trim()).expect("URL");
-        let address = common::redirect_address(port, &common::state_of(&url));
-        writeln!(child.stdin.take().expect("stdin"), "{address}").expect("paste");
-        let status = common::wait_exit(&mut child, Duration::from_secs(30));
-        assert_eq!(status.code(), Some(0), "{}", lines.all());
-        assert!(lines.all().contains("Token saved to secret team/new"), "{}", lines.all());
+        let (status, stderr) = common::paste_login(host.command(&["login", "--paste"]), port, |_| {});
+        assert_eq!(status.code(), Some(0), "{stderr}");
+        assert!(stderr.contains("Token saved to secret team/new"), "{stderr}");
         assert_eq!(host.store()["generation"], round);
     }
     assert!(!host.token_file().exists(), "no token file: the family is in the secret");
@@ -451,22 +438,11 @@ fn a_fleet_under_aws_faults_loses_nothing() {
         hosts[i].command(&["print", "--min-valid", "1s"])
     });
     assert_eq!(finished.len(), rounds * 15, "every print finished");
-    let mut failed = 0;
-    for (output, at, host) in &finished {
-        match output.status.code() {
-            Some(0) => {
-                let token = stdout(output).trim().to_owned();
-                assert!(env.auth.access_valid_at(&token, *at), "host {host} printed {token}, not valid then");
-            }
-            Some(1) => {
-                failed += 1;
-                let message = stderr(output);
-                assert_eq!(message.lines().count(), 1, "one sentence: {message}");
-                assert!(message.len() < 400, "{} bytes: {message}", message.len());
-            }
-            _ => panic!("host {host}: {:?}\n{}", output.status, stderr(output)),
-        }
+    let failed = fleet::failures(&finished, &env.auth);
+    for (_, message) in &failed {
+        assert!(message.len() < 400, "{} bytes: {message}", message.len());
     }
+    let failed = failed.len();
     let generation = hosts[0].store()["generation"].as_u64().expect("generation");
     eprintln!(
         "fleet under faults: {} prints, {failed} exit 1, {} refreshes, generation {generation}, {} calls \

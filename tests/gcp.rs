@@ -10,10 +10,11 @@ mod common;
 mod standin;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{AuthServer, TestEnv, assert_exit, atl_command, fleet, stderr, stdout};
+use common::fleet::{self, Host};
+use common::{AuthServer, TestEnv, assert_exit, atl_command, stderr, stdout};
 use serde_json::{Value, json};
 use standin::{Fault, PROJECT, SecretManager};
 
@@ -48,48 +49,13 @@ fn key_file(dir: &Path) -> PathBuf {
     file
 }
 
-/// A host of the fleet: its own folder, env file and access-token copy.
-struct Host {
-    dir: PathBuf,
-    env: Vec<(&'static str, String)>,
-}
-
-impl Host {
-    fn new(env: &TestEnv, gcp: &SecretManager, key: &Path, name: &str, extra: &str) -> Self {
-        let dir = env.path(name);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let settings = std::fs::read_to_string(env.path(".env")).expect(".env");
-        let settings = format!("{settings}ATL_STORE={}\nATL_STORE_LEASE=4s\n{extra}", store());
-        std::fs::write(dir.join(".env"), settings).expect("write .env");
-        common::set_mode(&dir.join(".env"), 0o600);
-        let env = vec![
-            ("ATL_GCP_ENDPOINT", gcp.endpoint()),
-            ("GOOGLE_APPLICATION_CREDENTIALS", key.display().to_string()),
-        ];
-        Self { dir, env }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = atl_command(&self.dir, args);
-        command.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run atl-token")
-    }
-
-    fn store(&self) -> Value {
-        let output = self.run(&["status", "--json"]);
-        assert_exit(&output, 0);
-        serde_json::from_slice::<Value>(&output.stdout).expect("status is JSON")["store"].clone()
-    }
-
-    fn refresh_token(&self) -> String {
-        let output = self.run(&["print", "--refresh", "--min-valid", "1s"]);
-        assert_exit(&output, 0);
-        stdout(&output).trim().to_owned()
-    }
+/// A host of the fleet, with the stand-in's endpoint and the key file.
+fn host(env: &TestEnv, gcp: &SecretManager, key: &Path, name: &str, extra: &str) -> Host {
+    let vars = vec![
+        ("ATL_GCP_ENDPOINT", gcp.endpoint()),
+        ("GOOGLE_APPLICATION_CREDENTIALS", key.display().to_string()),
+    ];
+    Host::new(env, name, &store(), extra, vars)
 }
 
 struct Fleet {
@@ -100,7 +66,7 @@ struct Fleet {
 
 impl Fleet {
     fn host(&self, name: &str, extra: &str) -> Host {
-        Host::new(&self.env, &self.gcp, &self.key, name, extra)
+        host(&self.env, &self.gcp, &self.key, name, extra)
     }
 }
 
@@ -230,21 +196,7 @@ fn a_fleet_under_secret_manager_faults_loses_nothing() {
     fleet.gcp.inject(0, Duration::ZERO);
     assert_eq!(finished.len(), rounds * 15, "every print finished");
     let auth = &fleet.env.auth;
-    let mut failed = 0;
-    for (output, at, host) in &finished {
-        match output.status.code() {
-            Some(0) => {
-                let token = stdout(output).trim().to_owned();
-                assert!(auth.access_valid_at(&token, *at), "host {host} printed {token}, not valid then");
-            }
-            Some(1) => {
-                failed += 1;
-                let message = stderr(output);
-                assert_eq!(message.lines().count(), 1, "one sentence: {message}");
-            }
-            _ => panic!("host {host}: {:?}\n{}", output.status, stderr(output)),
-        }
-    }
+    let failed = fleet::failures(&finished, auth).len();
     let generation = hosts[0].store()["generation"].as_u64().expect("generation");
     let injected = fleet.gcp.injected();
     eprintln!(
@@ -268,7 +220,6 @@ fn a_fleet_under_secret_manager_faults_loses_nothing() {
 #[test]
 fn a_burst_of_throttling_right_after_a_refresh_loses_nothing() {
     let (fleet, a) = fleet_setup(3600, -10);
-    let a = Host { env: a.env, dir: a.dir };
     std::fs::write(
         a.dir.join(".env"),
         std::fs::read_to_string(a.dir.join(".env")).expect(".env") + "ATL_STORE_LEASE=30s\n",
@@ -345,29 +296,14 @@ fn logout_marks_the_family_logged_out_for_every_host() {
 /// version; a second login replaces the family with a new generation.
 #[test]
 fn login_creates_the_secret_and_a_second_login_replaces_the_family() {
-    use std::io::Write;
-    use std::process::Stdio;
     let env = TestEnv::new();
     let gcp = SecretManager::start();
     let key = key_file(env.dir.path());
     let port = common::free_port();
-    let host =
-        Host::new(&env, &gcp, &key, "a", &format!("ATL_REDIRECT_URI=http://127.0.0.1:{port}/callback\n"));
+    let host = host(&env, &gcp, &key, "a", &format!("ATL_REDIRECT_URI=http://127.0.0.1:{port}/callback\n"));
     for round in 1..=2 {
-        let mut child = host
-            .command(&["login", "--paste"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let lines = common::StderrLines::take(&mut child);
-        let url =
-            url::Url::parse(lines.wait_line(|l| l.trim_start().starts_with("http://")).trim()).expect("URL");
-        let address = common::redirect_address(port, &common::state_of(&url));
-        writeln!(child.stdin.take().expect("stdin"), "{address}").expect("paste");
-        let status = common::wait_exit(&mut child, Duration::from_secs(30));
-        assert_eq!(status.code(), Some(0), "{}", lines.all());
+        let (status, stderr) = common::paste_login(host.command(&["login", "--paste"]), port, |_| {});
+        assert_eq!(status.code(), Some(0), "{stderr}");
         assert_eq!(host.store()["generation"], round);
     }
     assert!(gcp.exists(SECRET));
@@ -563,8 +499,6 @@ fn psoxy_status_on_gcp_follows_the_refresh_token_and_the_year() {
 /// handed-over token file gives psoxy a new family.
 #[test]
 fn psoxy_push_login_asks_for_psoxys_scopes_and_runs_again_a_year_on() {
-    use std::io::Write;
-    use std::process::Stdio;
     let env = TestEnv::new();
     let gcp = SecretManager::start();
     let key = key_file(env.dir.path());
@@ -574,26 +508,19 @@ fn psoxy_push_login_asks_for_psoxys_scopes_and_runs_again_a_year_on() {
     let mut pushed = Vec::new();
     for _ in 0..2 {
         let push = ["psoxy", "push", "gcp:projects/atl-test", "--login", "--paste"];
-        let mut child = psoxy_command(&env, &gcp, &key, &push)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn");
-        let lines = common::StderrLines::take(&mut child);
-        let url =
-            url::Url::parse(lines.wait_line(|l| l.trim_start().starts_with("http://")).trim()).expect("URL");
-        let scope =
-            url.query_pairs().find(|(k, _)| k == "scope").map(|(_, v)| v.into_owned()).unwrap_or_default();
-        assert_eq!(
-            scope,
-            "offline_access read:group:jira read:avatar:jira read:user:jira read:account read:jira-user \
-             read:jira-work"
-        );
-        let address = common::redirect_address(port, &common::state_of(&url));
-        writeln!(child.stdin.take().expect("stdin"), "{address}").expect("paste");
-        let status = common::wait_exit(&mut child, Duration::from_secs(30));
-        assert_eq!(status.code(), Some(0), "{}", lines.all());
+        let (status, stderr) = common::paste_login(psoxy_command(&env, &gcp, &key, &push), port, |url| {
+            let scope = url
+                .query_pairs()
+                .find(|(k, _)| k == "scope")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            assert_eq!(
+                scope,
+                "offline_access read:group:jira read:avatar:jira read:user:jira read:account read:jira-user \
+                 read:jira-work"
+            );
+        });
+        assert_eq!(status.code(), Some(0), "{stderr}");
         let token = env.read_token();
         assert!(token["handed_over"].is_object(), "handed over: {token}");
         let version = gcp.labels(secret).get("latest-version").cloned().expect("labelled");

@@ -7,11 +7,12 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::fleet::{self, Host};
 use common::proxy::{Answer, Dialect, FaultProxy};
-use common::{AuthServer, TestEnv, assert_exit, atl_command, fleet, free_port, stderr, stdout, wait_for};
+use common::{AuthServer, TestEnv, assert_exit, free_port, stderr, stdout, wait_for};
 use serde_json::{Value, json};
 
 const ROOT: &str = "atl-test-root-token";
@@ -97,44 +98,15 @@ fn bao_binary() -> PathBuf {
     path
 }
 
-/// A host of the fleet: its own folder, env file and access-token copy.
-struct Host {
-    dir: PathBuf,
-    env: Vec<(&'static str, String)>,
-}
-
-impl Host {
-    fn new(env: &TestEnv, bao: &Bao, name: &str, store: &str, extra: &str) -> Self {
-        let dir = env.path(name);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        let settings = std::fs::read_to_string(env.path(".env")).expect(".env");
-        let settings = format!("{settings}ATL_STORE={store}\nATL_STORE_LEASE=4s\n{extra}");
-        std::fs::write(dir.join(".env"), settings).expect("write .env");
-        common::set_mode(&dir.join(".env"), 0o600);
-        Self { dir, env: vec![("VAULT_ADDR", bao.addr.clone()), ("VAULT_TOKEN", ROOT.to_owned())] }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = atl_command(&self.dir, args);
-        command.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run atl-token")
-    }
-
-    fn store(&self) -> Value {
-        let output = self.run(&["status", "--json"]);
-        assert_exit(&output, 0);
-        serde_json::from_slice::<Value>(&output.stdout).expect("status is JSON")["store"].clone()
-    }
-
-    fn refresh_token(&self) -> String {
-        let output = self.run(&["print", "--refresh", "--min-valid", "1s"]);
-        assert_exit(&output, 0);
-        stdout(&output).trim().to_owned()
-    }
+/// A host of the fleet, with the dev server's address and root token.
+fn host(env: &TestEnv, bao: &Bao, name: &str, store: &str, extra: &str) -> Host {
+    Host::new(
+        env,
+        name,
+        store,
+        extra,
+        vec![("VAULT_ADDR", bao.addr.clone()), ("VAULT_TOKEN", ROOT.to_owned())],
+    )
 }
 
 const STORE: &str = "vault:secret/team/jira";
@@ -145,7 +117,7 @@ fn fleet_setup(access_ttl: i64, access_left: i64) -> (TestEnv, Bao, Host) {
     let env = TestEnv::with(AuthServer::datacenter());
     env.auth.set_access_ttl(access_ttl);
     let bao = Bao::start();
-    let a = Host::new(&env, &bao, "a", STORE, "");
+    let a = host(&env, &bao, "a", STORE, "");
     let file = a.dir.join("token.json");
     env.write_token_at(&file, access_left);
     assert_exit(&a.run(&["store", "push"]), 0);
@@ -157,7 +129,7 @@ fn fleet_setup(access_ttl: i64, access_left: i64) -> (TestEnv, Bao, Host) {
 fn a_pushed_family_is_shared_by_hosts_and_refreshed_once() {
     let (env, bao, a) = fleet_setup(3600, -10);
     assert_eq!(bao.version("team/jira"), 1);
-    let b = Host::new(&env, &bao, "b", STORE, "");
+    let b = host(&env, &bao, "b", STORE, "");
     let printed = b.run(&["print"]);
     assert_exit(&printed, 0);
     assert_eq!(env.auth.refreshes(), 1);
@@ -176,7 +148,7 @@ fn a_pushed_family_is_shared_by_hosts_and_refreshed_once() {
 #[test]
 fn a_fleet_of_hosts_never_spends_a_superseded_refresh_token() {
     let (env, bao, a) = fleet_setup(3, -10);
-    let hosts = [a, Host::new(&env, &bao, "b", STORE, ""), Host::new(&env, &bao, "c", STORE, "")];
+    let hosts = [a, host(&env, &bao, "b", STORE, ""), host(&env, &bao, "c", STORE, "")];
     let (finished, rounds) = fleet::run(hosts.len(), Duration::from_secs(15), |i| {
         hosts[i].command(&["print", "--min-valid", "1s"])
     });
@@ -198,7 +170,7 @@ fn a_crash_after_the_claim_is_recovered_when_the_lease_runs_out() {
     let (env, bao, a) = fleet_setup(3600, -10);
     fleet::crash_after(a.command(&["refresh"]), "claimed");
     assert_eq!(env.auth.refreshes(), 0);
-    let b = Host::new(&env, &bao, "b", STORE, "");
+    let b = host(&env, &bao, "b", STORE, "");
     let started = Instant::now();
     assert_exit(&b.run(&["print", "--min-valid", "1s"]), 0);
     assert!(started.elapsed() >= Duration::from_secs(2), "waited for the lease");
@@ -212,7 +184,7 @@ fn a_crash_after_the_claim_is_recovered_when_the_lease_runs_out() {
 fn a_host_that_died_after_the_answer_hands_the_new_set_over_on_its_next_run() {
     let (env, bao, a) = fleet_setup(3600, -10);
     fleet::crash_after(a.command(&["refresh"]), "answered");
-    let b = Host::new(&env, &bao, "b", STORE, "");
+    let b = host(&env, &bao, "b", STORE, "");
     assert_exit(&b.run(&["print", "--min-valid", "1s"]), 4);
     let handed = a.run(&["print", "--min-valid", "1s"]);
     assert_exit(&handed, 0);
@@ -225,7 +197,7 @@ fn a_host_that_died_after_the_answer_hands_the_new_set_over_on_its_next_run() {
 #[test]
 fn racing_processes_write_few_versions() {
     let (env, bao, a) = fleet_setup(3600, -10);
-    let hosts = [a, Host::new(&env, &bao, "b", STORE, ""), Host::new(&env, &bao, "c", STORE, "")];
+    let hosts = [a, host(&env, &bao, "b", STORE, ""), host(&env, &bao, "c", STORE, "")];
     let mut per_refresh = Vec::new();
     for _ in 0..3 {
         fleet::expire(&env.auth, hosts[0].command(&["refresh"]));
@@ -246,7 +218,7 @@ fn a_kv_version_1_mount_is_refused_naming_it() {
     let (status, _) =
         bao.api("POST", "sys/mounts/kv1", Some(json!({"type": "kv", "options": {"version": "1"}})));
     assert_eq!(status, 204);
-    let host = Host::new(&env, &bao, "a", "vault:kv1/team/jira", "");
+    let host = host(&env, &bao, "a", "vault:kv1/team/jira", "");
     env.write_token_at(&host.dir.join("token.json"), 3600);
     let output = host.run(&["store", "push"]);
     assert_exit(&output, 2);
@@ -273,7 +245,7 @@ path "sys/internal/ui/mounts/*" { capabilities = ["read"] }"#;
         .as_str()
         .expect("secret id")
         .to_owned();
-    let mut host = Host::new(&env, &bao, "a", STORE, "");
+    let mut host = host(&env, &bao, "a", STORE, "");
     host.env = vec![
         ("VAULT_ADDR", bao.addr.clone()),
         ("VAULT_ROLE_ID", role_id),
@@ -292,7 +264,7 @@ path "sys/internal/ui/mounts/*" { capabilities = ["read"] }"#;
 #[test]
 fn logout_marks_the_family_logged_out_for_every_host() {
     let (env, bao, a) = fleet_setup(3600, 3600);
-    let b = Host::new(&env, &bao, "b", STORE, "");
+    let b = host(&env, &bao, "b", STORE, "");
     assert_exit(&b.run(&["print"]), 0);
     let logout = a.run(&["logout"]);
     assert_exit(&logout, 0);
@@ -338,7 +310,7 @@ fn a_fleet_under_vault_faults_loses_nothing() {
     let hosts: Vec<Host> = ["a", "b", "c"]
         .iter()
         .map(|name| {
-            let mut host = Host::new(&env, &bao, name, STORE, "ATL_STORE_LEASE=30s\n");
+            let mut host = host(&env, &bao, name, STORE, "ATL_STORE_LEASE=30s\n");
             host.env[0].1 = proxy.url.clone();
             host
         })
@@ -350,21 +322,11 @@ fn a_fleet_under_vault_faults_loses_nothing() {
     });
     proxy.inject(0, Duration::ZERO);
     assert_eq!(finished.len(), rounds * 15, "every print finished");
-    let mut failed = 0;
-    for (output, at, host) in &finished {
-        match output.status.code() {
-            Some(0) => {
-                let token = stdout(output).trim().to_owned();
-                assert!(env.auth.access_valid_at(&token, *at), "host {host} printed {token}, not valid then");
-            }
-            Some(1) => {
-                failed += 1;
-                assert_eq!(stderr(output).lines().count(), 1, "one sentence: {}", stderr(output));
-                eprintln!("host {host} exit 1: {}", stderr(output).trim());
-            }
-            _ => panic!("host {host}: {:?}\n{}", output.status, stderr(output)),
-        }
+    let failed = fleet::failures(&finished, &env.auth);
+    for (host, message) in &failed {
+        eprintln!("host {host} exit 1: {}", message.trim());
     }
+    let failed = failed.len();
     let generation = hosts[0].store()["generation"].as_u64().expect("generation");
     eprintln!(
         "Vault fleet under faults: {} prints, {failed} exit 1, {} refreshes, generation {generation}, {} calls \
@@ -388,7 +350,7 @@ fn a_fleet_under_vault_faults_loses_nothing() {
 fn a_burst_of_throttling_right_after_a_refresh_loses_nothing() {
     let (env, bao, _) = fleet_setup(3600, -10);
     let proxy = fault_proxy(&bao);
-    let mut a = Host::new(&env, &bao, "through-proxy", STORE, "ATL_STORE_LEASE=30s\n");
+    let mut a = host(&env, &bao, "through-proxy", STORE, "ATL_STORE_LEASE=30s\n");
     a.env[0].1 = proxy.url.clone();
     proxy.arm(Duration::from_secs(5));
     let refreshed = a.run(&["refresh"]);
@@ -396,7 +358,7 @@ fn a_burst_of_throttling_right_after_a_refresh_loses_nothing() {
     assert!(proxy.throttled() >= 3, "the burst hit the write: {} throttled", proxy.throttled());
     assert_eq!(env.auth.refreshes(), 1);
     assert_eq!(env.auth.superseded(), 0);
-    let b = Host::new(&env, &bao, "b", STORE, "");
+    let b = host(&env, &bao, "b", STORE, "");
     assert_eq!(b.store()["generation"], 2);
     assert!(env.auth.is_live(&b.refresh_token()), "the family is alive");
 }
@@ -406,7 +368,7 @@ fn a_burst_of_throttling_right_after_a_refresh_loses_nothing() {
 #[test]
 fn a_wrong_token_a_missing_capability_and_no_server_are_clear() {
     let (env, bao, _) = fleet_setup(3600, -10);
-    let mut wrong = Host::new(&env, &bao, "wrong", STORE, "");
+    let mut wrong = host(&env, &bao, "wrong", STORE, "");
     wrong.env[1].1 = "s.not-a-real-token".to_owned();
     let output = wrong.run(&["refresh"]);
     assert_exit(&output, 2);
@@ -423,7 +385,7 @@ path "sys/internal/ui/mounts/*" { capabilities = ["read"] }"#;
     let created =
         bao.api("POST", "auth/token/create", Some(json!({"policies": ["read-only"], "ttl": "10m"})));
     let token = created.1["auth"]["client_token"].as_str().expect("a token").to_owned();
-    let mut reader = Host::new(&env, &bao, "reader", STORE, "");
+    let mut reader = host(&env, &bao, "reader", STORE, "");
     reader.env[1].1 = token.clone();
     let output = reader.run(&["refresh"]);
     assert_exit(&output, 2);
@@ -432,7 +394,7 @@ path "sys/internal/ui/mounts/*" { capabilities = ["read"] }"#;
     assert!(!message.contains(&token), "the token is never shown: {message}");
     assert_eq!(env.auth.refreshes(), 0, "refused before anything was spent");
 
-    let mut away = Host::new(&env, &bao, "away", STORE, "");
+    let mut away = host(&env, &bao, "away", STORE, "");
     away.env[0].1 = format!("http://127.0.0.1:{}", common::CLOSED_PORT);
     let output = away.run(&["refresh"]);
     assert_exit(&output, 1);

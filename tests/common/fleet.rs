@@ -1,10 +1,63 @@
 //! A fleet of hosts printing at once, for the shared stores' tests.
 
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{AuthServer, assert_exit, wait_for};
+use serde_json::Value;
+
+use super::{AuthServer, TestEnv, assert_exit, atl_command, stderr, stdout, wait_for};
+
+/// A host of a fleet on a shared store: its own folder, env file and access-token copy, and
+/// the environment its commands get (the store's address and credentials).
+pub struct Host {
+    pub dir: PathBuf,
+    pub env: Vec<(&'static str, String)>,
+}
+
+impl Host {
+    /// A host in `test`'s folder, named `name`: `test`'s settings plus `ATL_STORE=store`, a
+    /// 4-second lease and `extra`; its commands get `env`.
+    pub fn new(
+        test: &TestEnv,
+        name: &str,
+        store: &str,
+        extra: &str,
+        env: Vec<(&'static str, String)>,
+    ) -> Self {
+        let dir = test.path(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let settings = std::fs::read_to_string(test.path(".env")).expect(".env");
+        let settings = format!("{settings}ATL_STORE={store}\nATL_STORE_LEASE=4s\n{extra}");
+        std::fs::write(dir.join(".env"), settings).expect("write .env");
+        super::set_mode(&dir.join(".env"), 0o600);
+        Self { dir, env }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = atl_command(&self.dir, args);
+        command.envs(self.env.iter().map(|(k, v)| (*k, v.as_str())));
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run atl-token")
+    }
+
+    /// `status --json`'s store.
+    pub fn store(&self) -> Value {
+        let output = self.run(&["status", "--json"]);
+        assert_exit(&output, 0);
+        serde_json::from_slice::<Value>(&output.stdout).expect("status is JSON")["store"].clone()
+    }
+
+    pub fn refresh_token(&self) -> String {
+        let output = self.run(&["print", "--refresh", "--min-valid", "1s"]);
+        assert_exit(&output, 0);
+        stdout(&output).trim().to_owned()
+    }
+}
 
 /// Every half second for `length`, five commands on each of `hosts` hosts, made by
 /// `command(host)`. Returns each one's output, when it was seen done and its host, and the
@@ -86,4 +139,26 @@ pub fn race(hosts: usize, print: impl Fn(usize) -> Command) {
     for mut child in children {
         assert!(child.wait().expect("wait").success());
     }
+}
+
+/// The prints of [`run`] under faults: each exited 0 with a token the server issued and that
+/// was valid when printed, or 1 with one line; anything else panics. Returns the exit 1s'
+/// hosts and messages.
+pub fn failures(finished: &[(Output, Instant, usize)], auth: &AuthServer) -> Vec<(usize, String)> {
+    let mut failed = Vec::new();
+    for (output, at, host) in finished {
+        match output.status.code() {
+            Some(0) => {
+                let token = stdout(output).trim().to_owned();
+                assert!(auth.access_valid_at(&token, *at), "host {host} printed {token}, not valid then");
+            }
+            Some(1) => {
+                let message = stderr(output);
+                assert_eq!(message.lines().count(), 1, "one sentence: {message}");
+                failed.push((*host, message));
+            }
+            _ => panic!("host {host}: {:?}\n{}", output.status, stderr(output)),
+        }
+    }
+    failed
 }

@@ -971,6 +971,26 @@ pub fn mode_of(path: &Path) -> u32 {
     std::fs::metadata(path).expect("metadata").permissions().mode() & 0o777
 }
 
+/// Runs `command`, a login that prints its authorize URL and reads the address the browser
+/// was sent to (`--paste`): `check` sees the URL, then the address of a browser that
+/// consented is pasted (the redirect URI on `port`). Returns the exit status and stderr.
+pub fn paste_login(
+    mut command: Command,
+    port: u16,
+    check: impl FnOnce(&url::Url),
+) -> (std::process::ExitStatus, String) {
+    let mut child =
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let lines = StderrLines::take(&mut child);
+    let url =
+        url::Url::parse(lines.wait_line(|l| l.trim_start().starts_with("http://")).trim()).expect("URL");
+    check(&url);
+    let address = redirect_address(port, &state_of(&url));
+    writeln!(child.stdin.take().expect("stdin"), "{address}").expect("paste");
+    let status = wait_exit(&mut child, Duration::from_secs(30));
+    (status, lines.all())
+}
+
 /// A login started on a free port; the authorize URL it printed.
 pub struct Login {
     pub child: Child,
