@@ -26,9 +26,11 @@ Exit codes: the command's own once it runs. Before that:
 
 /// Gets, keeps and hands out OAuth tokens for Atlassian products.
 ///
-/// Configuration comes from flags, then the process environment, then the env file
-/// (--env-file, else --profile, else $ATL_ENV_FILE, else $ATL_PROFILE, else ./.env, else ./jira.env, else
-/// ~/.config/atl-token/.env). `atl-token init` writes one.
+/// Settings come in layers, highest first: flags; the process environment; --env-file (or
+/// $ATL_ENV_FILE); the folder's file (./.env, else ./jira.env); your own file
+/// (~/.config/atl-token/.env, or a profile's). A lower layer fills only the keys a higher one
+/// leaves unset. `atl-token init` writes your own file. A folder's file that sets a command,
+/// a destination or the token file is used only once you `atl-token trust` it.
 ///
 /// ATL_GRANT=client_credentials makes it a service account's (Cloud or Data Center): no
 /// login and no refresh token; `print` fetches a new access token when the last one is due.
@@ -100,6 +102,11 @@ pub enum Command {
     /// Write an env file: asks on a terminal, or takes every value as a flag.
     #[command(after_help = EXIT_CODES)]
     Init(InitArgs),
+    /// Trust a folder's env file (./.env or ./jira.env), so that the settings in it that run a
+    /// command, choose where tokens go or choose the token file are used. A changed file is
+    /// no longer trusted.
+    #[command(after_help = EXIT_CODES)]
+    Trust(TrustArgs),
     /// List the profiles in ~/.config/atl-token, each with its token's health in one line.
     #[command(after_help = EXIT_CODES)]
     Profiles(ProfilesArgs),
@@ -109,6 +116,19 @@ pub enum Command {
     Man(TopicArgs),
     /// Print this message or the help of the given subcommand.
     Help(TopicArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// The env file to trust (or forget): by default the folder's, ./.env or else ./jira.env.
+    #[arg(value_name = "FILE", conflicts_with = "list")]
+    pub file: Option<PathBuf>,
+    /// List the files you trust, each with whether it has changed since.
+    #[arg(long)]
+    pub list: bool,
+    /// Forget FILE: its settings that run a command or choose a destination are refused again.
+    #[arg(long, conflicts_with = "list")]
+    pub remove: bool,
 }
 
 #[derive(Debug, Args)]

@@ -100,14 +100,14 @@ fn fresh_token(args: &Args) -> Option<Found> {
     let cwd = std::env::current_dir().ok()?;
     let env = |name: &str| std::env::var(name).ok();
     let settings = config::read_env_file(&lookup, &cwd).ok()?;
-    let get = |key: config::Key| config::lookup_value(&env, settings.file.as_ref(), key);
+    let get = |key: config::Key| config::lookup_value(&env, &settings.files, key);
     // OAuth 1.0a has no bearer token.
     if get(config::PROVIDER).is_some_and(|p| p.eq_ignore_ascii_case(crate::provider::OAUTH1)) {
         return None;
     }
     let path = match &args.token_file {
         Some(flag) => cwd.join(flag),
-        None => config::token_file_in(settings.file.as_ref(), &cwd, get(config::TOKEN_FILE)),
+        None => config::token_file_in(&env, &settings.files, &cwd),
     };
     let (access, mut warnings) = match get(config::STORE).as_deref().map(str::trim) {
         None | Some("file") => read_access(&path)?,

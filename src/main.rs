@@ -83,6 +83,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keygen(args) => commands::keygen::run(args),
         Command::Init(args) => commands::init::run(&lookup(), args),
         Command::Profiles(args) => commands::profiles::run(&lookup(), args),
+        Command::Trust(args) => commands::trust::run(&lookup(), args),
         Command::Completions(args) => commands::docs::completions(args.shell),
         Command::Man(args) => commands::docs::man(args.command.as_deref()),
         Command::Help(args) => commands::docs::help(args.command.as_deref()),

@@ -422,11 +422,12 @@ mod tests {
         let file = EnvFile {
             path: PathBuf::from("/x/.env"),
             vars: crate::envfile::parse(&text, None).expect("parses").vars,
+            layer: config::Layer::Named,
         };
         let config = config::resolve(&Sources {
             token_file_flag: None,
             env: &|_| None,
-            file: Some(&file),
+            files: std::slice::from_ref(&file),
             searched: &[],
             cwd: Path::new("/"),
         });

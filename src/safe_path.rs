@@ -306,6 +306,21 @@ fn open_unchecked(path: &Path, access: Access, what: &str) -> Result<Option<(Fil
     Ok(Some((file, meta)))
 }
 
+/// Up to `limit` bytes of the regular file at `path`, for a look at what it is, or `None`
+/// when there is none or it is anything else: opened without waiting on a FIFO, and
+/// following links, since nothing read this way is used (a file that is used is read again
+/// by [`read_trusted`]'s rules).
+pub fn peek(path: &Path, limit: u64) -> Option<Vec<u8>> {
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = File::from(rustix::fs::open(path, flags, Mode::empty()).ok()?);
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    file.take(limit).read_to_end(&mut bytes).ok()?;
+    Some(bytes)
+}
+
 /// Reads a file of settings that `rules` describe, if it exists: a safe path to a regular
 /// file that is the user's own (or root's), that nobody else can write, in a folder nobody
 /// else can write, opened without following a link or waiting on a FIFO, and at most

@@ -136,7 +136,7 @@ fn store_push_needs_a_shared_store() {
 }
 
 /// The seed script sources `jira.env`: with no `.env`, atl-token finds it, in the script's
-/// own names, with its token file beside it.
+/// own names, with its token file beside it, once trusted (it names the token file).
 #[test]
 fn the_seed_scripts_jira_env_is_found_when_there_is_no_env_file() {
     let env = TestEnv::new();
@@ -151,6 +151,10 @@ fn the_seed_scripts_jira_env_is_found_when_there_is_no_env_file() {
     env.write_token(3600);
     let expected = env.read_token()["access_token"].as_str().expect("access").to_owned();
     let run = |args: &[&str]| bare_command(env.dir.path()).args(args).output().expect("run");
+    let refused = run(&["print"]);
+    assert_exit(&refused, 2);
+    assert!(stderr(&refused).contains("atl-token trust"), "{}", stderr(&refused));
+    assert_exit(&run(&["trust"]), 0);
     for args in [&["print"][..], &["print", "--json"][..]] {
         let output = run(args);
         assert_exit(&output, 0);

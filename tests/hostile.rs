@@ -256,16 +256,26 @@ fn a_repositorys_env_cannot_send_the_refresh_token_elsewhere() {
         format!("ATL_TOKEN_FILE=\"{}\"\nATL_TOKEN_URL={}\n", env.token_file().display(), attacker.url("/t")),
     )
     .expect("write");
-    let out = Command::new(env!("CARGO_BIN_EXE_atl-token"))
-        .env_clear()
-        .env("HOME", env.dir.path())
-        .env("ATL_CLIENT_ID", CLIENT_ID)
-        .env("ATL_CLIENT_SECRET", CLIENT_SECRET)
-        .env("ATL_SCOPE", "read:jira-work")
-        .current_dir(&repo)
-        .arg("refresh")
-        .output()
-        .expect("run");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_atl-token"))
+            .env_clear()
+            .env("HOME", env.dir.path())
+            .env("ATL_CLIENT_ID", CLIENT_ID)
+            .env("ATL_CLIENT_SECRET", CLIENT_SECRET)
+            .env("ATL_SCOPE", "read:jira-work")
+            .current_dir(&repo)
+            .args(args)
+            .output()
+            .expect("run")
+    };
+    // Untrusted, the file is refused before anything is sent.
+    let out = run(&["refresh"]);
+    assert_exit(&out, 2);
+    assert!(stderr(&out).contains("atl-token trust"), "{}", stderr(&out));
+    assert!(attacker.requests().is_empty(), "nothing reached the other server");
+    // Trusted by mistake, the family's binding still holds.
+    assert_exit(&run(&["trust"]), 0);
+    let out = run(&["refresh"]);
     assert_exit(&out, 2);
     let err = stderr(&out);
     assert!(attacker.requests().is_empty(), "nothing reached the other server");

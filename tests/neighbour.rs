@@ -79,6 +79,9 @@ fn a_planted_env_cannot_send_the_access_token_or_a_variable_to_another_api() {
             attacker.url("")
         ),
     );
+    // Untrusted, the file is refused whole; trusted by mistake, the bindings still hold.
+    assert_exit(&run_in(&repo, &["print", "--env"]), 2);
+    assert_exit(&run_in(&repo, &["trust"]), 0);
     for args in
         [&["print", "--env"][..], &["api", "/rest/api/3/myself"], &["sites"], &["print", "--cloud-id"]]
     {
@@ -120,6 +123,7 @@ fn a_planted_datacenter_env_gets_neither_the_bearer_token_nor_the_revoke() {
             env.token_file().display()
         ),
     );
+    assert_exit(&run_in(&repo, &["trust"]), 0);
     for args in [&["api", "/rest/api/2/myself"][..], &["logout"], &["print", "--api-base"]] {
         let out = run_in(&repo, args);
         assert_exit(&out, 2);
@@ -153,49 +157,60 @@ fn a_file_without_records_is_bound_by_its_first_use_and_refused_elsewhere_after(
 
 // --- 2. Settings only from files nobody else can write ---
 
-/// A folder whose `./.env` is `make`'s; `print` run there must stop at once with exit 2.
-fn refused_env(make: impl FnOnce(&Path), expected: &str) {
+/// A folder whose env file is `make`'s, named by `--env-file` or found as `./.env`; `print`
+/// run there must stop at once with exit 2.
+fn refused_env(named: bool, make: impl FnOnce(&Path), expected: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join(".env");
     make(&path);
-    let mut child = bare_command(dir.path())
-        .arg("print")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
+    let mut command = bare_command(dir.path());
+    if named {
+        command.arg("--env-file").arg(&path);
+    }
+    let mut child =
+        command.arg("print").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
     let status = wait_exit(&mut child, Duration::from_secs(10));
     let out = child.wait_with_output().expect("output");
     assert_eq!(status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains(expected), "{}", stderr(&out));
 }
 
+fn fifo(p: &Path) {
+    let mode = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
+    rustix::fs::mknodat(rustix::fs::CWD, p, rustix::fs::FileType::Fifo, mode, 0).expect("fifo");
+}
+
 #[test]
 fn an_env_file_that_is_not_a_small_private_regular_file_is_refused_unread() {
     let settings = "ATL_CLIENT_ID=a\nATL_CLIENT_SECRET=b\nATL_SCOPE=c\n";
-    refused_env(
-        |p| {
-            let mode = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
-            rustix::fs::mknodat(rustix::fs::CWD, p, rustix::fs::FileType::Fifo, mode, 0).expect("fifo");
-        },
-        "not a regular file",
-    );
-    refused_env(|p| std::os::unix::fs::symlink("/dev/zero", p).expect("symlink"), "not a regular file");
-    refused_env(
-        |p| {
-            fs::write(p, settings).expect("write");
-            set_mode(p, 0o666);
-        },
-        "can be changed by other users (mode 666)",
-    );
-    refused_env(
-        |p| {
-            fs::write(p, settings).expect("write");
-            set_mode(p.parent().expect("folder"), 0o777);
-        },
-        "others can write (mode 777)",
-    );
-    refused_env(|p| fs::write(p, "# x\n".repeat(17 * 1024)).expect("write"), "more than 64 KiB");
+    refused_env(true, fifo, "not a regular file");
+    refused_env(true, |p| std::os::unix::fs::symlink("/dev/zero", p).expect("symlink"), "not a regular file");
+    // Found in the folder, neither names a setting: not atl-token's, so not read, nor waited on.
+    refused_env(false, fifo, "ATL_CLIENT_ID");
+    refused_env(false, |p| std::os::unix::fs::symlink("/dev/zero", p).expect("symlink"), "ATL_CLIENT_ID");
+    for named in [true, false] {
+        refused_env(
+            named,
+            |p| {
+                fs::write(p, settings).expect("write");
+                set_mode(p, 0o666);
+            },
+            "can be changed by other users (mode 666)",
+        );
+        refused_env(
+            named,
+            |p| {
+                fs::write(p, settings).expect("write");
+                set_mode(p.parent().expect("folder"), 0o777);
+            },
+            "others can write (mode 777)",
+        );
+        refused_env(
+            named,
+            |p| fs::write(p, format!("{settings}{}", "# x\n".repeat(17 * 1024))).expect("write"),
+            "more than 64 KiB",
+        );
+    }
 }
 
 #[test]
@@ -203,6 +218,7 @@ fn an_env_file_that_is_not_a_small_private_regular_file_is_refused_unread() {
 fn another_users_env_file_is_refused() {
     require_root();
     refused_env(
+        false,
         |p| {
             fs::write(p, "ATL_CLIENT_ID=a\nATL_CLIENT_SECRET=b\nATL_SCOPE=c\n").expect("write");
             std::os::unix::fs::lchown(p, Some(OTHER_USER), None).expect("chown");

@@ -286,9 +286,16 @@ fn check(path: &Path, vars: &[(&'static str, String)], cwd: &Path) -> Result<()>
     let file = EnvFile {
         path: path.to_owned(),
         vars: vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+        layer: config::Layer::User,
     };
     let no_env = |_: &str| None;
-    let sources = Sources { token_file_flag: None, env: &no_env, file: Some(&file), searched: &[], cwd };
+    let sources = Sources {
+        token_file_flag: None,
+        env: &no_env,
+        files: std::slice::from_ref(&file),
+        searched: &[],
+        cwd,
+    };
     config::resolve(&sources).map_err(|e| anyhow!(Exit::usage(format!("nothing was written: {e}"))))?;
     Ok(())
 }

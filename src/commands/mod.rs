@@ -15,3 +15,4 @@ pub mod push;
 pub mod refresh;
 pub mod sites;
 pub mod status;
+pub mod trust;

@@ -65,6 +65,36 @@ pub(super) const KEYS: [Key; 23] = [
     LISTEN,
 ];
 
+/// The keys a folder's env file may set only once the user trusts it (`atl-token trust`):
+/// those that run a command, choose where a token, a signature or a secret goes, or choose
+/// which file holds the family.
+pub const GUARDED: [Key; 11] = [
+    ON_ROTATE,
+    SITE,
+    AUTHORIZE_URL,
+    TOKEN_URL,
+    API_URL,
+    BASE_URL,
+    REDIRECT_URI,
+    LISTEN,
+    STORE,
+    CA_FILE,
+    TOKEN_FILE,
+];
+
+/// Whether `name` is a [`GUARDED`] key (or its seed alias), or an `ATL_` name ending in
+/// `_URL`: a destination a later setting may add, guarded before it exists.
+pub fn guarded(name: &str) -> bool {
+    GUARDED.iter().any(|k| k.name == name || k.alias == Some(name))
+        || (name.starts_with("ATL_") && name.ends_with("_URL"))
+}
+
+/// Whether `name` is a setting atl-token reads (or its seed alias), or any `ATL_` name: what
+/// makes a folder's file one of atl-token's.
+pub fn names_setting(name: &str) -> bool {
+    name.starts_with("ATL_") || KEYS.iter().any(|k| k.alias == Some(name))
+}
+
 /// `ATL_*` names in an env file that are no setting, each with the setting it is closest to
 /// when one is close: `ATL_CLIENTID` → `ATL_CLIENT_ID`.
 pub fn unknown_keys(vars: &[(String, String)]) -> Vec<(&str, Option<&'static str>)> {
@@ -103,7 +133,7 @@ pub(super) fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// No env file is larger: a few dozen settings. A larger one is refused unread.
-pub(super) const MAX_ENV_FILE: u64 = 64 * 1024;
+pub const MAX_ENV_FILE: u64 = 64 * 1024;
 
 /// The environment variable that names the env file when `--env-file` is not given.
 pub const ENV_FILE_VAR: &str = "ATL_ENV_FILE";

@@ -1,6 +1,7 @@
 //! Configuration: the keys ([`keys`]), where each value comes from ([`sources`]: flags >
-//! process environment > env file > defaults), the checks they pass ([`validate`]), and
-//! their resolution into a typed [`Config`] ([`resolve`]).
+//! process environment > the env files' layers > defaults, and [`trust`] for a folder's
+//! file), the checks they pass ([`validate`]), and their resolution into a typed [`Config`]
+//! ([`resolve`]).
 //!
 //! [`load`] is the only part that touches the file system and the environment; [`resolve()`]
 //! is pure and takes everything it reads as parameters. Imported by everything that needs
@@ -9,6 +10,7 @@
 mod keys;
 mod resolve;
 mod sources;
+pub mod trust;
 mod validate;
 
 use std::path::{Path, PathBuf};
@@ -252,7 +254,7 @@ pub fn load(lookup: &Lookup, token_file_flag: Option<&Path>) -> anyhow::Result<C
     let config = resolve(&Sources {
         token_file_flag,
         env: &env,
-        file: settings.file.as_ref(),
+        files: &settings.files,
         searched: &settings.searched,
         cwd: &cwd,
     })?;

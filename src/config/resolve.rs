@@ -24,12 +24,12 @@ pub fn resolve(sources: &Sources<'_>) -> Result<Config, Exit> {
     let site = sources.get(SITE).map(|s| parse_url(&s)).transpose()?;
     let redirect = redirect(sources)?;
 
-    let base = sources.file.and_then(|f| f.path.parent()).unwrap_or(sources.cwd);
     let token_file = match sources.token_file_flag {
         Some(flag) => sources.cwd.join(flag),
-        None => token_file_in(sources.file, sources.cwd, sources.get(TOKEN_FILE).map(|s| s.value)),
+        None => token_file_in(sources.env, sources.files, sources.cwd),
     };
-    let ca_file = sources.get(CA_FILE).map(|s| CaFile { path: base.join(s.value), origin: s.origin });
+    let ca_file =
+        sources.get(CA_FILE).map(|s| CaFile { path: s.base(sources).join(&s.value), origin: s.origin });
     let api = match (server_base(&auth), sources.get(API_URL)) {
         (Some(base), None) => base,
         (Some(_), Some(setting)) => {
@@ -243,7 +243,6 @@ fn consumer(sources: &Sources<'_>) -> Result<Consumer, Exit> {
     let url = base_url(&base)?;
     let consumer_key = sources.require(CONSUMER_KEY)?.value;
     let key = sources.require(PRIVATE_KEY_FILE)?;
-    let folder = sources.file.and_then(|f| f.path.parent()).unwrap_or(sources.cwd);
     let endpoint = |name: &str| Endpoint {
         url: below_path(&url, provider::OAUTH1_PATH, name),
         origin: base.origin.clone(),
@@ -251,7 +250,7 @@ fn consumer(sources: &Sources<'_>) -> Result<Consumer, Exit> {
     };
     Ok(Consumer {
         consumer_key,
-        private_key_file: KeyFile { path: folder.join(key.value), origin: key.origin },
+        private_key_file: KeyFile { path: key.base(sources).join(&key.value), origin: key.origin },
         base_url: url.as_str().trim_end_matches('/').to_owned(),
         request_token_url: endpoint("request-token"),
         authorize_url: endpoint("authorize"),

@@ -21,7 +21,7 @@ impl Fixture {
 
     fn file(mut self, text: &str) -> Self {
         let vars = envfile::parse(text, None).expect("test env file parses").vars;
-        self.file = Some(EnvFile { path: PathBuf::from("/etc/atl/.env"), vars });
+        self.file = Some(EnvFile { path: PathBuf::from("/etc/atl/.env"), vars, layer: Layer::Named });
         self
     }
 
@@ -35,7 +35,7 @@ impl Fixture {
         resolve(&Sources {
             token_file_flag: self.token_flag.as_deref(),
             env: &env,
-            file: self.file.as_ref(),
+            files: self.file.as_slice(),
             searched: &[PathBuf::from("/cwd/.env")],
             cwd: Path::new("/cwd"),
         })
@@ -378,37 +378,108 @@ fn comma_separated_scopes_are_refused_with_the_spaced_form() {
 }
 
 #[test]
-fn env_file_search_order() {
+fn env_file_layers_in_order() {
     let cwd = Path::new("/w");
-    let paths = |lookup: Lookup| -> Vec<(PathBuf, bool)> {
-        lookup.candidates(cwd).expect("candidates").into_iter().map(|(p, m)| (p, m.is_some())).collect()
+    let paths = |lookup: Lookup| -> Vec<(PathBuf, Layer, bool)> {
+        let candidates = lookup.candidates(cwd).expect("candidates");
+        candidates.into_iter().map(|c| (c.path, c.layer, c.missing.is_some())).collect()
     };
+    let folder = Layer::Folder { trusted: false };
     let base =
         Lookup { xdg_config_home: Some("/xdg".into()), home: Some("/home/u".into()), ..Lookup::default() };
+    let below_named = |named: &str| {
+        vec![
+            (PathBuf::from(named), Layer::Named, true),
+            (PathBuf::from("/w/.env"), folder, false),
+            (PathBuf::from("/w/jira.env"), folder, false),
+            (PathBuf::from("/xdg/atl-token/.env"), Layer::User, false),
+        ]
+    };
     let flag = Lookup {
         env_file_flag: Some("a.env".into()),
         env_file_var: Some("b".into()),
         profile_flag: Some("prod".into()),
         ..base.clone()
     };
-    assert_eq!(paths(flag), vec![(PathBuf::from("/w/a.env"), true)]);
+    assert_eq!(paths(flag), below_named("/w/a.env"));
+    // A profile is the user's layer, and no folder's file may change the account it names.
     let profile =
         Lookup { profile_flag: Some("prod".into()), env_file_var: Some("b".into()), ..base.clone() };
-    assert_eq!(paths(profile), vec![(PathBuf::from("/xdg/atl-token/prod/.env"), true)]);
+    assert_eq!(paths(profile), vec![(PathBuf::from("/xdg/atl-token/prod/.env"), Layer::User, true)]);
     let var = Lookup { env_file_var: Some("/x/b.env".into()), profile_var: Some("p".into()), ..base.clone() };
-    assert_eq!(paths(var), vec![(PathBuf::from("/x/b.env"), true)]);
+    assert_eq!(paths(var), below_named("/x/b.env"));
     let profile_var = Lookup { profile_var: Some("sandbox".into()), ..base.clone() };
-    assert_eq!(paths(profile_var), vec![(PathBuf::from("/xdg/atl-token/sandbox/.env"), true)]);
-    assert_eq!(
-        paths(base),
-        vec![
-            (PathBuf::from("/w/.env"), false),
-            (PathBuf::from("/w/jira.env"), false),
-            (PathBuf::from("/xdg/atl-token/.env"), false)
-        ]
-    );
+    assert_eq!(paths(profile_var), vec![(PathBuf::from("/xdg/atl-token/sandbox/.env"), Layer::User, true)]);
+    assert_eq!(paths(base), below_named("/w/a.env")[1..].to_vec());
     let home = Lookup { home: Some("/home/u".into()), ..Lookup::default() };
-    assert_eq!(paths(home)[2], (PathBuf::from("/home/u/.config/atl-token/.env"), false));
+    assert_eq!(paths(home)[2], (PathBuf::from("/home/u/.config/atl-token/.env"), Layer::User, false));
+}
+
+fn layer(path: &str, text: &str, layer: Layer) -> EnvFile {
+    EnvFile { path: PathBuf::from(path), vars: envfile::parse(text, None).expect("parses").vars, layer }
+}
+
+#[test]
+fn a_lower_layer_fills_only_what_higher_ones_leave_unset() {
+    let files = [
+        layer("/w/bot.env", "ATL_SCOPE=READ\nATL_CLIENT_ID=\n", Layer::Named),
+        layer(
+            "/w/.env",
+            "ATL_SCOPE=WRITE\nATL_CLIENT_ID=folder\nATL_HTTP_TIMEOUT=5\n",
+            Layer::Folder { trusted: false },
+        ),
+        layer("/home/u/.config/atl-token/.env", "JIRA_CLIENT_ID=user\nATL_CLIENT_SECRET=s\n", Layer::User),
+    ];
+    let env = |name: &str| (name == "ATL_HTTP_TIMEOUT").then(|| "9".to_owned());
+    let value = |key: Key| lookup_value(&env, &files, key);
+    assert_eq!(value(SCOPE).as_deref(), Some("READ"), "the named file over the folder's");
+    assert_eq!(value(CLIENT_ID).as_deref(), Some("folder"), "empty is unset; the folder's over the user's");
+    assert_eq!(value(CLIENT_SECRET).as_deref(), Some("s"), "the user's fills the rest");
+    assert_eq!(value(HTTP_TIMEOUT).as_deref(), Some("9"), "the environment over every file");
+}
+
+#[test]
+fn the_token_file_sits_beside_the_highest_file_of_the_users_choosing() {
+    let no_env = |_: &str| None;
+    let cwd = Path::new("/w");
+    let untrusted = layer("/w/.env", "ATL_SCOPE=x\n", Layer::Folder { trusted: false });
+    let trusted = layer("/w/.env", "ATL_TOKEN_FILE=t/custom.json\n", Layer::Folder { trusted: true });
+    let user = layer("/home/u/.config/atl-token/.env", "ATL_SCOPE=y\n", Layer::User);
+    let user_named = layer("/home/u/.config/atl-token/.env", "ATL_TOKEN_FILE=mine.json\n", Layer::User);
+    let at = |files: Vec<EnvFile>| token_file_in(&no_env, &files, cwd);
+    assert_eq!(at(vec![]), PathBuf::from("/w/token.json"));
+    assert_eq!(at(vec![untrusted]), PathBuf::from("/w/token.json"));
+    let untrusted = layer("/w/.env", "ATL_SCOPE=x\n", Layer::Folder { trusted: false });
+    assert_eq!(at(vec![untrusted, user]), PathBuf::from("/home/u/.config/atl-token/token.json"));
+    assert_eq!(at(vec![trusted]), PathBuf::from("/w/t/custom.json"));
+    assert_eq!(at(vec![user_named]), PathBuf::from("/home/u/.config/atl-token/mine.json"));
+}
+
+#[test]
+fn guarded_keys_are_those_that_run_pick_a_destination_or_the_token_file() {
+    for name in [
+        "ATL_ON_ROTATE",
+        "ATL_TOKEN_URL",
+        "JIRA_DOMAIN",
+        "TOKEN_FILE_NAME",
+        "ATL_STORE",
+        "ATL_LISTEN",
+        "ATL_CA_FILE",
+        "ATL_SOME_NEW_URL",
+    ] {
+        assert!(guarded(name), "{name}");
+    }
+    for name in
+        ["ATL_CLIENT_ID", "JIRA_CLIENT_SECRET", "ATL_SCOPE", "REFRESH_PORT", "DATABASE_URL", "JIRA_URL"]
+    {
+        assert!(!guarded(name), "{name}");
+    }
+    for name in ["ATL_CLIENT_ID", "JIRA_SCOPE", "REFRESH_PORT", "TOKEN_FILE_NAME", "ATL_TYPO"] {
+        assert!(names_setting(name), "{name}");
+    }
+    for name in ["DATABASE_URL", "NODE_ENV", "JIRA_URL", "JIRA_API_TOKEN"] {
+        assert!(!names_setting(name), "{name}");
+    }
 }
 
 #[test]
