@@ -556,3 +556,65 @@ fn psoxy_push_to_gcp_names_a_missing_permission() {
     let lock = gcp.labels("PSOXY_JIRA_CLOUD_OAUTH_REFRESH_TOKEN");
     assert!(!lock.contains_key("locked"), "the lock was released: {lock:?}");
 }
+
+/// `--tfvars` is read by the rules for the user's own files before anything goes to psoxy: a
+/// FIFO (which hung the push after psoxy's values were written), a link in a folder others
+/// can write (which was replaced by a copy of its target, mode 644), and a file over 1 MiB
+/// are refused, and psoxy's secrets keep their placeholders. The user's own link in a
+/// private folder is followed, and stays a link.
+#[test]
+fn psoxy_push_reads_the_tfvars_file_safely_before_writing_anything() {
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    let env = TestEnv::new();
+    let gcp = SecretManager::start();
+    let key = key_file(env.dir.path());
+    terraformed(&gcp);
+    env.write_token(3600);
+    let private = env.path("private.txt");
+    std::fs::write(&private, "jira_cloud_id = \"\"\nmy_secret = \"s3cret\"\n").expect("write");
+    common::set_mode(&private, 0o600);
+    let shared = env.path("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    symlink(&private, shared.join("terraform.tfvars")).expect("symlink");
+    let fifo = env.path("fifo.tfvars");
+    let mode = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, mode, 0).expect("fifo");
+    let big = env.path("big.tfvars");
+    std::fs::write(&big, "#\n".repeat(600 * 1024)).expect("write");
+    let push = |tfvars: &Path| {
+        let target = format!("gcp:projects/{PROJECT}");
+        let mut child = psoxy_command(&env, &gcp, &key, &["psoxy", "push", &target, "--tfvars"])
+            .arg(tfvars)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        common::wait_exit(&mut child, Duration::from_secs(30));
+        child.wait_with_output().expect("output")
+    };
+    for (tfvars, expected) in [
+        (shared.join("terraform.tfvars"), "others can write"),
+        (fifo.clone(), "not a regular file"),
+        (big.clone(), "more than 1024 KiB"),
+    ] {
+        let output = push(&tfvars);
+        assert_exit(&output, 2);
+        assert!(stderr(&output).contains(expected), "{}: {}", tfvars.display(), stderr(&output));
+        let labels = gcp.labels("PSOXY_JIRA_CLOUD_REFRESH_TOKEN");
+        assert!(!labels.contains_key("latest-version"), "nothing went to psoxy: {labels:?}");
+    }
+    assert!(
+        std::fs::symlink_metadata(shared.join("terraform.tfvars")).expect("link").file_type().is_symlink()
+    );
+    assert!(std::fs::read_to_string(&private).expect("read").contains("s3cret"));
+
+    let mine = env.path("terraform.tfvars");
+    symlink(&private, &mine).expect("symlink");
+    let output = push(&mine);
+    assert_exit(&output, 0);
+    assert!(std::fs::symlink_metadata(&mine).expect("link").file_type().is_symlink(), "still a link");
+    let text = std::fs::read_to_string(&private).expect("read");
+    assert!(text.contains(&format!("jira_cloud_id = \"{}\"", common::SITE_ID)), "{text}");
+    assert_eq!(common::mode_of(&private) & 0o777, 0o600, "its mode kept");
+}

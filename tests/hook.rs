@@ -74,3 +74,45 @@ fn a_login_runs_the_hook() {
         std::fs::read(env.token_file()).expect("token file")
     );
 }
+
+/// atl-token run with `args`, its output collected on a thread, or `None` when it has not
+/// ended within `limit` (its hook's group then outlived it).
+fn output_within(
+    mut command: std::process::Command,
+    limit: std::time::Duration,
+) -> Option<std::process::Output> {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(command.output().expect("run atl-token"));
+    });
+    receiver.recv_timeout(limit).ok()
+}
+
+/// The hook's limit holds for what it forks (the shell's `sleep` kept the pipes open) and
+/// for a set too large for the pipe that it never reads (the write blocked before the
+/// deadline began). The limit is 2 s here (a debug build's switch); atl-token used to wait
+/// 100 s.
+#[test]
+fn the_hooks_time_limit_holds_for_what_it_forks_and_a_set_it_never_reads() {
+    let env = TestEnv::new();
+    env.write_env("ATL_ON_ROTATE='sleep 100; true'\n");
+    for large in [false, true] {
+        env.write_token(-10);
+        if large {
+            let big = "x".repeat(200 * 1024);
+            env.auth.push_fault(Reply::Json(
+                200,
+                serde_json::json!({"access_token": "at-big", "refresh_token": "rt-big", "expires_in": 3600,
+                                   "token_type": "Bearer", "scope": "read:jira-work offline_access", "padding": big}),
+            ));
+        }
+        let mut command = env.command(&["refresh"]);
+        command.env("ATL_TOKEN_TEST_ONLY_HOOK_LIMIT", "2");
+        let out = output_within(command, std::time::Duration::from_secs(40))
+            .unwrap_or_else(|| panic!("large {large}: atl-token still waiting after 40 s"));
+        assert_exit(&out, 0);
+        assert!(stderr(&out).contains("took longer than 2s and was stopped"), "{}", stderr(&out));
+        assert!(env.path("token.json.rotate-pending").exists());
+    }
+    assert_eq!(env.read_token()["access_token"], "at-big", "the large set was saved");
+}

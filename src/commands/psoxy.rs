@@ -4,7 +4,7 @@
 //! `status` checks what psoxy holds, for a yearly (or daily) cron check.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -21,6 +21,8 @@ const FRESH: u64 = 5 * 60;
 
 pub fn push(mut config: Config, args: &PsoxyPushArgs) -> Result<()> {
     let target = Target::parse(&args.target)?;
+    // Read by the rules for a file of the user's before anything is written to psoxy.
+    let tfvars = args.tfvars.as_deref().map(Tfvars::read).transpose()?;
     config.oauth2("psoxy push")?;
     if config.api_base().is_some() {
         return Err(Exit::usage("psoxy push is for Jira Cloud (seed 004): ATL_PROVIDER must be cloud").into());
@@ -73,9 +75,9 @@ pub fn push(mut config: Config, args: &PsoxyPushArgs) -> Result<()> {
         )
     })?;
     released?;
-    if let Some(tfvars) = &args.tfvars {
-        set_tfvar(tfvars, "jira_cloud_id", &cloud_id)?;
-        eprintln!("set jira_cloud_id in {}", tfvars.display());
+    if let Some(tfvars) = &tfvars {
+        tfvars.set("jira_cloud_id", &cloud_id)?;
+        eprintln!("set jira_cloud_id in {}", tfvars.path.display());
     }
     eprintln!(
         "handed over to psoxy at {} ({site}): psoxy refreshes the family from now on, and atl-token will not \
@@ -179,15 +181,39 @@ pub fn status(config: &Config, args: &PsoxyStatusArgs) -> Result<()> {
     if code == Code::Success { Ok(()) } else { Err(Exit::silent(code).into()) }
 }
 
-/// Sets `name = "value"` in a Terraform variables file: the line replaced, or added at the
-/// end; every other byte unchanged; written through a temp file and a rename, keeping the
-/// file's mode.
-fn set_tfvar(path: &Path, name: &str, value: &str) -> Result<()> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-        Err(e) => return Err(Exit::usage(format!("cannot read {}: {e}", path.display())).into()),
-    };
+/// A Terraform variables file (`--tfvars`): where it really is, and what it holds.
+struct Tfvars {
+    path: PathBuf,
+    text: String,
+}
+
+/// The file's rules: the user's own regular file (a link only where `safe_path` follows one),
+/// opened without waiting on a FIFO, in a folder nobody else can write.
+const TFVARS: crate::safe_path::Rules =
+    crate::safe_path::Rules { what: "Terraform variables file", key: "--tfvars", root_may_own: false };
+/// A variables file is a few KiB; a larger one is refused unread.
+const MAX_TFVARS: u64 = 1024 * 1024;
+
+impl Tfvars {
+    /// Reads `path` by [`TFVARS`]' rules; a file not there yet is empty.
+    fn read(path: &Path) -> Result<Self> {
+        let (real, _) = crate::safe_path::resolve_with(path, &TFVARS)?;
+        let bytes = crate::safe_path::read_trusted(&real, &TFVARS, MAX_TFVARS)?.unwrap_or_default();
+        let text = String::from_utf8(bytes)
+            .map_err(|_| Exit::usage(format!("{} is not UTF-8 text: check --tfvars", real.display())))?;
+        Ok(Self { path: real, text })
+    }
+
+    /// Sets `name = "value"`: see [`set_tfvar`].
+    fn set(&self, name: &str, value: &str) -> Result<()> {
+        set_tfvar(&self.path, &self.text, name, value)
+    }
+}
+
+/// Sets `name = "value"` in the Terraform variables file at `path`, which held `text`: the
+/// line replaced, or added at the end; every other byte unchanged; written through a temp
+/// file and a rename, keeping the file's mode.
+fn set_tfvar(path: &Path, text: &str, name: &str, value: &str) -> Result<()> {
     let line = format!("{name} = \"{value}\"");
     let mut found = false;
     let mut out: Vec<String> = text
@@ -236,14 +262,14 @@ mod tests {
         let path = dir.path().join("terraform.tfvars");
         let before = "environment_name = \"psoxy\"\r\njira_cloud_id  =  \"old\" # mine\nother = 1";
         std::fs::write(&path, before).expect("write");
-        set_tfvar(&path, "jira_cloud_id", "c-1").expect("set");
+        Tfvars::read(&path).expect("read").set("jira_cloud_id", "c-1").expect("set");
         assert_eq!(
             std::fs::read_to_string(&path).expect("read"),
             "environment_name = \"psoxy\"\r\njira_cloud_id = \"c-1\"\nother = 1"
         );
         let fresh = dir.path().join("new.tfvars");
         std::fs::write(&fresh, "a = 1").expect("write");
-        set_tfvar(&fresh, "jira_cloud_id", "c-2").expect("set");
+        Tfvars::read(&fresh).expect("read").set("jira_cloud_id", "c-2").expect("set");
         assert_eq!(std::fs::read_to_string(&fresh).expect("read"), "a = 1\njira_cloud_id = \"c-2\"\n");
     }
 }
