@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -338,15 +338,16 @@ impl Drop for Listener {
     }
 }
 
-/// The users (uids) other than this one with a socket listening on TCP `port`, from
-/// `/proc/net/tcp` and `/proc/net/tcp6`: whoever holds the redirect port receives the code
-/// the browser brings back. Empty where the tables cannot be read (not Linux).
-pub fn other_holders(port: u16) -> Vec<u32> {
+/// The users (uids) other than this one with a socket listening on TCP `port` where a
+/// browser going to `host` may arrive (its loopback addresses, and the wildcard ones), from
+/// `/proc/net/tcp` and `/proc/net/tcp6`: whoever holds the redirect port there receives the
+/// code the browser brings back. Empty where the tables cannot be read (not Linux).
+pub fn other_holders(port: u16, host: LoopbackHost) -> Vec<u32> {
     let me = crate::safe_path::euid();
     let mut uids: Vec<u32> = ["/proc/net/tcp", "/proc/net/tcp6"]
         .iter()
         .filter_map(|table| std::fs::read_to_string(table).ok())
-        .flat_map(|text| listeners(&text, port))
+        .flat_map(|text| listeners(&text, port, host))
         .filter(|uid| *uid != me)
         .collect();
     uids.sort_unstable();
@@ -354,8 +355,9 @@ pub fn other_holders(port: u16) -> Vec<u32> {
     uids
 }
 
-/// The uids of the sockets listening on `port` in a `/proc/net/tcp` or `tcp6` table.
-fn listeners(table: &str, port: u16) -> Vec<u32> {
+/// The uids of the sockets listening on `port` in a `/proc/net/tcp` or `tcp6` table, on an
+/// address a browser going to `host` may reach.
+fn listeners(table: &str, port: u16, host: LoopbackHost) -> Vec<u32> {
     /// `st` of a listening socket.
     const LISTEN: &str = "0A";
     table
@@ -364,10 +366,45 @@ fn listeners(table: &str, port: u16) -> Vec<u32> {
         .filter_map(|line| {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let (local, state, uid) = (fields.get(1)?, fields.get(3)?, fields.get(7)?);
-            let local_port = u16::from_str_radix(local.rsplit_once(':')?.1, 16).ok()?;
-            (local_port == port && *state == LISTEN).then(|| uid.parse().ok()).flatten()
+            let (address, local_port) = local.rsplit_once(':')?;
+            let local_port = u16::from_str_radix(local_port, 16).ok()?;
+            let reached = table_address(address).is_some_and(|ip| reaches(ip, host));
+            (local_port == port && *state == LISTEN && reached).then(|| uid.parse().ok()).flatten()
         })
         .collect()
+}
+
+/// An address as the kernel's tables print it: each 32-bit word of it in hex, as the host
+/// reads it from memory.
+fn table_address(hex: &str) -> Option<IpAddr> {
+    let word = |i: usize| hex.get(i * 8..i * 8 + 8).and_then(|w| u32::from_str_radix(w, 16).ok());
+    match hex.len() {
+        8 => Some(IpAddr::from(word(0)?.to_ne_bytes())),
+        32 => {
+            let mut bytes = [0u8; 16];
+            for (i, chunk) in bytes.chunks_mut(4).enumerate() {
+                chunk.copy_from_slice(&word(i)?.to_ne_bytes());
+            }
+            Some(IpAddr::from(bytes))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a socket on `ip` takes connections to `host`: a loopback address of the family
+/// the host resolves to, or a wildcard one.
+fn reaches(ip: IpAddr, host: LoopbackHost) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
+    let v4 = matches!(host, LoopbackHost::V4 | LoopbackHost::Localhost);
+    let v6 = matches!(host, LoopbackHost::V6 | LoopbackHost::Localhost);
+    match ip {
+        IpAddr::V4(ip) => v4 && (ip.is_loopback() || ip.is_unspecified()),
+        // `[::]` takes IPv4 too, unless the socket is IPv6-only (the tables do not say).
+        IpAddr::V6(ip) => (v6 && ip.is_loopback()) || ip.is_unspecified(),
+    }
 }
 
 impl Listener {
@@ -399,6 +436,21 @@ impl Listener {
         if let Some((ip, _)) = redirect.listen {
             let addr = SocketAddr::from((ip, port));
             sockets.push(TcpListener::bind(addr).await.map_err(|e| in_use(addr, e))?);
+            // A browser may take `localhost` to either family: the loopback of the other one
+            // is held too, so that nobody else takes the code there. `[::]` takes both.
+            let other = match (redirect.host, ip) {
+                (_, IpAddr::V6(v6)) if v6.is_unspecified() => None,
+                (LoopbackHost::Localhost, IpAddr::V4(_)) => Some(v6),
+                (LoopbackHost::Localhost, IpAddr::V6(_)) => Some(v4),
+                _ => None,
+            };
+            if let Some(other) = other {
+                match TcpListener::bind(other).await {
+                    Ok(socket) => sockets.push(socket),
+                    Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(in_use(other, e)),
+                    Err(_) => {}
+                }
+            }
         } else {
             match redirect.host {
                 LoopbackHost::V4 => sockets.push(TcpListener::bind(v4).await.map_err(|e| in_use(v4, e))?),
@@ -605,16 +657,28 @@ mod tests {
     }
 
     #[test]
+    // The tables as a little-endian machine prints them.
+    #[cfg(target_endian = "little")]
     fn the_holders_of_a_port_are_read_from_the_kernels_tables() {
         let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
                    0: 0100007F:1F4E 00000000:0000 0A 00000000:00000000 00:00000000 00000000  4242        0 1 1\n\
                    1: 0100007F:1F4E 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000  1000        0 2 1\n\
-                   2: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1\n";
-        assert_eq!(listeners(tcp, 8014), [4242], "listening only, on that port");
+                   2: 00000000:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1\n\
+                   3: 0A00000A:1F4E 00000000:0000 0A 00000000:00000000 00:00000000 00000000  4343        0 5 1\n\
+                   4: 00000000:1F4E 00000000:0000 0A 00000000:00000000 00:00000000 00000000  4444        0 6 1\n";
+        let localhost = LoopbackHost::Localhost;
+        assert_eq!(
+            listeners(tcp, 8014, localhost),
+            [4242, 4444],
+            "listening on loopback or 0.0.0.0, on that port"
+        );
+        assert!(listeners(tcp, 8014, LoopbackHost::V6).is_empty(), "no IPv4 socket takes [::1]");
         let tcp6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
-                    0: 00000000000000000000000001000000:1F4E 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1001        0 4 1\n";
-        assert_eq!(listeners(tcp6, 8014), [1001]);
-        assert!(listeners("garbage\nmore garbage", 8014).is_empty());
+                    0: 00000000000000000000000001000000:1F4E 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1001        0 4 1\n\
+                    1: 0000000000000000FFFF00000100007F:1F4E 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1002        0 7 1\n";
+        assert_eq!(listeners(tcp6, 8014, localhost), [1001, 1002]);
+        assert_eq!(listeners(tcp6, 8014, LoopbackHost::V4), [1002], "::ffff:127.0.0.1 is IPv4's loopback");
+        assert!(listeners("garbage\nmore garbage", 8014, localhost).is_empty());
     }
 
     fn expected() -> Expected {

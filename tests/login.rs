@@ -482,3 +482,25 @@ fn atl_listen_takes_a_callback_that_arrives_on_another_address() {
     assert_eq!(err.matches("listens on 0.0.0.0").count(), 1, "one warning: {err}");
     assert_eq!(env.read_token()["refresh_token"], "rt-1");
 }
+
+/// `ATL_LISTEN=127.0.0.1` with the default `localhost` redirect: `[::1]` is held too, so a
+/// browser that takes `localhost` to IPv6 still comes back to this login, and nobody else can
+/// take the port there.
+#[test]
+fn atl_listen_holds_the_other_loopback_family_for_localhost() {
+    let env = TestEnv::new();
+    let port = free_port();
+    env.write_env(&format!("ATL_REDIRECT_URI=http://localhost:{port}/callback\nATL_LISTEN=127.0.0.1\n"));
+    let login = Login::spawn(&env, port, &[]);
+    let state = login.param("state");
+    let request = format!(
+        "GET /callback?code={CODE}&state={state} HTTP/1.1\r\nHost: localhost:{}\r\nAccept: */*\r\n\r\n",
+        login.port
+    );
+    let page =
+        http_raw(&format!("[::1]:{}", login.port), request.as_bytes()).expect("the listener answers on ::1");
+    assert_eq!(status_of(&page), 200, "{page}");
+    let (status, _, err) = login.finish();
+    assert!(status.success(), "{err}");
+    assert_eq!(env.read_token()["refresh_token"], "rt-1");
+}

@@ -266,6 +266,41 @@ fn another_user_holding_the_callback_port_stops_login_before_the_browser_opens()
     );
 }
 
+/// The third review: another user listening on `[::1]:PORT` only, and `ATL_LISTEN` naming
+/// an IPv4 address. `login` bound that one address and showed the URL, and a browser that
+/// takes `localhost` to `::1` would have delivered the code to the other user.
+#[test]
+#[ignore = "needs root: listens as another user; .ci/run runs it"]
+fn another_user_on_the_other_loopback_family_stops_a_login_with_atl_listen() {
+    require_root();
+    let env = TestEnv::new();
+    let port = free_port();
+    let mut holder = Command::new("/usr/bin/python3")
+        .args(["-c", "import socket,sys,time; s=socket.socket(socket.AF_INET6); s.bind(('::1', int(sys.argv[1]))); s.listen(); print('ok', flush=True); time.sleep(30)"])
+        .arg(port.to_string())
+        .uid(OTHER_USER)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 as another user");
+    let mut line = String::new();
+    BufReader::new(holder.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
+    assert_eq!(line.trim(), "ok", "the other user's listener is up");
+
+    let mut outs = Vec::new();
+    for listen in ["127.0.0.1", "0.0.0.0"] {
+        env.write_env(&format!("ATL_PORT={port}\nATL_LISTEN={listen}\n"));
+        outs.push((listen, env.run(&["login", "--no-browser", "--timeout", "3s"])));
+    }
+    let _ = holder.kill();
+    let _ = holder.wait();
+    for (listen, out) in outs {
+        assert_exit(&out, 2);
+        let err = stderr(&out);
+        assert!(err.contains(&format!("is held by user {OTHER_USER}")), "ATL_LISTEN={listen}: {err}");
+        assert!(!err.contains("Open this URL"), "refused before the browser: {err}");
+    }
+}
+
 // --- 4. Paging with bounds ---
 
 fn cloud() -> TestEnv {

@@ -130,7 +130,12 @@ async fn wait_for_browser(
         None
     } else {
         match Listener::bind(&config.redirect, params, state.to_owned(), url.to_string()).await {
-            Ok(listener) => Some(listener),
+            // Whatever ATL_LISTEN says, nobody else may hold the port on an address the
+            // browser may go to, before the browser opens.
+            Ok(listener) => {
+                port_holder(config)?;
+                Some(listener)
+            }
             // Before the browser opens, and before the paste is offered instead: the browser
             // would deliver the code to whoever holds the port.
             Err(e) => {
@@ -175,7 +180,7 @@ async fn wait_for_browser(
 /// Refuses (exit 2) when another user listens on the redirect port.
 fn port_holder(config: &Config) -> Result<(), Exit> {
     let port = config.redirect.port;
-    match callback::other_holders(port).as_slice() {
+    match callback::other_holders(port, config.redirect.host).as_slice() {
         [] => Ok(()),
         uids => Err(Exit::usage(format!(
             "port {port} is held by user {}, who would receive the authorization code the browser \
