@@ -79,14 +79,7 @@ fn endpoint() -> Result<Option<String>, Exit> {
     let Some(value) = std::env::var(ENDPOINT_VAR).ok().filter(|v| !v.trim().is_empty()) else {
         return Ok(None);
     };
-    let url = url::Url::parse(value.trim())
-        .map_err(|e| Exit::usage(format!("{ENDPOINT_VAR} {value}: not a URL ({e})")))?;
-    if url.scheme() != "https" && crate::config::loopback_host(&url).is_none() {
-        return Err(Exit::usage(format!(
-            "{ENDPOINT_VAR} {value} is not https: Google credentials go there; use https (http only on \
-             loopback)"
-        )));
-    }
+    crate::config::store_address(ENDPOINT_VAR, &value, "Google credentials")?;
     Ok(Some(value.trim().trim_end_matches('/').to_owned()))
 }
 

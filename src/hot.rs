@@ -111,7 +111,16 @@ fn fresh_token(args: &Args) -> Option<Found> {
     };
     let (access, mut warnings) = match get(config::STORE).as_deref().map(str::trim) {
         None | Some("file") => read_access(&path)?,
-        Some(shared) => shared_copy(shared, &path)?,
+        Some(_) => shared_copy(
+            &config::Sources {
+                token_file_flag: None,
+                env: &env,
+                files: &settings.files,
+                searched: &[],
+                cwd: &cwd,
+            },
+            &path,
+        )?,
     };
     let mut all = settings.warnings;
     all.append(&mut warnings);
@@ -134,17 +143,32 @@ fn read_access(path: &Path) -> Option<(String, Vec<String>)> {
 }
 
 /// The access token of this host's copy of a shared store's family, if it has
-/// [`MIN_VALID`] left (this process's jitter early) and is a token68.
+/// [`MIN_VALID`] left (this process's jitter early) and is a token68. The settings pass
+/// the full path's checks first (all of them, and the store's address), so that this path
+/// never serves where the full path would refuse.
 #[cfg(shared_store)]
-fn shared_copy(store: &str, token_file: &Path) -> Option<(String, Vec<String>)> {
+fn shared_copy(sources: &config::Sources<'_>, token_file: &Path) -> Option<(String, Vec<String>)> {
+    let config = config::resolve(sources).ok()?;
+    #[cfg(any(feature = "vault", feature = "gcp"))]
+    let env = |name: &str| (sources.env)(name).filter(|v| !v.trim().is_empty());
     // The copy names its store as the backend does: the AWS secret's id, or `KIND:NAME` for
     // Vault (`vault:MOUNT/PATH`) and GCP (`gcp-secretmanager:projects/P/secrets/S`).
-    let rest = |kind: &str| store.strip_prefix(kind)?.strip_prefix(':').map(|r| r.trim_matches('/'));
-    let id = match rest(config::AWS_SECRETS_MANAGER) {
-        Some(secret) => secret.to_owned(),
-        None => [config::VAULT, config::GCP_SECRET_MANAGER]
-            .into_iter()
-            .find_map(|kind| Some(format!("{kind}:{}", rest(kind)?)))?,
+    let id = match &config.store {
+        #[cfg(feature = "aws")]
+        config::StoreKind::AwsSecretsManager(secret) => secret.secret_id.clone(),
+        #[cfg(feature = "vault")]
+        config::StoreKind::Vault(secret) => {
+            config::store_address("VAULT_ADDR", &env("VAULT_ADDR")?, "a Vault token").ok()?;
+            format!("{}:{}", config::VAULT, secret.secret_id)
+        }
+        #[cfg(feature = "gcp")]
+        config::StoreKind::GcpSecretManager(secret) => {
+            if let Some(endpoint) = env(crate::gcp_sdk::ENDPOINT_VAR) {
+                config::store_address(crate::gcp_sdk::ENDPOINT_VAR, &endpoint, "Google credentials").ok()?;
+            }
+            format!("{}:{}", config::GCP_SECRET_MANAGER, secret.secret_id)
+        }
+        _ => return None,
     };
     let token = crate::store::fresh_copy(token_file, &id)?;
     if token.remaining(token::clock(), None) < MIN_VALID {
@@ -156,7 +180,7 @@ fn shared_copy(store: &str, token_file: &Path) -> Option<(String, Vec<String>)> 
 
 /// A build without a shared store leaves `ATL_STORE` to the full path, which explains.
 #[cfg(not(shared_store))]
-fn shared_copy(_store: &str, _token_file: &Path) -> Option<(String, Vec<String>)> {
+fn shared_copy(_sources: &config::Sources<'_>, _token_file: &Path) -> Option<(String, Vec<String>)> {
     None
 }
 

@@ -402,3 +402,139 @@ path "sys/internal/ui/mounts/*" { capabilities = ["read"] }"#;
     assert!(message.contains("vault:secret/team/jira"), "{message}");
     assert_eq!(message.lines().count(), 1, "{message}");
 }
+
+/// The third review: a Vault path that left its mount sent the Vault token to
+/// `auth/token/create` (`..`), `sys/policies/acl/…` (`%2e%2e`), a query (`?list=true`), or a
+/// KV version 1 mount. Each is refused when the setting is read, naming ATL_STORE, and
+/// nothing reaches the server.
+#[test]
+fn a_vault_path_cannot_leave_its_mount() {
+    let env = TestEnv::new();
+    env.write_token(-10);
+    let vault = common::Server::start(|_| common::Reply::Json(200, json!({"auth": {"client_token": "x"}})));
+    for store in [
+        "vault:secret/../../auth/token/create",
+        "vault:secret/%2e%2e/%2e%2e/sys/policies/acl/admin",
+        "vault:secret/team?list=true",
+        "vault:secret/../../kv1/team",
+        "vault:secret",
+        "vault:secret//team",
+    ] {
+        env.write_env(&format!("ATL_STORE={store}\n"));
+        for args in [&["store", "push"][..], &["refresh"], &["print"]] {
+            let output = env
+                .command(args)
+                .env("VAULT_ADDR", vault.url(""))
+                .env("VAULT_TOKEN", "s.victims-token")
+                .output()
+                .expect("run");
+            assert_exit(&output, 2);
+            let message = stderr(&output);
+            assert!(
+                message.contains("ATL_STORE in") && message.contains("vault:MOUNT/PATH"),
+                "{store}: {message}"
+            );
+        }
+    }
+    assert!(vault.requests().is_empty(), "nothing reached Vault: {:?}", vault.requests());
+    assert_eq!(env.auth.refreshes(), 0);
+}
+
+/// A Vault that echoes what it is sent: its errors are shown without the AppRole secret id,
+/// the Vault token, or the family's tokens.
+#[test]
+fn vault_errors_never_show_the_credentials_or_tokens_it_echoes() {
+    let env = TestEnv::new();
+    let refresh = env.write_token(3600);
+    let access = env.read_token()["access_token"].as_str().expect("access").to_owned();
+    let echo = common::Server::start(|request| {
+        let token = request.header("X-Vault-Token").unwrap_or_default().to_owned();
+        let said = format!("bad request from {token}: {}", String::from_utf8_lossy(&request.body));
+        let mounts = request.path.contains("sys/internal/ui/mounts");
+        if mounts {
+            return common::Reply::Json(200, json!({"data": {"type": "kv", "options": {"version": "2"}}}));
+        }
+        common::Reply::Json(400, json!({"errors": [said]}))
+    });
+    env.write_env(&format!("ATL_STORE={STORE}\n"));
+    let run = |args: &[&str], credentials: &[(&str, &str)]| {
+        let mut command = env.command(args);
+        command.env("VAULT_ADDR", echo.url(""));
+        command.envs(credentials.iter().copied());
+        command.output().expect("run")
+    };
+    let approle =
+        run(&["store", "push"], &[("VAULT_ROLE_ID", "role-1234"), ("VAULT_SECRET_ID", "secret-id-5678")]);
+    let token = run(&["store", "push"], &[("VAULT_TOKEN", "s.victims-token")]);
+    for output in [&approle, &token] {
+        let message = stderr(output);
+        assert!(message.contains("Vault") && message.contains("(redacted)"), "{message}");
+        for secret in ["secret-id-5678", "s.victims-token", refresh.as_str(), access.as_str()] {
+            assert!(!message.contains(secret), "{secret} shown: {message}");
+        }
+    }
+    assert!(echo.requests().len() >= 2, "Vault was asked");
+}
+
+/// `~/.vault-token` is read by the rules for the user's own files: a FIFO there hung the
+/// store; now it is refused at once, naming the file.
+#[test]
+fn the_vault_token_helper_file_is_read_safely() {
+    let env = TestEnv::new();
+    env.write_token(-10);
+    env.write_env(&format!("ATL_STORE={STORE}\n"));
+    let vault = common::Server::start(|_| common::Reply::Json(500, json!({})));
+    let helper = env.path(".vault-token");
+    let mode = rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR;
+    rustix::fs::mknodat(rustix::fs::CWD, &helper, rustix::fs::FileType::Fifo, mode, 0).expect("fifo");
+    let mut child = env
+        .command(&["store", "push"])
+        .env("VAULT_ADDR", vault.url(""))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let status = common::wait_exit(&mut child, Duration::from_secs(20));
+    let output = child.wait_with_output().expect("output");
+    assert_eq!(status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains(&format!("{}", helper.display())), "{}", stderr(&output));
+    assert!(stderr(&output).contains("not a regular file"), "{}", stderr(&output));
+}
+
+/// The third review's note: the hot path served this host's copy of the access token where
+/// the full path refuses the settings (a Vault path with no mount, an http VAULT_ADDR off
+/// loopback). It now applies the same checks, and the full path says what is wrong.
+#[test]
+fn the_hot_path_refuses_the_store_settings_the_full_path_refuses() {
+    let env = TestEnv::new();
+    let copy = |secret: &str| {
+        let token = json!({"access_token": "at-copy", "refresh_token": "rt-copy", "expires_in": 3600,
+                           "expires_at": common::now() + 3600, "obtained_at": common::now()});
+        std::fs::write(env.path("token.json.access"), json!({"secret": secret, "token": token}).to_string())
+            .expect("write");
+        common::set_mode(&env.path("token.json.access"), 0o600);
+    };
+    let print = |addr: &str| {
+        env.command(&["print", "--access"])
+            .env("VAULT_ADDR", addr)
+            .env("VAULT_TOKEN", "s.t")
+            .output()
+            .expect("run")
+    };
+    // A fine setup is served from the copy, so the cases below differ from it in one setting.
+    copy("vault:secret/team/jira");
+    env.write_env("ATL_STORE=vault:secret/team/jira\n");
+    let served = print("http://127.0.0.1:8200");
+    assert_exit(&served, 0);
+    assert_eq!(stdout(&served), "at-copy\n");
+
+    let output = print("http://vault.example.com:8200");
+    assert_exit(&output, 2);
+    assert!(stderr(&output).contains("VAULT_ADDR") && stdout(&output).is_empty(), "{}", stderr(&output));
+
+    copy("vault:secret");
+    env.write_env("ATL_STORE=vault:secret\n");
+    let output = print("http://127.0.0.1:8200");
+    assert_exit(&output, 2);
+    assert!(stderr(&output).contains("ATL_STORE") && stdout(&output).is_empty(), "{}", stderr(&output));
+}

@@ -98,9 +98,13 @@ fn store(sources: &Sources, http_timeout: Duration) -> Result<StoreKind, Exit> {
     if secret_id.is_empty() || secret_id.chars().any(char::is_whitespace) {
         return Err(invalid(&setting, hint));
     }
-    // Vault: a mount and a path below it.
-    if prefixed(VAULT).is_some() && !secret_id.trim_matches('/').contains('/') {
-        return Err(invalid(&setting, "use vault:MOUNT/PATH, e.g. vault:secret/atlassian/jira-bot"));
+    // Vault: a mount and a path below it, plain segments that cannot leave the mount.
+    if prefixed(VAULT).is_some() && !vault_secret_path(secret_id) {
+        return Err(invalid(
+            &setting,
+            "use vault:MOUNT/PATH, e.g. vault:secret/atlassian/jira-bot: a mount and a path of \
+             '/'-separated names of letters, digits, '.', '_' and '-' (no '.' or '..' name)",
+        ));
     }
     // GCP: a secret's full resource name, as gcloud prints it.
     if prefixed(GCP_SECRET_MANAGER).is_some() && !gcp_secret_name(secret_id.trim_matches('/')) {

@@ -54,3 +54,30 @@ pub fn loopback_host(url: &Url) -> Option<LoopbackHost> {
         _ => None,
     }
 }
+
+/// `MOUNT/PATH` of `vault:MOUNT/PATH` (a `/` at either end ignored): a mount and at least
+/// one name below it, each of letters, digits, `.`, `_` and `-`, none `.` or `..`, so that
+/// the URLs built from them stay in the mount (no `..`, `%2e`, `?` or `#`).
+pub fn vault_secret_path(id: &str) -> bool {
+    let plain = |segment: &str| {
+        !segment.is_empty()
+            && segment != "."
+            && segment != ".."
+            && segment.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    };
+    let segments: Vec<&str> = id.trim_matches('/').split('/').collect();
+    segments.len() >= 2 && segments.into_iter().all(plain)
+}
+
+/// A store server's address from the environment (`VAULT_ADDR`, `ATL_GCP_ENDPOINT`), which
+/// the store's credentials (`what`) go to: https, or http on a loopback address.
+#[cfg(any(feature = "vault", feature = "gcp"))]
+pub fn store_address(var: &str, value: &str, what: &str) -> Result<Url, Exit> {
+    let url = Url::parse(value.trim()).map_err(|e| Exit::usage(format!("{var} {value}: not a URL ({e})")))?;
+    if url.scheme() != "https" && loopback_host(&url).is_none() {
+        return Err(Exit::usage(format!(
+            "{var} {value} is not https, and {what} would be sent there: use https (http only on loopback)"
+        )));
+    }
+    Ok(url)
+}

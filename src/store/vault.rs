@@ -41,10 +41,12 @@ pub struct Vault {
     checked: OnceLock<()>,
 }
 
-/// An answer: its status and its JSON (null when it had none).
+/// An answer: its status, its JSON (null when it had none), and its `errors` as they may
+/// be shown (`: one; two`, redacted), or nothing.
 struct Answer {
     status: u16,
     body: Value,
+    errors: String,
 }
 
 impl Vault {
@@ -56,14 +58,7 @@ impl Vault {
                 settings.origin
             ))
         })?;
-        let url =
-            url::Url::parse(&addr).map_err(|e| Exit::usage(format!("VAULT_ADDR {addr}: not a URL ({e})")))?;
-        if url.scheme() != "https" && crate::config::loopback_host(&url).is_none() {
-            return Err(Exit::usage(format!(
-                "VAULT_ADDR {addr} is not https: a Vault token goes there; use https (http only on loopback)"
-            ))
-            .into());
-        }
+        crate::config::store_address("VAULT_ADDR", &addr, "a Vault token")?;
         let ca = std::env::var_os("VAULT_CACERT")
             .filter(|p| !p.is_empty())
             .map(|path| CaFile { path: path.into(), origin: "VAULT_CACERT".to_owned() });
@@ -86,6 +81,10 @@ impl Vault {
     /// A failure to get an answer, a 429 or a 5xx is [`Unavailable`].
     fn call(&self, method: Method, path: &str, body: Option<Value>, anonymous: bool) -> Result<Answer> {
         let token = if anonymous { None } else { Some(self.token()?.expose().to_owned()) };
+        let mut carried = Vec::new();
+        if let Some(body) = &body {
+            carried_secrets(body, "", &mut carried);
+        }
         let url = format!("{}/v1/{path}", self.addr);
         let mut request = self.client.request(method.clone(), &url).header("X-Vault-Request", "true");
         if let Some(token) = &token {
@@ -109,15 +108,16 @@ impl Vault {
         let shown = format!("{}: Vault {method} {}/v1/{path}", self.id, self.addr);
         let (status, bytes) = answer.map_err(|e| {
             let cause = crate::text::one_line(&crate::text::root_cause(&e));
-            anyhow::Error::new(Unavailable(format!("{shown} failed: {cause}")))
+            anyhow::Error::new(Unavailable(self.redacted(&format!("{shown} failed: {cause}"), &carried)))
         })?;
         crate::http::log(|| format!("{shown}: HTTP {status}"));
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        // Whatever Vault says is shown without the secrets it may echo.
+        let errors = self.redacted(&errors_of(&body), &carried);
         if status == 429 || status >= 500 {
-            let errors = errors_of(&body);
             return Err(Unavailable(format!("{shown} answered HTTP {status}{errors}")).into());
         }
-        Ok(Answer { status, body })
+        Ok(Answer { status, body, errors })
     }
 
     fn runtime(&self) -> Result<&tokio::runtime::Runtime> {
@@ -138,12 +138,11 @@ impl Vault {
             return Ok(token);
         }
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let helper = || {
-            let home = env("HOME")?;
-            let text = std::fs::read_to_string(std::path::Path::new(&home).join(".vault-token")).ok()?;
-            Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+        let token = match env("VAULT_TOKEN") {
+            Some(token) => Some(token),
+            None => helper_token()?,
         };
-        let token = match (env("VAULT_TOKEN").or_else(helper), env("VAULT_ROLE_ID"), env("VAULT_SECRET_ID")) {
+        let token = match (token, env("VAULT_ROLE_ID"), env("VAULT_SECRET_ID")) {
             (Some(token), ..) => token,
             (None, Some(role_id), Some(secret_id)) => self.approle(&role_id, &secret_id)?,
             _ => {
@@ -163,8 +162,7 @@ impl Vault {
         answer.body["auth"]["client_token"].as_str().map(str::to_owned).ok_or_else(|| {
             Exit::usage(format!(
                 "Vault refused the AppRole login (HTTP {}{}): check VAULT_ROLE_ID and VAULT_SECRET_ID",
-                answer.status,
-                errors_of(&answer.body)
+                answer.status, answer.errors
             ))
             .into()
         })
@@ -228,7 +226,7 @@ impl Vault {
 
     /// An error for an answer that is neither success nor a lost race.
     fn refused(&self, action: &str, answer: &Answer) -> anyhow::Error {
-        let errors = errors_of(&answer.body);
+        let errors = &answer.errors;
         let hint = match answer.status {
             // Vault says "permission denied" for a token it does not know as for a policy
             // that lacks a capability; any live token may look itself up.
@@ -248,6 +246,54 @@ impl Vault {
         } else {
             anyhow!(message)
         }
+    }
+}
+
+/// The token helper's `~/.vault-token`, read by the rules for the user's own files (not a
+/// link another could plant, nor a FIFO, nor another user's file): `None` when there is none.
+fn helper_token() -> Result<Option<String>> {
+    let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) else { return Ok(None) };
+    let rules = crate::safe_path::Rules { what: "Vault token file", key: "VAULT_TOKEN", root_may_own: false };
+    let path = std::path::Path::new(&home).join(".vault-token");
+    let Some(bytes) = crate::safe_path::read_trusted(&path, &rules, 64 * 1024)? else { return Ok(None) };
+    let text = String::from_utf8(bytes).unwrap_or_default();
+    Ok(Some(text.trim().to_owned()).filter(|t| !t.is_empty()))
+}
+
+/// The secrets a request body carries, which an answer may echo: AppRole's ids, and the
+/// tokens in the family document a write holds (a string that is itself a JSON object is
+/// looked into).
+fn carried_secrets(value: &Value, key: &str, out: &mut Vec<String>) {
+    match value {
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(inner @ Value::Object(_)) => carried_secrets(&inner, "", out),
+            _ if key.ends_with("_id") || key.contains("token") || key.contains("secret") => {
+                out.push(text.clone())
+            }
+            _ => {}
+        },
+        Value::Object(map) => map.iter().for_each(|(k, v)| carried_secrets(v, k, out)),
+        Value::Array(items) => items.iter().for_each(|v| carried_secrets(v, key, out)),
+        _ => {}
+    }
+}
+
+impl Vault {
+    /// `text` without the store's credentials (the token, AppRole's ids) or `carried`.
+    fn redacted(&self, text: &str, carried: &[String]) -> String {
+        let env: Vec<String> = ["VAULT_TOKEN", "VAULT_ROLE_ID", "VAULT_SECRET_ID"]
+            .iter()
+            .filter_map(|name| std::env::var(name).ok())
+            .collect();
+        let token = self.token.get().map(|t| t.expose().to_owned());
+        let secrets: Vec<&str> = env
+            .iter()
+            .chain(token.iter())
+            .chain(carried)
+            .map(String::as_str)
+            .filter(|s| s.len() >= 4)
+            .collect();
+        crate::oauth::redact(text, &secrets)
     }
 }
 
