@@ -280,6 +280,22 @@ pub fn open(path: &Path, access: Access, what: &str) -> Result<Option<(File, Met
     Ok(Some((file, meta)))
 }
 
+/// [`open`] for reading a file that another user may have planted beside the user's own
+/// (a sticky folder lets anyone): such a file (a link, a FIFO, another user's) is not the
+/// user's, so it is skipped, with a warning on stderr when `warn`, rather than stopping the
+/// command, which the user could not then undo. Other errors stay errors.
+pub fn open_own(path: &Path, what: &str, warn: bool) -> Result<Option<(File, Metadata)>> {
+    match open(path, Access::Read, what) {
+        Err(e) if crate::exit::code_for(&e) == crate::exit::Code::Usage => {
+            if warn {
+                eprintln!("atl-token: warning: {}; left alone", crate::text::one_line(&format!("{e:#}")));
+            }
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
 /// [`open`] without the check of what was opened: the caller's to make.
 fn open_unchecked(path: &Path, access: Access, what: &str) -> Result<Option<(File, Metadata)>> {
     let flags = OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;

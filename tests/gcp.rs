@@ -618,3 +618,45 @@ fn psoxy_push_reads_the_tfvars_file_safely_before_writing_anything() {
     assert!(text.contains(&format!("jira_cloud_id = \"{}\"", common::SITE_ID)), "{text}");
     assert_eq!(common::mode_of(&private) & 0o777, 0o600, "its mode kept");
 }
+
+/// The third review: a host's own files beside the token file sit in a folder nobody else can
+/// write (a group-writable one was used silently for the copy, and would be for `.next`,
+/// which holds a refresh token).
+#[test]
+fn a_shared_stores_folder_follows_the_token_files_rules() {
+    use std::os::unix::fs::PermissionsExt;
+    let (fleet, _) = fleet_setup(3600, 3600);
+    let b = fleet.host("b", "");
+    std::fs::set_permissions(&b.dir, std::fs::Permissions::from_mode(0o775)).expect("chmod");
+    let output = b.run(&["print", "--json"]);
+    assert_exit(&output, 2);
+    assert!(stderr(&output).contains("others can write"), "{}", stderr(&output));
+    assert!(!b.dir.join("token.json.access").exists(), "nothing kept there");
+}
+
+/// The third review: another user's `token.json.access` or `token.json.next` in a sticky
+/// folder made the shared store stop (exit 2). They are not this user's: skipped, with a
+/// warning, and the store is read as if they were not there.
+#[test]
+#[ignore = "needs root: plants files as another user; .ci/run runs it"]
+fn another_users_files_beside_a_shared_stores_token_file_are_skipped() {
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(rustix::process::geteuid().as_raw(), 0, "needs root, to own files as another user");
+    let (fleet, _) = fleet_setup(3600, -10);
+    let shared = fleet.env.path("sticky");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).expect("chmod");
+    let b = fleet.host("b", &format!("ATL_TOKEN_FILE={}\n", shared.join("token.json").display()));
+    for name in ["token.json.access", "token.json.next"] {
+        let planted = shared.join(name);
+        let text =
+            json!({"secret": store(), "token": {"access_token": "evil", "expires_at": common::now() + 3600}});
+        std::fs::write(&planted, text.to_string()).expect("write");
+        std::os::unix::fs::lchown(&planted, Some(4242), None).expect("chown");
+    }
+    let output = b.run(&["print"]);
+    assert_exit(&output, 0);
+    assert_ne!(stdout(&output).trim(), "evil");
+    assert!(stderr(&output).contains("left alone"), "{}", stderr(&output));
+    assert_eq!(fleet.env.auth.refreshes(), 1, "the expired family was refreshed from the store");
+}

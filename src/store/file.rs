@@ -223,15 +223,7 @@ impl FileStore {
             }
             // Another user's file (a sticky folder lets anyone plant one) is no rescue: it
             // must not stop the refresh, which the victim could not then undo.
-            let opened = match safe_path::open(&path, Access::Read, "rescue file") {
-                Ok(Some(opened)) => opened,
-                Ok(None) => continue,
-                Err(e) if crate::exit::code_for(&e) == crate::exit::Code::Usage => {
-                    eprintln!("atl-token: warning: {}; left alone", crate::text::one_line(&format!("{e:#}")));
-                    continue;
-                }
-                Err(e) => return Err(e),
-            };
+            let Some(opened) = safe_path::open_own(&path, "rescue file", true)? else { continue };
             let bytes = safe_path::read_limited(opened, &path, MAX_TOKEN_FILE, "rescue file")?;
             let Ok(token) = Token::parse(&bytes) else {
                 eprintln!("atl-token: warning: {} is not a token file; left alone", path.display());

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Result;
 use serde_json::{Map, Value, json};
 
-use crate::safe_path::{Access, write_private};
+use crate::safe_path::write_private;
 use crate::token::Token;
 
 /// How much earlier than its expiry a host may refresh: a share of the token's lifetime.
@@ -51,7 +51,7 @@ impl Kept {
 
     /// The copy of the access token, seen as expiring `jitter`'s share of the spread early.
     pub fn read_copy(&self, jitter: f64) -> Result<Option<Token>> {
-        read_copy(&self.copy, &self.id, jitter)
+        read_copy(&self.copy, &self.id, jitter, true)
     }
 
     /// Keeps `document` (a new token set not yet in the store), synced to disk before it
@@ -63,7 +63,7 @@ impl Kept {
 
     /// The document kept by [`Kept::keep_next`], if any.
     pub fn read_next(&self) -> Result<Option<Value>> {
-        Ok(read_own(&self.next, "kept token set", &self.id)?.map(|mut kept| kept["document"].take()))
+        Ok(read_own(&self.next, "kept token set", &self.id, true)?.map(|mut kept| kept["document"].take()))
     }
 
     pub fn forget_next(&self) {
@@ -84,13 +84,14 @@ pub fn random_share() -> f64 {
 /// For the hot path: this host's copy of the access token of the shared store `id`, beside
 /// `token_file`, with a jitter of this process's own.
 pub fn fresh_copy(token_file: &Path, id: &str) -> Option<Token> {
-    read_copy(&copy_path(token_file), id, random_share()).ok()?
+    read_copy(&copy_path(token_file), id, random_share(), false).ok()?
 }
 
 /// The copy at `path`, if it is one of `id`'s family, its expiry moved `jitter`'s share of
 /// the spread earlier, so that the hosts of a fleet go to the store at different moments.
-fn read_copy(path: &Path, id: &str, jitter: f64) -> Result<Option<Token>> {
-    let Some(copy) = read_own(path, "access token copy", id)? else { return Ok(None) };
+/// Another user's file there is skipped, with a warning when `warn`.
+fn read_copy(path: &Path, id: &str, jitter: f64, warn: bool) -> Result<Option<Token>> {
+    let Some(copy) = read_own(path, "access token copy", id, warn)? else { return Ok(None) };
     let Some(Value::Object(mut fields)) = copy.get("token").cloned() else { return Ok(None) };
     let early = spread(&Token::from_fields(fields.clone())).mul_f64(jitter).as_secs();
     if let Some(at) = fields.get(crate::token::EXPIRES_AT).and_then(Value::as_u64) {
@@ -100,9 +101,9 @@ fn read_copy(path: &Path, id: &str, jitter: f64) -> Result<Option<Token>> {
 }
 
 /// A file kept for `id` (`{"secret": …, …}`). `None` when there is none, or it is for
-/// another store, or not JSON.
-fn read_own(path: &Path, what: &str, id: &str) -> Result<Option<Value>> {
-    let Some(opened) = crate::safe_path::open(path, Access::Read, what)? else { return Ok(None) };
+/// another store, or not JSON, or not the user's own (skipped, with a warning when `warn`).
+fn read_own(path: &Path, what: &str, id: &str, warn: bool) -> Result<Option<Value>> {
+    let Some(opened) = crate::safe_path::open_own(path, what, warn)? else { return Ok(None) };
     let bytes = crate::safe_path::read_limited(opened, path, MAX_SIZE, what)?;
     Ok(serde_json::from_slice::<Value>(&bytes).ok().filter(|kept| kept["secret"] == id))
 }

@@ -16,7 +16,6 @@ use serde_json::json;
 use super::{Details, FileStore, Outcome, Refresh, Slot, Stored, TokenStore};
 use crate::config::STORE;
 use crate::exit::{self, Code, Exit};
-use crate::safe_path::Access;
 use crate::token::Token;
 
 /// The service every entry is filed under; the account is the token file's path, so that
@@ -73,7 +72,7 @@ impl KeyringStore {
     /// newer than the keyring's (or the keyring has none). Under the lock, before anything
     /// is spent.
     fn adopt_rescue(&self) -> Result<()> {
-        let Some(opened) = crate::safe_path::open(&self.rescue, Access::Read, "keyring rescue file")? else {
+        let Some(opened) = crate::safe_path::open_own(&self.rescue, "keyring rescue file", true)? else {
             return Ok(());
         };
         let bytes = crate::safe_path::read_limited(opened, &self.rescue, MAX_RESCUE, "keyring rescue file")?;

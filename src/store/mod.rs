@@ -149,18 +149,31 @@ pub trait Slot {
 }
 
 /// The store the settings name.
+/// A shared store over `backend`, once the folder of the host's own files (beside the token
+/// file: the access token's copy, and a new set not yet in the store) passes the token file's
+/// rules: nobody else may write it, and a link is followed only where that is safe.
+#[cfg(shared_store)]
+fn shared(
+    config: &Config,
+    settings: &crate::config::SecretSettings,
+    backend: Box<dyn shared::Cas>,
+) -> Result<Box<dyn TokenStore>> {
+    crate::safe_path::resolve(&config.token_file)?;
+    Ok(Box::new(shared::SharedStore::new(config, settings, backend)))
+}
+
 pub fn open(config: &Config) -> Result<Box<dyn TokenStore>> {
     match &config.store {
         StoreKind::File => Ok(Box::new(FileStore::new(&config.token_file)?)),
         #[cfg(feature = "aws")]
         StoreKind::AwsSecretsManager(settings) => {
             let secret = aws::Secret::new(settings, config.http_timeout);
-            Ok(Box::new(shared::SharedStore::new(config, settings, Box::new(secret))))
+            shared(config, settings, Box::new(secret))
         }
         #[cfg(feature = "vault")]
         StoreKind::Vault(settings) => {
             let secret = vault::Vault::new(config, settings)?;
-            Ok(Box::new(shared::SharedStore::new(config, settings, Box::new(secret))))
+            shared(config, settings, Box::new(secret))
         }
         #[cfg(not(feature = "vault"))]
         StoreKind::Vault(settings) => Err(not_built(
@@ -172,7 +185,7 @@ pub fn open(config: &Config) -> Result<Box<dyn TokenStore>> {
         #[cfg(feature = "gcp")]
         StoreKind::GcpSecretManager(settings) => {
             let secret = gcp::GcpSecret::new(config, settings);
-            Ok(Box::new(shared::SharedStore::new(config, settings, Box::new(secret))))
+            shared(config, settings, Box::new(secret))
         }
         #[cfg(not(feature = "gcp"))]
         StoreKind::GcpSecretManager(settings) => Err(not_built(
