@@ -116,5 +116,12 @@ where
         _ => TRANSIENT.contains(&code.as_str()) || status.is_some_and(|s| s == 429 || s >= 500),
     };
     let message = crate::text::one_line(&format!("{service} {action} on {resource} failed: {detail}{hint}"));
-    Failure { message, passing }
+    // The credentials never show, whatever an answer echoes.
+    let credentials: Vec<String> = ["AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
+        .iter()
+        .filter_map(|name| std::env::var(name).ok())
+        .filter(|v| v.len() >= 4)
+        .collect();
+    let credentials: Vec<&str> = credentials.iter().map(String::as_str).collect();
+    Failure { message: crate::oauth::redact(&message, &credentials), passing }
 }

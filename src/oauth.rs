@@ -110,6 +110,35 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
     text
 }
 
+/// The secrets a JSON value carries, which an answer that echoes it would show: the strings
+/// under keys that name a token, a secret or an id (AppRole's), looking into a string that is
+/// itself a JSON object (a family document written as a secret's value).
+pub fn secrets_in(value: &serde_json::Value, key: &str, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match value {
+        Value::String(text) => match serde_json::from_str::<Value>(text) {
+            Ok(inner @ Value::Object(_)) => secrets_in(&inner, "", out),
+            _ if key.ends_with("_id") || key.contains("token") || key.contains("secret") => {
+                out.push(text.clone());
+            }
+            _ => {}
+        },
+        Value::Object(map) => map.iter().for_each(|(k, v)| secrets_in(v, k, out)),
+        Value::Array(items) => items.iter().for_each(|v| secrets_in(v, key, out)),
+        _ => {}
+    }
+}
+
+/// [`redact`]s `text` of `more` and of the secrets in `document`, a value written as JSON
+/// text ([`secrets_in`]): for a store's or psoxy's error, which may echo what it was sent.
+pub fn redact_sent(text: &str, document: &str, more: &[&str]) -> String {
+    let mut secrets = Vec::new();
+    secrets_in(&serde_json::Value::String(document.to_owned()), "", &mut secrets);
+    let all: Vec<&str> =
+        secrets.iter().map(String::as_str).chain(more.iter().copied()).filter(|s| s.len() >= 4).collect();
+    redact(text, &all)
+}
+
 fn redact_one(text: &str, secret: &[u8]) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -801,3 +801,107 @@ fn psoxy_push_takes_over_a_stale_lock() {
         aws_json(&moto, "AmazonSSM.GetParameter", json!({"Name": "PSOXY_JIRA_CLOUD_REFRESH_TOKEN"}));
     assert!(!refresh["Parameter"].is_null(), "written");
 }
+
+/// Set once the push has written psoxy's refresh token: the lock's later reads then show
+/// another holder's value.
+static PSOXY_WROTE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// psoxy's view of its lock after the push wrote the values: someone else's (taken over).
+fn taken_over_after_the_write(request: &common::Request, body: &[u8]) -> Vec<u8> {
+    let target = request.header("x-amz-target").unwrap_or_default();
+    let name = serde_json::from_slice::<Value>(&request.body).unwrap_or_default()["Name"].clone();
+    let name = name.as_str().unwrap_or_default();
+    if target.ends_with(".PutParameter") && name == "PSOXY_JIRA_CLOUD_REFRESH_TOKEN" {
+        PSOXY_WROTE.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    let Ok(mut answer) = serde_json::from_slice::<Value>(body) else { return body.to_vec() };
+    if target.ends_with(".GetParameter")
+        && name.contains("lock")
+        && PSOXY_WROTE.load(std::sync::atomic::Ordering::SeqCst)
+    {
+        answer["Parameter"]["Value"] = json!("locked_taken_over");
+    }
+    answer.to_string().into_bytes()
+}
+
+/// The third review (from the code): the lock's release deleted the parameter without
+/// checking that it still held atl-token's value. One taken over meanwhile is left alone.
+#[test]
+fn psoxy_push_leaves_a_lock_taken_over_meanwhile() {
+    let env = TestEnv::new();
+    let moto = Moto::start();
+    let proxy = fault_proxy(&moto);
+    proxy.rewrite(taken_over_after_the_write);
+    env.write_token(3600);
+    let output = psoxy_command(&env, &moto, &["psoxy", "push", "aws-ssm:"])
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .output()
+        .expect("run");
+    assert_exit(&output, 0);
+    assert!(stderr(&output).contains("no longer holds atl-token's value"), "{}", stderr(&output));
+    for lock in ["PSOXY_JIRA_CLOUD_lock_OAUTH_REFRESH_TOKEN", "PSOXY_JIRA_CLOUD_OAUTH_REFRESH_TOKEN_lock"] {
+        let parameter = aws_json(&moto, "AmazonSSM.GetParameter", json!({"Name": lock}))["Parameter"].clone();
+        assert!(!parameter.is_null(), "{lock} was not deleted");
+    }
+}
+
+/// AWS answers a value it refuses with a ValidationException that quotes it: psoxy's push
+/// shows the error without the refresh token, the access token or the client secret, and
+/// the AWS credentials never show either.
+#[test]
+fn psoxy_push_never_shows_a_value_aws_echoes() {
+    let env = TestEnv::new();
+    let moto = Moto::start();
+    env.write_token(3600);
+    let token = env.read_token();
+    let upstream = moto.endpoint.clone();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let front = common::Server::start(move |request| {
+        let body: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+        let name = body["Name"].as_str().unwrap_or_default();
+        let target = request.header("x-amz-target").unwrap_or_default();
+        // The refresh token refused, quoted, with the secret key as if a proxy had echoed it.
+        if target.ends_with(".PutParameter") && name == "PSOXY_JIRA_CLOUD_REFRESH_TOKEN" {
+            let said = format!(
+                "1 validation error detected: Value '{}' at 'value' failed to satisfy constraint \
+                 (credential the-aws-secret-key)",
+                body["Value"].as_str().unwrap_or_default(),
+            );
+            return common::Reply::Raw {
+                status: 400,
+                headers: vec![("Content-Type", "application/x-amz-json-1.1".to_owned())],
+                body: json!({"__type": "ValidationException", "message": said}).to_string().into_bytes(),
+            };
+        }
+        let client = reqwest::blocking::Client::builder().no_proxy().build().expect("client");
+        let mut forward = client.post(&upstream).body(request.body.clone());
+        for (name, value) in &request.headers {
+            if !name.eq_ignore_ascii_case("host") && !name.eq_ignore_ascii_case("content-length") {
+                forward = forward.header(name.as_str(), value.as_str());
+            }
+        }
+        let answer = forward.send().expect("moto answers");
+        let status = answer.status().as_u16();
+        common::Reply::Raw {
+            status,
+            headers: vec![("Content-Type", "application/x-amz-json-1.1".to_owned())],
+            body: answer.bytes().expect("body").to_vec(),
+        }
+    });
+    let output = psoxy_command(&env, &moto, &["psoxy", "push", "aws-ssm:"])
+        .env("AWS_ENDPOINT_URL", front.url(""))
+        .env("AWS_SECRET_ACCESS_KEY", "the-aws-secret-key")
+        .output()
+        .expect("run");
+    assert_ne!(output.status.code(), Some(0));
+    let message = stderr(&output);
+    assert!(message.contains("ValidationException") && message.contains("(redacted)"), "{message}");
+    for secret in [
+        token["refresh_token"].as_str().expect("rt"),
+        token["access_token"].as_str().expect("at"),
+        common::CLIENT_SECRET,
+        "the-aws-secret-key",
+    ] {
+        assert!(!message.contains(secret), "{secret} shown: {message}");
+    }
+}

@@ -65,7 +65,17 @@ pub fn push(mut config: Config, args: &PsoxyPushArgs) -> Result<()> {
     let token = store.update(&mut |token| token.handed_over_to(&target.label(), at))?;
     place.lock(args.wait)?;
     let written =
-        write_values(place.as_ref(), oauth2.client_id.as_str(), oauth2.client_secret.expose(), &token);
+        write_values(place.as_ref(), oauth2.client_id.as_str(), oauth2.client_secret.expose(), &token)
+            .map_err(|e| {
+                // psoxy's store may echo a value it was sent: none of them is shown.
+                let values = [
+                    oauth2.client_secret.expose(),
+                    token.refresh_token().unwrap_or_default(),
+                    token.access_token().unwrap_or_default(),
+                ];
+                let message = crate::oauth::redact_sent(&format!("{e:#}"), "", &values);
+                anyhow::Error::new(Exit::new(crate::exit::code_for(&e), message))
+            });
     let released = place.unlock();
     written.with_context(|| {
         format!(

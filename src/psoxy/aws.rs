@@ -23,8 +23,9 @@ pub struct AwsPlace {
     runtime: tokio::runtime::Runtime,
     ssm: aws_sdk_ssm::Client,
     secrets: aws_sdk_secretsmanager::Client,
-    /// The lock values this process wrote, by name, to release them.
-    held: std::cell::RefCell<Vec<String>>,
+    /// The lock parameters this process holds, by name, with the value it wrote, to release
+    /// them only while they still hold it.
+    held: std::cell::RefCell<Vec<(String, String)>>,
 }
 
 impl AwsPlace {
@@ -98,7 +99,7 @@ impl AwsPlace {
                     ));
                     let (value, _) = self.read_lock(name)?.unwrap_or_default();
                     if value == mine {
-                        self.held.borrow_mut().push(name.to_owned());
+                        self.held.borrow_mut().push((name.to_owned(), mine));
                         return Ok(());
                     }
                 }
@@ -168,9 +169,18 @@ impl Place for AwsPlace {
     }
 
     fn unlock(&self) -> Result<()> {
-        let held: Vec<String> = self.held.borrow_mut().drain(..).collect();
-        for name in held {
-            self.delete(&name)?;
+        let held: Vec<(String, String)> = self.held.borrow_mut().drain(..).collect();
+        for (name, mine) in held {
+            // Taken over meanwhile (psoxy counts a lock 2 minutes old as stale): the lock is
+            // someone else's now, and not ours to delete.
+            match self.read_lock(&name)? {
+                Some((value, _)) if value == mine => self.delete(&name)?,
+                Some(_) => eprintln!(
+                    "atl-token: warning: psoxy's lock {name} no longer holds atl-token's value: someone took \
+                     it over meanwhile, so it is left alone"
+                ),
+                None => {}
+            }
         }
         Ok(())
     }

@@ -24,7 +24,8 @@ pub struct GcpPlace {
     target: Target,
     gcp: Gcp,
     /// Whether this process holds psoxy's lock.
-    held: std::cell::Cell<bool>,
+    /// The lock label's value this process set, while it holds the lock.
+    held: std::cell::RefCell<Option<String>>,
 }
 
 impl GcpPlace {
@@ -36,7 +37,7 @@ impl GcpPlace {
             project: project.clone(),
             target: target.clone(),
             gcp: Gcp::connect(config.http_timeout, &target.label())?,
-            held: std::cell::Cell::new(false),
+            held: std::cell::RefCell::new(None),
         })
     }
 
@@ -187,7 +188,7 @@ impl Place for GcpPlace {
                 if self.relabel(secret, |labels| {
                     labels.insert(LOCK_LABEL.to_owned(), now.to_string());
                 })? {
-                    self.held.set(true);
+                    *self.held.borrow_mut() = Some(now.to_string());
                     return Ok(());
                 }
                 // Another writer came first: look again.
@@ -208,11 +209,22 @@ impl Place for GcpPlace {
     }
 
     fn unlock(&self) -> Result<()> {
-        if !self.held.replace(false) {
+        let Some(mine) = self.held.borrow_mut().take() else { return Ok(()) };
+        let name = self.secret_name(LOCK_ID);
+        let ours = |labels: &HashMap<String, String>| labels.get(LOCK_LABEL) == Some(&mine);
+        // Taken over meanwhile (psoxy counts a lock 2 minutes old as stale): not ours to
+        // remove. The update is checked by the etag, so the label removed is the one read.
+        if !ours(&self.get_or_create(&name)?.labels) {
+            eprintln!(
+                "atl-token: warning: psoxy's lock on {name} no longer holds atl-token's label: someone took it \
+                 over meanwhile, so it is left alone"
+            );
             return Ok(());
         }
-        self.relabel_fresh(&self.secret_name(LOCK_ID), |labels| {
-            labels.remove(LOCK_LABEL);
+        self.relabel_fresh(&name, |labels| {
+            if ours(labels) {
+                labels.remove(LOCK_LABEL);
+            }
         })
     }
 

@@ -101,7 +101,7 @@ impl Secret {
                 .send()
                 .await
         })?;
-        let output = answer.map_err(|e| self.failed("PutSecretValue", &e))?;
+        let output = answer.map_err(|e| sent(self.failed("PutSecretValue", &e), write.text))?;
         output.version_id().map(str::to_owned).ok_or_else(|| anyhow!("PutSecretValue returned no version id"))
     }
 
@@ -143,6 +143,12 @@ impl Secret {
     }
 }
 
+/// `error`, for a call that wrote `text`, without the tokens in it (an answer may echo it).
+fn sent(error: anyhow::Error, text: &str) -> anyhow::Error {
+    let message = crate::oauth::redact_sent(&format!("{error:#}"), text, &[]);
+    if error.is::<Unavailable>() { Unavailable(message).into() } else { anyhow!(message) }
+}
+
 impl Cas for Secret {
     fn what(&self) -> String {
         format!("secret {}", self.secret_id)
@@ -180,7 +186,7 @@ impl Cas for Secret {
         match answer {
             Ok(output) => Ok(Some(output.version_id().unwrap_or_default().to_owned())),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_exists_exception()) => Ok(None),
-            Err(e) => Err(self.failed("CreateSecret", &e)),
+            Err(e) => Err(sent(self.failed("CreateSecret", &e), write.text)),
         }
     }
 

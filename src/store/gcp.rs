@@ -103,7 +103,17 @@ impl GcpSecret {
     fn add(&self, text: &str) -> Result<String> {
         let (name, data) = (self.name.clone(), text.as_bytes().to_vec());
         let added = self.block(|client| gcp_sdk::add_version(client, name, data))?;
-        let version = added.map_err(|e| self.failed("AddSecretVersion", &self.name, &e))?;
+        let version = added.map_err(|e| -> anyhow::Error {
+            let error = self.failed("AddSecretVersion", &self.name, &e);
+            // An answer may echo the tokens it was sent.
+            let message = crate::oauth::redact_sent(&format!("{error:#}"), text, &[]);
+            let code = crate::exit::code_for(&error);
+            if error.is::<Unavailable>() {
+                Unavailable(message).into()
+            } else {
+                crate::exit::Exit::new(code, message).into()
+            }
+        })?;
         version_number(&version.name)
             .ok_or_else(|| anyhow!("AddSecretVersion named no version: {}", version.name))
     }

@@ -83,7 +83,7 @@ impl Vault {
         let token = if anonymous { None } else { Some(self.token()?.expose().to_owned()) };
         let mut carried = Vec::new();
         if let Some(body) = &body {
-            carried_secrets(body, "", &mut carried);
+            crate::oauth::secrets_in(body, "", &mut carried);
         }
         let url = format!("{}/v1/{path}", self.addr);
         let mut request = self.client.request(method.clone(), &url).header("X-Vault-Request", "true");
@@ -258,24 +258,6 @@ fn helper_token() -> Result<Option<String>> {
     let Some(bytes) = crate::safe_path::read_trusted(&path, &rules, 64 * 1024)? else { return Ok(None) };
     let text = String::from_utf8(bytes).unwrap_or_default();
     Ok(Some(text.trim().to_owned()).filter(|t| !t.is_empty()))
-}
-
-/// The secrets a request body carries, which an answer may echo: AppRole's ids, and the
-/// tokens in the family document a write holds (a string that is itself a JSON object is
-/// looked into).
-fn carried_secrets(value: &Value, key: &str, out: &mut Vec<String>) {
-    match value {
-        Value::String(text) => match serde_json::from_str::<Value>(text) {
-            Ok(inner @ Value::Object(_)) => carried_secrets(&inner, "", out),
-            _ if key.ends_with("_id") || key.contains("token") || key.contains("secret") => {
-                out.push(text.clone())
-            }
-            _ => {}
-        },
-        Value::Object(map) => map.iter().for_each(|(k, v)| carried_secrets(v, k, out)),
-        Value::Array(items) => items.iter().for_each(|v| carried_secrets(v, key, out)),
-        _ => {}
-    }
 }
 
 impl Vault {
