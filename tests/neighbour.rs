@@ -229,14 +229,15 @@ fn another_users_env_file_is_refused() {
 
 // --- 3. Another user on the callback port ---
 
-#[test]
-#[ignore = "needs root: listens as another user; .ci/run runs it"]
-fn another_user_holding_the_callback_port_stops_login_before_the_browser_opens() {
-    require_root();
-    let env = TestEnv::new();
-    let port = free_port();
+/// A listener of another user's on `address` (`127.0.0.1` or `::1`) and `port`, for 30 s.
+fn listen_as_other_user(address: &str, port: u16) -> std::process::Child {
+    let family = if address.contains(':') { "socket.AF_INET6" } else { "socket.AF_INET" };
+    let script = format!(
+        "import socket,sys,time; s=socket.socket({family}); s.bind(('{address}', int(sys.argv[1]))); \
+         s.listen(); print('ok', flush=True); time.sleep(30)"
+    );
     let mut holder = Command::new("/usr/bin/python3")
-        .args(["-c", "import socket,sys,time; s=socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(); print('ok', flush=True); time.sleep(30)"])
+        .args(["-c", &script])
         .arg(port.to_string())
         .uid(OTHER_USER)
         .stdout(Stdio::piped())
@@ -245,6 +246,16 @@ fn another_user_holding_the_callback_port_stops_login_before_the_browser_opens()
     let mut line = String::new();
     BufReader::new(holder.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
     assert_eq!(line.trim(), "ok", "the other user's listener is up");
+    holder
+}
+
+#[test]
+#[ignore = "needs root: listens as another user; .ci/run runs it"]
+fn another_user_holding_the_callback_port_stops_login_before_the_browser_opens() {
+    require_root();
+    let env = TestEnv::new();
+    let port = free_port();
+    let mut holder = listen_as_other_user("127.0.0.1", port);
 
     env.write_env(&format!("ATL_PORT={port}\n"));
     let out = env.run(&["login", "--no-browser", "--timeout", "3s"]);
@@ -275,16 +286,7 @@ fn another_user_on_the_other_loopback_family_stops_a_login_with_atl_listen() {
     require_root();
     let env = TestEnv::new();
     let port = free_port();
-    let mut holder = Command::new("/usr/bin/python3")
-        .args(["-c", "import socket,sys,time; s=socket.socket(socket.AF_INET6); s.bind(('::1', int(sys.argv[1]))); s.listen(); print('ok', flush=True); time.sleep(30)"])
-        .arg(port.to_string())
-        .uid(OTHER_USER)
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 as another user");
-    let mut line = String::new();
-    BufReader::new(holder.stdout.take().expect("stdout")).read_line(&mut line).expect("read");
-    assert_eq!(line.trim(), "ok", "the other user's listener is up");
+    let mut holder = listen_as_other_user("::1", port);
 
     let mut outs = Vec::new();
     for listen in ["127.0.0.1", "0.0.0.0"] {

@@ -361,7 +361,9 @@ pub fn read_env_file(lookup: &Lookup, cwd: &Path) -> anyhow::Result<EnvSettings>
 /// that names none is not atl-token's and must not be read at all.
 fn names_settings(path: &Path) -> bool {
     let Some(bytes) = crate::safe_path::peek(path, MAX_ENV_FILE) else { return false };
-    String::from_utf8_lossy(&bytes).lines().any(|line| {
+    let text = String::from_utf8_lossy(&bytes);
+    // Editors on Windows may start the file with a byte-order mark.
+    text.trim_start_matches('\u{feff}').lines().any(|line| {
         let line = line.trim_start();
         let line = line.strip_prefix("export ").map_or(line, str::trim_start);
         line.split_once('=').is_some_and(|(name, _)| names_setting(name.trim_end()))

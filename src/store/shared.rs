@@ -37,8 +37,12 @@ const LOGGED_OUT: &str = "logged out";
 /// fleet's settings (a wrong clock, or a hand): it is not honoured.
 const FUTURE_LEASE_SLACK: Duration = Duration::from_secs(60);
 const FORMAT: u64 = 1;
-/// How often a host waiting for another's refresh reads again.
+/// How soon a host waiting for another's refresh reads again: first after this, then twice
+/// as long each time, up to [`MAX_POLL`], so that a fleet waiting together does not flood
+/// the store with reads (moto's server, standing in for Secrets Manager, fell behind under
+/// 15 processes reading five times a second each).
 const POLL: Duration = Duration::from_millis(200);
+const MAX_POLL: Duration = Duration::from_secs(1);
 /// The longest random pause before a claim, after which the store is read again.
 const CLAIM_LOOK: Duration = Duration::from_millis(250);
 /// Compare-and-set races lost in a row before giving up.
@@ -203,6 +207,8 @@ struct Progress {
     started_at: Option<u64>,
     lost_claims: usize,
     looked: bool,
+    /// Reads made while another host held the lease.
+    polls: u32,
     /// Whether a refresh token has been spent (then faults are not tried again here: the
     /// durable write has done that).
     spent: bool,
@@ -545,7 +551,8 @@ impl SharedStore {
                     crate::text::one_line(&lease.holder)
                 ));
             }
-            std::thread::sleep(POLL);
+            std::thread::sleep(POLL.saturating_mul(1 << progress.polls.min(3)).min(MAX_POLL));
+            progress.polls += 1;
             return Ok(None);
         }
         // Look before claiming: after a random pause, read again, so that of the hosts that
@@ -672,7 +679,8 @@ impl TokenStore for SharedStore {
 
     fn refresh(&self, mut refresh: Refresh<'_>) -> Result<Outcome> {
         let give_up = Instant::now() + self.lease * 3;
-        let mut progress = Progress { started_at: None, lost_claims: 0, looked: false, spent: false };
+        let mut progress =
+            Progress { started_at: None, lost_claims: 0, looked: false, polls: 0, spent: false };
         let mut faults: Option<(Instant, Duration)> = None;
         loop {
             match self.step(&mut refresh, &mut progress, give_up) {
