@@ -27,7 +27,7 @@ Exit codes: the command's own once it runs. Before that:
 /// Gets, keeps and hands out OAuth tokens for Atlassian products.
 ///
 /// Settings come in layers, highest first: flags; the process environment; --env-file (or
-/// $ATL_ENV_FILE); the folder's file (./.env, else ./jira.env); your own file
+/// $ATL_ENV_FILE), else the folder's file (./.env, else ./jira.env); your own file
 /// (~/.config/atl-token/.env, or a profile's). A lower layer fills only the keys a higher one
 /// leaves unset. `atl-token init` writes your own file. A folder's file that sets a command,
 /// a destination or the token file is used only once you `atl-token trust` it.

@@ -219,8 +219,9 @@ impl Lookup {
     }
 
     /// The env files to look for, highest layer first, each with the error to give when it
-    /// is missing (only a file that was named must exist). With a profile, the folder's file
-    /// is not looked for: a project's file must not change the account a profile names.
+    /// is missing (only a file that was named must exist). With a file named or a profile,
+    /// the folder's file is not looked for: a project's file must not change the settings or
+    /// the account the user chose.
     pub fn candidates(&self, cwd: &Path) -> Result<Vec<Candidate>, Exit> {
         let named = self.named(cwd)?;
         let missing = |path: &Path, how: Named<'_>| match how {
@@ -245,7 +246,9 @@ impl Lookup {
             }
             None => {}
         }
-        if profile.is_none() {
+        // A file named, or a profile, is the user's choice: the folder's file is the default
+        // when there is none, and never mixes into one the user chose.
+        if profile.is_none() && candidates.is_empty() {
             // The seed script's own file, `jira.env`, when there is no `.env` of atl-token's.
             for name in [".env", SEED_ENV_FILE] {
                 let layer = Layer::Folder { trusted: false };

@@ -387,11 +387,10 @@ fn env_file_layers_in_order() {
     let folder = Layer::Folder { trusted: false };
     let base =
         Lookup { xdg_config_home: Some("/xdg".into()), home: Some("/home/u".into()), ..Lookup::default() };
+    // A file named replaces the folder's file; the user's own still fills what it leaves unset.
     let below_named = |named: &str| {
         vec![
             (PathBuf::from(named), Layer::Named, true),
-            (PathBuf::from("/w/.env"), folder, false),
-            (PathBuf::from("/w/jira.env"), folder, false),
             (PathBuf::from("/xdg/atl-token/.env"), Layer::User, false),
         ]
     };
@@ -410,7 +409,14 @@ fn env_file_layers_in_order() {
     assert_eq!(paths(var), below_named("/x/b.env"));
     let profile_var = Lookup { profile_var: Some("sandbox".into()), ..base.clone() };
     assert_eq!(paths(profile_var), vec![(PathBuf::from("/xdg/atl-token/sandbox/.env"), Layer::User, true)]);
-    assert_eq!(paths(base), below_named("/w/a.env")[1..].to_vec());
+    assert_eq!(
+        paths(base),
+        vec![
+            (PathBuf::from("/w/.env"), folder, false),
+            (PathBuf::from("/w/jira.env"), folder, false),
+            (PathBuf::from("/xdg/atl-token/.env"), Layer::User, false),
+        ]
+    );
     let home = Lookup { home: Some("/home/u".into()), ..Lookup::default() };
     assert_eq!(paths(home)[2], (PathBuf::from("/home/u/.config/atl-token/.env"), Layer::User, false));
 }
